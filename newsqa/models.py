@@ -1,0 +1,251 @@
+"""The pydantic types users see.
+
+Validation lives here (instructor's lesson): a `Citation` cannot exist with an
+inconsistent span, an `Answer` cannot claim to be grounded without a verified
+citation. Everything downstream can then trust the type instead of re-checking.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import unicodedata
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MetadataValue = str | int | float | bool
+
+_WS = re.compile(r"\s+")
+
+
+def normalise_text(text: str) -> str:
+    """The form used to decide whether two texts are "the same article"."""
+    return _WS.sub(" ", unicodedata.normalize("NFC", text)).strip().lower()
+
+
+def article_id_for(*, url: str | None, text: str) -> str:
+    """Stable id: the URL identifies a story across edits; without one, the text does."""
+    basis = url.strip() if url and url.strip() else "text:" + normalise_text(text)
+    return hashlib.sha256(basis.encode("utf-8")).hexdigest()[:16]
+
+
+class Article(BaseModel):
+    """One news article. `text` is exactly what citations point into."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = ""
+    title: str = ""
+    source: str = ""
+    published_at: dt.datetime | dt.date | None = None
+    url: str | None = None
+    text: str
+    metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+
+    @field_validator("text")
+    @classmethod
+    def _text_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("article text is empty")
+        return value
+
+    @field_validator("published_at")
+    @classmethod
+    def _aware(cls, value: dt.datetime | dt.date | None) -> dt.datetime | dt.date | None:
+        # A naive datetime is ambiguous across sources; news archives are UTC by convention.
+        if isinstance(value, dt.datetime) and value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value
+
+    @model_validator(mode="after")
+    def _fill_id(self) -> Article:
+        if not self.id:
+            object.__setattr__(self, "id", article_id_for(url=self.url, text=self.text))
+        return self
+
+    @property
+    def content_hash(self) -> str:
+        """Changes whenever anything stored for the article changes."""
+        payload = "\x1f".join(
+            [self.title, self.source, _iso(self.published_at), self.url or "", self.text,
+             repr(sorted(self.metadata.items()))]
+        )
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+def _iso(value: dt.datetime | dt.date | None) -> str:
+    return value.isoformat() if value is not None else ""
+
+
+class Chunk(BaseModel):
+    """A token-bounded slice of an article: `article.text[start:end] == text`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    article_id: str
+    index: int
+    text: str
+    start: int
+    end: int
+    n_tokens: int
+
+    @model_validator(mode="after")
+    def _span(self) -> Chunk:
+        if not 0 <= self.start <= self.end or self.end - self.start != len(self.text):
+            raise ValueError(f"chunk span {self.start}:{self.end} does not match its text")
+        return self
+
+
+class ArticleInfo(BaseModel):
+    """A row of `newsqa articles`: what is stored, without the text."""
+
+    id: str
+    title: str = ""
+    source: str = ""
+    published_at: dt.datetime | dt.date | None = None
+    url: str | None = None
+    chunks: int = 0
+
+
+class Passage(BaseModel):
+    """A retrieved chunk with the article facts a reader needs and its scores."""
+
+    chunk_id: str
+    article_id: str
+    title: str = ""
+    source: str = ""
+    published_at: dt.datetime | dt.date | None = None
+    url: str | None = None
+    text: str
+    start: int
+    end: int
+    score: float
+    scores: dict[str, float] = Field(default_factory=dict)
+
+
+class Citation(BaseModel):
+    """A verified, character-exact span of a named article."""
+
+    article_id: str
+    title: str = ""
+    source: str = ""
+    published_at: dt.datetime | dt.date | None = None
+    url: str | None = None
+    quote: str
+    start: int
+    end: int
+
+    @model_validator(mode="after")
+    def _span(self) -> Citation:
+        if not 0 <= self.start < self.end or self.end - self.start != len(self.quote):
+            raise ValueError(f"citation span {self.start}:{self.end} does not match its quote")
+        return self
+
+
+class RejectedCitation(BaseModel):
+    """What the model (or a caller) cited that could not be verified, and why."""
+
+    article_id: str | None = None
+    quote: str
+    reason: str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    estimated_cost_usd: float | None = None
+
+    def __add__(self, other: Usage) -> Usage:
+        cost = None
+        if self.estimated_cost_usd is not None or other.estimated_cost_usd is not None:
+            cost = (self.estimated_cost_usd or 0.0) + (other.estimated_cost_usd or 0.0)
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            estimated_cost_usd=cost,
+        )
+
+
+Mode = Literal["llm", "extractive"]
+
+
+class Answer(BaseModel):
+    """The reply to one question. `answerable` is never True without a verified citation."""
+
+    question: str
+    answer: str
+    answerable: bool
+    reason: str | None = None
+    citations: list[Citation] = Field(default_factory=list)
+    rejected_citations: list[RejectedCitation] = Field(default_factory=list)
+    passages: list[Passage] = Field(default_factory=list)
+    mode: Mode
+    model: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    rewritten_question: str | None = None
+
+    @model_validator(mode="after")
+    def _grounded(self) -> Answer:
+        if self.answerable and not self.citations:
+            raise ValueError("an answer without a verified citation cannot be answerable")
+        if not self.answerable and not self.reason:
+            raise ValueError("an unanswerable answer must say why")
+        return self
+
+
+class Bullet(BaseModel):
+    text: str
+    citations: list[Citation] = Field(default_factory=list)
+
+
+class Summary(BaseModel):
+    headline: str
+    bullets: list[Bullet] = Field(default_factory=list)
+    article_ids: list[str] = Field(default_factory=list)
+    disagreements: list[Bullet] = Field(default_factory=list)
+    rejected_citations: list[RejectedCitation] = Field(default_factory=list)
+    mode: Mode
+    model: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+
+
+DateSource = Literal["text", "published_at"]
+
+
+class TimelineEvent(BaseModel):
+    date: dt.date
+    date_source: DateSource
+    text: str
+    citations: list[Citation] = Field(default_factory=list)
+
+
+class Timeline(BaseModel):
+    query: str
+    events: list[TimelineEvent] = Field(default_factory=list)
+    article_ids: list[str] = Field(default_factory=list)
+    rejected_citations: list[RejectedCitation] = Field(default_factory=list)
+    mode: Mode
+    model: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+
+
+class IngestFailure(BaseModel):
+    path: str
+    error: str
+
+
+class IngestReport(BaseModel):
+    """What one ingest did; the CLI prints it as-is with --json."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    failed: list[IngestFailure] = Field(default_factory=list)
+    chunks: int = 0
+    duplicate_of: dict[str, str] = Field(default_factory=dict, exclude=True)
+
+    def as_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
