@@ -13,7 +13,9 @@ from newsqa.evaluation import (
     Evidence,
     MultihopQuery,
     Outcome,
+    SummItem,
     dump_record,
+    evaluate_summaries,
     exact_match,
     extract_answer,
     lead_sentences,
@@ -188,9 +190,22 @@ def test_percentile_interpolates_like_numpy() -> None:
 # -- summaries --------------------------------------------------------------------------------
 
 
-def test_lead_sentences_takes_the_first_three() -> None:
-    text = 'First one. Second "quoted." Third! Fourth sentence.'
-    assert lead_sentences(text) == 'First one. Second "quoted." Third!'
+def test_lead_sentences_takes_the_first_three_one_per_line() -> None:
+    text = 'First one here. Second one "quoted." Third one here! Fourth sentence here.'
+    assert lead_sentences(text) == 'First one here.\nSecond one "quoted."\nThird one here!'
+
+
+def test_summaries_are_scored_per_dataset_beside_lead3() -> None:
+    items = [
+        SummItem("s1", "Alpha beta gamma. Delta epsilon zeta. Eta theta iota. Kappa.",
+                 "Alpha beta gamma . Delta epsilon zeta", "cnn_dailymail"),
+        SummItem("s2", "One two three. Four five six.", "Nothing alike", "xsum"),
+    ]
+    result = evaluate_summaries(items, lambda item: item.article.split(".")[0])
+    assert result["n"] == 2 and set(result["by_dataset"]) == {"cnn_dailymail", "xsum"}
+    cnn = result["by_dataset"]["cnn_dailymail"]
+    assert cnn["lead3"]["rouge1"] > cnn["system"]["rouge1"] > 0
+    assert result["by_dataset"]["xsum"]["lead3"]["rouge1"] == 0.0
 
 
 def test_rouge_of_identical_text_is_one_and_disjoint_is_zero() -> None:
