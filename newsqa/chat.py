@@ -1,0 +1,396 @@
+"""Chat sessions: follow-up questions rewritten into standalone ones, history on a budget.
+
+Retrieval only sees one question, so "what did he warn?" would retrieve nothing
+useful. Each turn is first condensed into a standalone question: by the LLM when
+one is configured, offline by carrying the previous turn's named entities and key
+words into the question. The rewritten question is what gets retrieved and
+answered, and it is shown on the `Answer` (`rewritten_question`) so a reader can
+see what was actually asked.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from .errors import LLMError
+from .models import Answer, Usage
+
+if TYPE_CHECKING:
+    from .api import DateLike, NewsQA
+    from .llm import LLM
+
+DEFAULT_HISTORY_TOKENS = 1500
+MAX_CONTEXT_TERMS = 5
+MAX_STANDALONE_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One exchange as the session remembers it."""
+
+    question: str
+    answer: str
+    rewritten_question: str | None = None
+
+    @property
+    def standalone(self) -> str:
+        return self.rewritten_question or self.question
+
+
+# -- the offline rewrite ---------------------------------------------------------------------
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# Words that point back at something said before: their presence is what makes a
+# question a follow-up rather than a new topic.
+_ANAPHORA = _words(
+    """he him his himself she her hers herself it its itself they them their theirs
+    themselves this that these those there such the former the latter"""
+)
+_FOLLOW_UP_OPENERS = (
+    "and ", "also ", "what about", "how about", "but ", "so ", "then ", "why", "when",
+    "where", "how come", "what else", "anything else", "more on", "tell me more",
+)
+_QUESTION_WORDS = _words(
+    "who whom whose what which when where why how is are was were do does did can could "
+    "will would should shall may might has have had"
+)
+_STOPWORDS = _words(
+    """a an the and or but if of in on at to for from by with about into over after before
+    under between through during without within than then so as is are was were be been
+    being do does did done have has had having will would should could can may might must
+    shall not no nor yes it its this that these those there here he him his she her they
+    them their we us our you your i me my who whom whose what which when where why how
+    said say says tell told also any some all more most other such only own same very just
+    up down out off again further once both each few many much there's what's let's
+    one two according report reports reported reportedly source sources mr mrs ms
+    happen happened happens going"""
+)
+_WORD = re.compile(r"[A-Za-z][\w'’\-]*")
+# A run of capitalised words (with particles like al-/bin inside names), or an acronym.
+_ENTITY = re.compile(
+    r"(?:\b(?:al|el|bin|ibn|de|van|von)-?)?\b[A-Z][\w’'\-]*"
+    r"(?:\s+(?:(?:al|el|bin|ibn|de|da|van|von|of|the)[\s\-])?(?:al-|el-)?[A-Z][\w’'\-]*)*"
+)
+_POSSESSIVE = re.compile(r"['’]s?$")
+_SENTENCE_START = re.compile(r"(?:^|[.!?;\"“”]\s+|\n\s*)$")
+
+
+def is_follow_up(question: str) -> bool:
+    """Does the question lean on the conversation (pronouns, "and ...", a bare "why?")?"""
+    text = question.strip().lower()
+    words = [w.strip("'’") for w in _WORD.findall(text)]
+    if any(w in _ANAPHORA for w in words):
+        return True
+    if any(text.startswith(opener) for opener in _FOLLOW_UP_OPENERS) and not named_entities(
+        question
+    ):
+        return True
+    content = [w for w in words if w not in _STOPWORDS and w not in _QUESTION_WORDS]
+    return len(content) <= 1 and not named_entities(question)
+
+
+_CALENDAR = _words(
+    """monday tuesday wednesday thursday friday saturday sunday january february march
+    april may june july august september october november december today yesterday"""
+)
+
+
+def _mid_sentence_words(text: str) -> set[str]:
+    words: set[str] = set()
+    for match in _ENTITY.finditer(text):
+        if not _SENTENCE_START.search(text[: match.start()]):
+            words.update(_POSSESSIVE.sub("", w) for w in match.group(0).split())
+    return words
+
+
+def named_entities(text: str, *, context: str = "") -> list[str]:
+    """Capitalised spans, most salient first, without sentence-initial common words.
+
+    No tagger is available offline, so a lone capitalised word at the start of a
+    sentence counts only if it is an acronym ("US") or is capitalised mid-sentence
+    somewhere in `text` or `context`; otherwise "Sources revealed ..." would yield
+    "Sources".
+    """
+    known = _mid_sentence_words(text) | _mid_sentence_words(context)
+    counts: Counter[str] = Counter()
+    order: dict[str, int] = {}
+    for match in _ENTITY.finditer(text):
+        at_start = bool(_SENTENCE_START.search(text[: match.start()]))
+        words = [_POSSESSIVE.sub("", w) for w in match.group(0).split()]
+        while words and words[0].lower() in _QUESTION_WORDS | _STOPWORDS:
+            words = words[1:]  # "What Qaani said" -> "Qaani"
+        if not words or all(w.lower() in _STOPWORDS | _CALENDAR for w in words):
+            continue
+        span = " ".join(words)
+        if at_start and len(words) == 1 and not span.isupper() and span not in known:
+            continue
+        counts[span] += 1
+        order.setdefault(span, len(order))
+    return sorted(counts, key=lambda s: (-counts[s], order[s]))
+
+
+def key_words(text: str) -> list[str]:
+    """Lower-case content words, for carrying a topic that has no proper name."""
+    seen: dict[str, None] = {}
+    for word in _WORD.findall(text):
+        lowered = _POSSESSIVE.sub("", word.lower())
+        if len(lowered) > 3 and lowered not in _STOPWORDS and lowered not in _QUESTION_WORDS:
+            seen.setdefault(lowered, None)
+    return list(seen)
+
+
+def context_terms(turn: Turn, question: str, limit: int = MAX_CONTEXT_TERMS) -> list[str]:
+    """What the previous turn was about: its question's entities first, then its answer's.
+
+    The question's entities (including those it carried itself) are the user's own
+    topic, so they rank above whatever the answer happened to mention; names the
+    new question already contains are skipped.
+    """
+    present = {w.lower() for w in _WORD.findall(question)}
+    terms: list[str] = []
+
+    def add(candidates: Iterable[str]) -> None:
+        for term in candidates:
+            lowered = term.lower()
+            if len(terms) >= limit or lowered.split()[-1] in present:
+                continue
+            if any(lowered in t.lower() or t.lower() in lowered for t in terms):
+                continue
+            terms.append(term)
+
+    asked, answer = turn.standalone, turn.answer
+    add(named_entities(asked, context=answer))
+    add(named_entities(answer, context=asked)[:2])
+    if not terms:
+        add(key_words(_CONTEXT_NOTE.sub("", asked))[:3])
+    return terms
+
+
+_CONTEXT_NOTE = re.compile(r"\s*\(context: [^()]*\)\s*$")
+
+
+def condense_offline(question: str, history: Sequence[Turn]) -> str:
+    """Make a follow-up standalone by naming what the previous turn was about.
+
+    Appending, not substituting: without a parser, "he" cannot be bound to the
+    right one of several names, but retrieval (dense and BM25) and the extractive
+    engine both do well when the names are simply present. The previous turn's
+    own context note counts as part of its question, so a chain of follow-ups
+    stays on topic.
+    """
+    question = question.strip()
+    if not history or not is_follow_up(question):
+        return question
+    terms = context_terms(history[-1], question)
+    if not terms:
+        return question
+    return f"{question} (context: {', '.join(terms)})"
+
+
+def replay_history(pairs: Iterable[tuple[str, str]]) -> list[Turn]:
+    """Turns from (question, answer) pairs a client kept, with the offline rewrites redone.
+
+    A chat client sends back only what was said, not what each question was
+    rewritten to; replaying the (cheap, deterministic) offline rewrite restores the
+    topic that a chain of follow-ups carries.
+    """
+    turns: list[Turn] = []
+    for question, answer in pairs:
+        turns.append(Turn(question, answer, condense_offline(question, turns)))
+    return turns
+
+
+# -- the LLM rewrite --------------------------------------------------------------------------
+
+
+class Condensed(BaseModel):
+    """What the model returns for a rewrite: one question, nothing else."""
+
+    standalone_question: str = Field(
+        description="The user's last question rewritten to be understood without the chat."
+    )
+
+
+def _format_history(history: Sequence[Turn]) -> str:
+    lines = []
+    for turn in history:
+        lines.append(f"User: {turn.question}")
+        lines.append(f"Assistant: {turn.answer}")
+    return "\n".join(lines)
+
+
+def _checked_rewrite(candidate: str, question: str) -> str | None:
+    """The model's rewrite is untrusted: keep it only if it is one plausible question."""
+    text = " ".join(candidate.split())
+    if not text or len(text) > MAX_STANDALONE_CHARS or len(text) > 10 * max(len(question), 40):
+        return None
+    return text
+
+
+def _condense_messages(question: str, history: Sequence[Turn]) -> list[dict[str, str]]:
+    from .prompts import render
+
+    return render("condense", history=_format_history(history), question=question)
+
+
+def condense_with_llm(question: str, history: Sequence[Turn], llm: LLM) -> tuple[str, Usage]:
+    """Ask the model for a standalone question; fall back to the offline rewrite."""
+    if not history:
+        return question.strip(), Usage()
+    try:
+        result, usage = llm.structured(_condense_messages(question, history), Condensed)
+    except LLMError:
+        return condense_offline(question, history), Usage()
+    rewrite = _checked_rewrite(result.standalone_question, question)
+    return (rewrite or condense_offline(question, history)), usage
+
+
+async def acondense_with_llm(
+    question: str, history: Sequence[Turn], llm: LLM
+) -> tuple[str, Usage]:
+    if not history:
+        return question.strip(), Usage()
+    try:
+        result, usage = await llm.astructured(_condense_messages(question, history), Condensed)
+    except LLMError:
+        return condense_offline(question, history), Usage()
+    rewrite = _checked_rewrite(result.standalone_question, question)
+    return (rewrite or condense_offline(question, history)), usage
+
+
+# -- history budget ---------------------------------------------------------------------------
+
+
+def turn_tokens(turn: Turn) -> int:
+    from .chunking import count_tokens
+
+    return count_tokens(turn.question) + count_tokens(turn.answer)
+
+
+def trim_history(history: list[Turn], budget: int) -> list[Turn]:
+    """Drop the oldest turns until the rest fit the token budget (the newest always stays)."""
+    kept: list[Turn] = []
+    total = 0
+    for turn in reversed(history):
+        cost = turn_tokens(turn)
+        if kept and total + cost > budget:
+            break
+        kept.append(turn)
+        total += cost
+    return list(reversed(kept))
+
+
+# -- the session ------------------------------------------------------------------------------
+
+
+class ChatSession:
+    """A conversation over a `NewsQA` archive; one per user, not shared across threads.
+
+    Search options given here (`sources`, `since`, `until`, `top_k`) apply to every
+    turn. `history_tokens` bounds what is remembered: the oldest turns go first.
+    """
+
+    def __init__(
+        self,
+        qa: NewsQA,
+        *,
+        history_tokens: int = DEFAULT_HISTORY_TOKENS,
+        sources: Sequence[str] | None = None,
+        since: DateLike = None,
+        until: DateLike = None,
+        top_k: int | None = None,
+        history: Iterable[Turn] = (),
+    ) -> None:
+        if history_tokens < 1:
+            raise ValueError(f"history_tokens must be positive, got {history_tokens}")
+        self.qa = qa
+        self.history_tokens = history_tokens
+        self.search_options: dict[str, Any] = {
+            "sources": sources, "since": since, "until": until, "top_k": top_k
+        }
+        self._history: list[Turn] = trim_history(list(history), history_tokens)
+
+    @property
+    def history(self) -> list[Turn]:
+        """The remembered turns, oldest first (a copy: edit with `add_turn`/`reset`)."""
+        return list(self._history)
+
+    def reset(self) -> None:
+        self._history = []
+
+    def add_turn(self, question: str, answer: str, rewritten_question: str | None = None) -> None:
+        """Record an exchange that happened elsewhere (e.g. replayed from a chat client)."""
+        self._history.append(Turn(question, answer, rewritten_question))
+        self._history = trim_history(self._history, self.history_tokens)
+
+    # -- rewriting
+
+    def condense(self, question: str) -> tuple[str, Usage]:
+        """The standalone form of `question` given this session's history."""
+        _check_question(question)
+        llm = self.qa.llm
+        if llm is None:
+            return condense_offline(question, self._history), Usage()
+        return condense_with_llm(question, self._history, llm)
+
+    async def acondense(self, question: str) -> tuple[str, Usage]:
+        _check_question(question)
+        llm = self.qa.llm
+        if llm is None:
+            return condense_offline(question, self._history), Usage()
+        return await acondense_with_llm(question, self._history, llm)
+
+    # -- asking
+
+    def ask(self, question: str) -> Answer:
+        standalone, usage = self.condense(question)
+        result = self.qa.ask(standalone, **self.search_options)
+        return self._finish(question, standalone, result, usage)
+
+    async def aask(self, question: str) -> Answer:
+        standalone, usage = await self.acondense(question)
+        result = await self.qa.aask(standalone, **self.search_options)
+        return self._finish(question, standalone, result, usage)
+
+    def stream(self, question: str) -> Iterator[str | Answer]:
+        """Text deltas, then the final verified `Answer` (recorded in the history)."""
+        standalone, usage = self.condense(question)
+        for item in self.qa.stream(standalone, **self.search_options):
+            if isinstance(item, Answer):
+                yield self._finish(question, standalone, item, usage)
+            else:
+                yield item
+
+    async def astream(self, question: str) -> AsyncIterator[str | Answer]:
+        standalone, usage = await self.acondense(question)
+        async for item in self.qa.astream(standalone, **self.search_options):
+            if isinstance(item, Answer):
+                yield self._finish(question, standalone, item, usage)
+            else:
+                yield item
+
+    def _finish(self, question: str, standalone: str, result: Answer, usage: Usage) -> Answer:
+        final = result.model_copy(
+            update={
+                "question": question.strip(),
+                "rewritten_question": standalone,
+                "usage": result.usage + usage,
+            }
+        )
+        self.add_turn(final.question, final.answer, standalone)
+        return final
+
+
+def _check_question(question: str) -> None:
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("question must be a non-empty string")
