@@ -77,6 +77,106 @@ def cli() -> None:
     """Answers and summaries over news articles, every citation a checked verbatim span."""
 
 
+# -- eval (benchmarks; logic in newsqa/evaluation.py) --------------------------------------
+
+
+def _with_eval_progress(work: Callable[[Any], Any]) -> Any:
+    """Run `work(progress)` under a rich bar on a terminal; plain (no bar) in pipes and CI."""
+    if not sys.stderr.isatty():
+        return work(None)
+    from rich.console import Console
+    from rich.progress import Progress
+
+    tasks: dict[str, Any] = {}
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        return work(update)
+
+
+@cli.group(name="eval")
+def eval_group() -> None:
+    """Score newsqa on public benchmarks in ../shared/eval (dev ids unless told otherwise)."""
+
+
+@eval_group.command("multihop")
+@click.option("--data", default="../shared/eval/multihop", show_default=True,
+              type=click.Path(file_okay=False), help="MultiHop-RAG folder.")
+@click.option("--ids", "ids_file", default=None, type=click.Path(dir_okay=False),
+              help="Query ids to run, one per line (default: the folder's dev_ids.txt).")
+@click.option("--db", default=".newsqa-eval-multihop", show_default=True,
+              type=click.Path(file_okay=False), help="Index for the corpus, apart from yours.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N ids.")
+@click.option("--no-answers", is_flag=True, help="Score retrieval only.")
+@click.option("--llm", default=None, help="Answer model (default: $NEWSQA_LLM or extractive).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--report", type=click.Path(dir_okay=False), default=None,
+              help="Write a markdown report beside the paper's figures.")
+@click.option("--dump", type=click.Path(dir_okay=False), default=None,
+              help="Write per-query rankings that the paper's retrieval_evaluate.py reads.")
+@handle_errors
+def eval_multihop(
+    data: str, ids_file: str | None, db: str, limit: int | None, no_answers: bool,
+    llm: str | None, as_json: bool, report: str | None, dump: str | None,
+) -> None:
+    """Retrieval (Hits/MRR/MAP as the paper), abstention, citations, answers, latency."""
+    from pathlib import Path
+
+    from . import evaluation
+
+    try:
+        evaluation.require_folder(data, "MultiHop-RAG")
+    except evaluation.DataMissing as exc:
+        click.echo(f"newsqa: {exc}", err=True)
+        return
+    qa = open_qa(db, None, None, llm=llm)
+    run = _with_eval_progress(lambda progress: evaluation.evaluate_multihop(
+        qa, data, ids_file=ids_file, limit=limit, answers=not no_answers, progress=progress))
+    if dump:
+        evaluation.write_dump(run.outcomes, dump)
+    markdown = evaluation.render_report(run.summary)
+    if report:
+        Path(report).write_text(markdown, encoding="utf-8")
+    if as_json:
+        print_json(run.summary)
+    else:
+        click.echo(markdown)
+
+
+@eval_group.command("summ")
+@click.option("--data", default="../shared/eval/summ", show_default=True,
+              type=click.Path(file_okay=False), help="Summarisation folder.")
+@click.option("--ids", "ids_file", default=None, type=click.Path(dir_okay=False),
+              help="Item ids, one per line (default: the folder's dev_ids.txt).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N ids.")
+@click.option("--embedding", default="minilm", show_default=True,
+              help="Sentence vectors for the extractive summariser ('tfidf': no model).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@handle_errors
+def eval_summ(
+    data: str, ids_file: str | None, limit: int | None, embedding: str, as_json: bool
+) -> None:
+    """ROUGE-1/2/L of the extractive summariser, lead-3 beside it."""
+    from . import evaluation
+
+    try:
+        evaluation.require_folder(data, "summarisation")
+    except evaluation.DataMissing as exc:
+        click.echo(f"newsqa: {exc}", err=True)
+        return
+    vectors = None if embedding == "tfidf" else embedding
+    result = _with_eval_progress(lambda progress: evaluation.evaluate_summ(
+        data, ids_file=ids_file, limit=limit, embedding=vectors, progress=progress))
+    if as_json:
+        print_json(result)
+    else:
+        click.echo(evaluation.render_summ(result))
+
+
 def main() -> None:
     cli()
 

@@ -808,3 +808,30 @@ def evaluate_summ(
     result["mode"] = "extractive"
     result["embedding"] = embedding or "tfidf"
     return result
+
+
+# FRANK's stored per-article ROUGE, averaged over the 250 CNN/DM items (ANCHOR_TABLES.md §3;
+# derived, and computed with FRANK's own settings, so only loosely comparable).
+FRANK_ROUGE: tuple[tuple[str, float, float, float], ...] = (
+    ("bart", 0.4531, 0.2251, 0.3269),
+    ("bert_sum", 0.4276, 0.1993, 0.2975),
+    ("pgn (pointer-generator)", 0.3977, 0.1787, 0.2732),
+)
+
+
+def render_summ(result: Mapping[str, Any]) -> str:
+    """Markdown: per dataset, our summariser and lead-3, with FRANK's systems for CNN/DM."""
+    lines = [f"# Summaries: {result.get('mode', '?')} ({result.get('embedding', '?')}), "
+             f"{result['n']} dev items, {result['ms_per_summary']} ms each", ""]
+    for dataset, block in result["by_dataset"].items():
+        lines += [f"## {dataset} (n={block['system']['n']})", "",
+                  "| system | ROUGE-1 | ROUGE-2 | ROUGE-L | ROUGE-Lsum |", "|---|---|---|---|---|"]
+        for name, key in (("newsqa", "system"), ("lead-3", "lead3")):
+            r = block[key]
+            lines.append(f"| {name} | {r['rouge1']:.4f} | {r['rouge2']:.4f} | "
+                         f"{r['rougeL']:.4f} | {r['rougeLsum']:.4f} |")
+        if dataset == "cnn_dailymail":
+            lines += [f"| FRANK {n} (derived, all 250) | {a} | {b} | {c} | - |"
+                      for n, a, b, c in FRANK_ROUGE]
+        lines.append("")
+    return "\n".join(lines)
