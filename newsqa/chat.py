@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from .errors import LLMError
-from .models import Answer, Usage
+from .models import Answer, Citation, Usage
 
 if TYPE_CHECKING:
     from .api import DateLike, NewsQA
@@ -290,6 +290,58 @@ def trim_history(history: list[Turn], budget: int) -> list[Turn]:
     return list(reversed(kept))
 
 
+# -- replies as text --------------------------------------------------------------------------
+
+_MARKER = re.compile(r"\[\d+\]")
+_SOURCES_TAIL = re.compile(r"\n+Sources:\n.*\Z", re.S)
+
+
+def _source_line(number: int, citation: Citation) -> str:
+    facts = [citation.title or citation.article_id, citation.source]
+    if citation.published_at is not None:
+        facts.append(citation.published_at.isoformat()[:10])
+    named = ", ".join(f for f in facts if f)
+    return f'[{number}] {named}: "{citation.quote}"'
+
+
+def answer_text(answer: Answer) -> str:
+    """The answer with citation markers; the engine's own markers are kept if present."""
+    text = answer.answer.strip() or (answer.reason or "")
+    if not answer.answerable and answer.reason and answer.reason not in text:
+        text = f"{text} ({answer.reason})" if text else answer.reason
+    if answer.citations and not _MARKER.search(text):
+        text += " " + "".join(f"[{i}]" for i in range(1, len(answer.citations) + 1))
+    return text
+
+
+def format_reply(answer: Answer) -> str:
+    """What a person reads: the answer, then where each citation comes from."""
+    text = answer_text(answer)
+    if not answer.citations:
+        return text
+    lines = [_source_line(i, c) for i, c in enumerate(answer.citations, 1)]
+    return text + "\n\nSources:\n" + "\n".join(lines)
+
+
+def reply_remainder(answer: Answer, sent: str) -> str:
+    """What to print after `sent` was streamed, so the whole reads as `format_reply`.
+
+    If the streamed text was not the start of the final answer (an engine may
+    tidy it once verified), text already shown cannot be taken back: only the
+    markers and sources follow.
+    """
+    full = format_reply(answer)
+    if full.startswith(sent):
+        return full[len(sent):]
+    text = answer_text(answer)
+    return full[len(text):] if full.startswith(text) else ""
+
+
+def strip_reply(content: str) -> str:
+    """A previous reply as conversation history: the answer without markers and sources."""
+    return _MARKER.sub("", _SOURCES_TAIL.sub("", content)).strip()
+
+
 # -- the session ------------------------------------------------------------------------------
 
 
@@ -394,3 +446,57 @@ class ChatSession:
 def _check_question(question: str) -> None:
     if not isinstance(question, str) or not question.strip():
         raise ValueError("question must be a non-empty string")
+
+
+# -- the terminal ------------------------------------------------------------------------------
+
+_EXIT_WORDS = frozenset({"exit", "quit", ":q", "/exit", "/quit"})
+
+
+def run_terminal(session: ChatSession, *, console: Any = None) -> None:
+    """A read-answer loop for `newsqa chat`: streams each answer, then its sources.
+
+    Ends on EOF (Ctrl-D), Ctrl-C or "exit"; "/reset" forgets the conversation.
+    Errors of ours end the turn, not the loop, so one bad question costs nothing.
+    """
+    from rich.console import Console
+    from rich.prompt import Prompt
+
+    from .errors import NewsQAError
+
+    console = console or Console()
+    console.print("[dim]Ask about the archive. /reset forgets the conversation; exit quits.[/]")
+    while True:
+        try:
+            question = Prompt.ask("[bold cyan]you[/]", console=console).strip()
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return
+        if question.lower() in _EXIT_WORDS:
+            return
+        if question.lower() == "/reset":
+            session.reset()
+            console.print("[dim]conversation forgotten[/]")
+            continue
+        if not question:
+            continue
+        try:
+            _print_turn(session, question, console)
+        except NewsQAError as exc:
+            console.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+
+
+def _print_turn(session: ChatSession, question: str, console: Any) -> None:
+    streamed = ""
+    final: Answer | None = None
+    for item in session.stream(question):
+        if isinstance(item, Answer):
+            final = item
+        else:
+            streamed += item
+            console.print(item, end="", markup=False, highlight=False)
+    if final is None:
+        return
+    console.print(reply_remainder(final, streamed), markup=False, highlight=False)
+    if final.rewritten_question and final.rewritten_question != final.question:
+        console.print(f"(asked as: {final.rewritten_question})", style="dim", markup=False)

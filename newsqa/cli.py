@@ -177,6 +177,36 @@ def eval_summ(
         click.echo(evaluation.render_summ(result))
 
 
+@cli.command()
+@store_options
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--api-key", envvar="NEWSQA_API_KEY", default=None,
+              help="Require 'Authorization: Bearer KEY' on /v1/* (default: $NEWSQA_API_KEY).")
+@click.option("--llm", default=None, help="Answer model (default: $NEWSQA_LLM or extractive).")
+@handle_errors
+def serve(db: str | None, chroma_url: str | None, collection: str | None, host: str,
+          port: int, api_key: str | None, llm: str | None) -> None:
+    """Serve an OpenAI-compatible /v1/chat/completions over the archive."""
+    from .server import serve as run_server
+
+    click.echo(f"newsqa: serving on http://{host}:{port}/v1 (model id: newsqa)", err=True)
+    run_server(open_qa(db, chroma_url, collection, llm=llm), host=host, port=port,
+               api_key=api_key)
+
+
+@cli.command()
+@store_options
+@click.option("--llm", default=None, help="Answer model (default: $NEWSQA_LLM or extractive).")
+@handle_errors
+def chat(db: str | None, chroma_url: str | None, collection: str | None,
+         llm: str | None) -> None:
+    """Chat with the archive in the terminal; follow-ups may say "he" or "that"."""
+    from .chat import run_terminal
+
+    run_terminal(open_qa(db, chroma_url, collection, llm=llm).chat())
+
+
 def main() -> None:
     cli()
 

@@ -1,0 +1,450 @@
+"""`newsqa serve`: the archive behind an OpenAI-compatible chat endpoint.
+
+Any chatbot that speaks the OpenAI API (the official clients, most chat UIs) can
+then ask the archive questions. The last user message is the question; earlier
+messages are the conversation, used only to rewrite a follow-up into a
+standalone question. The reply text carries numbered citation markers and a
+"Sources:" list a person can read; the same citations, structured, ride along in
+an extra top-level `newsqa` field (on the final chunk when streaming).
+
+This module imports FastAPI at the top: only `newsqa serve` and embedders import it.
+One `NewsQA` serves every request. Answering is synchronous, CPU-bound work
+(ONNX, BM25, Chroma), so it runs in the threadpool; its lazy parts are built once
+at startup, before the first request can race to build them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from .chat import ChatSession, format_reply, replay_history, reply_remainder, strip_reply
+from .errors import InputError, LLMError, NewsQAError, StoreError
+from .models import Answer
+
+if TYPE_CHECKING:
+    from .api import NewsQA
+
+log = logging.getLogger("newsqa.server")
+
+DEFAULT_MODEL_ID = "newsqa"
+DEFAULT_MAX_BODY = 1_000_000
+# Past this many bytes we stop draining an oversized body and just answer 413.
+_DRAIN_LIMIT_FACTOR = 8
+
+
+# -- request shapes --------------------------------------------------------------------------
+
+
+class _TextPart(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+    type: str
+    text: str | None = None
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[_TextPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        if not self.content:
+            return ""
+        return "\n".join(p.text for p in self.content if p.type == "text" and p.text)
+
+
+class _StreamOptions(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+    include_usage: bool = False
+
+
+class ChatRequest(BaseModel):
+    """The fields of an OpenAI chat request newsqa uses; the rest (temperature...) are ignored.
+
+    `sources`, `since`, `until` and `top_k` are newsqa extensions (the openai client
+    sends them with `extra_body=`).
+    """
+
+    model_config = ConfigDict(strict=True, extra="allow")
+    model: str = DEFAULT_MODEL_ID
+    messages: list[_Message] = Field(min_length=1)
+    stream: bool = False
+    stream_options: _StreamOptions | None = None
+    sources: list[str] | None = None
+    since: str | None = None
+    until: str | None = None
+    top_k: int | None = Field(default=None, ge=1, le=100)
+
+
+# -- errors in the OpenAI shape ----------------------------------------------------------------
+
+
+class APIError(Exception):
+    """An error reply: the OpenAI body shape, so clients raise their usual exceptions."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def _validation_message(exc: ValidationError) -> tuple[str, str | None]:
+    first = exc.errors()[0]
+    if first["type"] == "json_invalid":
+        return f"request body is not valid JSON: {first['msg']}", None
+    loc = [str(p) for p in first["loc"] if not str(p).startswith(("str", "list["))]
+    param = ".".join(loc) or None
+    where = f"'{param}'" if param else "request body"
+    return f"{where}: {first['msg']}", param
+
+
+def _status_for(exc: NewsQAError) -> tuple[int, str]:
+    if isinstance(exc, (InputError, ValueError)):
+        return 400, "invalid_request_error"
+    if isinstance(exc, LLMError):
+        return 502, "api_error"
+    if isinstance(exc, StoreError):
+        return 503, "api_error"
+    return 500, "api_error"
+
+
+def _api_error(exc: Exception) -> APIError:
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, NewsQAError):
+        status, kind = _status_for(exc)
+        return APIError(status, str(exc), type=kind)
+    if isinstance(exc, ValueError):
+        return APIError(400, str(exc))
+    log.exception("unexpected error while answering", exc_info=exc)
+    return APIError(500, "internal error while answering", type="api_error")
+
+
+# -- reply extras ---------------------------------------------------------------------------
+
+
+def reply_extra(answer: Answer) -> dict[str, Any]:
+    """The structured side of a reply, for clients that want more than text."""
+    return {
+        "question": answer.question,
+        "rewritten_question": answer.rewritten_question,
+        "answerable": answer.answerable,
+        "reason": answer.reason,
+        "mode": answer.mode,
+        "model": answer.model,
+        "citations": [c.model_dump(mode="json") for c in answer.citations],
+    }
+
+
+# -- conversation ----------------------------------------------------------------------------
+
+
+def _conversation(request: ChatRequest) -> tuple[str, list[tuple[str, str]]]:
+    """The question (last user message) and the earlier (user, assistant) exchanges."""
+    messages = request.messages
+    last = messages[-1]
+    if last.role != "user":
+        raise APIError(
+            400,
+            f"the last message must come from the user, got role {last.role!r}",
+            param=f"messages.{len(messages) - 1}.role",
+        )
+    question = last.text().strip()
+    if not question:
+        raise APIError(400, "the last user message is empty", param=f"messages.{len(messages) - 1}")
+    pairs: list[tuple[str, str]] = []
+    pending: str | None = None
+    for message in messages[:-1]:
+        if message.role == "user":
+            pending = message.text().strip() or pending
+        elif message.role == "assistant" and pending is not None:
+            pairs.append((pending, strip_reply(message.text())))
+            pending = None
+    return question, pairs
+
+
+def _session(qa: NewsQA, request: ChatRequest, pairs: list[tuple[str, str]]) -> ChatSession:
+    return ChatSession(
+        qa,
+        history=replay_history(pairs),
+        sources=request.sources,
+        since=request.since,
+        until=request.until,
+        top_k=request.top_k,
+    )
+
+
+# -- OpenAI response objects -----------------------------------------------------------------
+
+
+def _usage(answer: Answer) -> dict[str, int]:
+    prompt, completion = answer.usage.prompt_tokens, answer.usage.completion_tokens
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def completion_object(answer: Answer, model_id: str) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model_id,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": format_reply(answer)},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": _usage(answer),
+        "newsqa": reply_extra(answer),
+    }
+
+
+class _Chunks:
+    """Builds the chunk objects of one streamed completion (same id and time throughout)."""
+
+    def __init__(self, model_id: str) -> None:
+        self.base = {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model_id,
+        }
+
+    def delta(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+        return _sse({**self.base, "choices": [choice], **extra})
+
+    def usage(self, answer: Answer) -> str:
+        return _sse({**self.base, "choices": [], "usage": _usage(answer)})
+
+
+def _sse(data: dict[str, Any]) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def stream_events(
+    items: Iterator[str | Answer], model_id: str, include_usage: bool
+) -> Iterator[str]:
+    """OpenAI chunks from a session's stream: deltas, then the sources, then [DONE].
+
+    The sources can only be written once the final `Answer` has verified them, so
+    they arrive as the last content delta; if the engine's streamed text differs
+    from its final answer, only the sources are appended (text already sent
+    cannot be taken back).
+    """
+    chunks = _Chunks(model_id)
+    yield chunks.delta({"role": "assistant", "content": ""})
+    sent = ""
+    try:
+        for item in items:
+            if isinstance(item, Answer):
+                yield from _final_events(chunks, item, sent, include_usage)
+                break
+            if item:
+                sent += item
+                yield chunks.delta({"content": item})
+    except Exception as exc:  # the status line is gone: report in-band, as OpenAI does
+        yield _sse(_api_error(exc).body)
+    yield "data: [DONE]\n\n"
+
+
+def _final_events(chunks: _Chunks, answer: Answer, sent: str, include_usage: bool) -> Iterator[str]:
+    rest = reply_remainder(answer, sent)
+    if rest:
+        yield chunks.delta({"content": rest})
+    yield chunks.delta({}, "stop", newsqa=reply_extra(answer))
+    if include_usage:
+        yield chunks.usage(answer)
+
+
+# -- the app ---------------------------------------------------------------------------------
+
+
+def _warm(qa: NewsQA) -> None:
+    """Build the shared parts in one thread, before concurrent requests could race to."""
+    try:
+        _ = qa.llm
+        qa.search("warm up", top_k=1)
+    except NewsQAError as exc:  # an empty or unreachable store: requests will say so
+        log.warning("warm-up did not complete: %s", exc)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    too_big = APIError(413, f"request body is larger than {limit} bytes", code="body_too_large")
+    if declared.isdigit() and int(declared) > limit * _DRAIN_LIMIT_FACTOR:
+        raise too_big
+    body = bytearray()
+    size = 0
+    async for part in request.stream():
+        size += len(part)
+        if size <= limit:
+            body += part
+        elif size > limit * _DRAIN_LIMIT_FACTOR:
+            break
+    if size > limit:
+        raise too_big
+    return bytes(body)
+
+
+def _check_auth(request: Request, api_key: str | None) -> None:
+    if api_key is None:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise APIError(
+            401,
+            "missing API key: send 'Authorization: Bearer <key>'",
+            code="invalid_api_key",
+        )
+    if not hmac.compare_digest(token.strip().encode(), api_key.encode()):
+        raise APIError(401, "incorrect API key provided", code="invalid_api_key")
+
+
+def create_app(
+    qa: NewsQA,
+    api_key: str | None = None,
+    *,
+    model_id: str = DEFAULT_MODEL_ID,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    warm: bool = True,
+) -> FastAPI:
+    """The ASGI app for `qa`; `api_key` turns on bearer-token auth for /v1/*."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if warm:
+            await run_in_threadpool(_warm, qa)
+        yield
+
+    app = FastAPI(title="newsqa", docs_url=None, redoc_url=None, lifespan=lifespan)
+
+    @app.exception_handler(APIError)
+    async def _on_api_error(request: Request, exc: APIError) -> Response:
+        return JSONResponse(exc.body, status_code=exc.status)
+
+    @app.exception_handler(HTTPException)
+    async def _on_http_error(request: Request, exc: HTTPException) -> Response:
+        return JSONResponse(APIError(exc.status_code, str(exc.detail)).body, exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _on_invalid(request: Request, exc: RequestValidationError) -> Response:
+        return JSONResponse(APIError(400, str(exc.errors()[:1])).body, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def _on_unexpected(request: Request, exc: Exception) -> Response:
+        error = _api_error(exc)
+        return JSONResponse(error.body, status_code=error.status)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        _check_auth(request, api_key)
+        return {"object": "list", "data": [_model_card(model_id)]}
+
+    @app.get("/v1/models/{name}")
+    async def model(name: str, request: Request) -> dict[str, Any]:
+        _check_auth(request, api_key)
+        if name != model_id:
+            raise APIError(404, f"no model {name!r}; this server has {model_id!r}",
+                           param="model", code="model_not_found")
+        return _model_card(model_id)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        _check_auth(request, api_key)
+        body = await _read_body(request, max_body_bytes)
+        try:
+            parsed = ChatRequest.model_validate_json(body)
+        except ValidationError as exc:
+            message, param = _validation_message(exc)
+            raise APIError(400, message, param=param) from None
+        question, pairs = _conversation(parsed)
+        session = await run_in_threadpool(_session, qa, parsed, pairs)
+        if not parsed.stream:
+            answer = await run_in_threadpool(_ask, session, question)
+            return JSONResponse(completion_object(answer, model_id))
+        items = session.stream(question)
+        first = await run_in_threadpool(_first, items)  # failures before any output: a status
+        include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
+        events = stream_events(_chain(first, items), model_id, include_usage)
+        return StreamingResponse(
+            iterate_in_threadpool(events),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    return app
+
+
+def _ask(session: ChatSession, question: str) -> Answer:
+    try:
+        return session.ask(question)
+    except (NewsQAError, ValueError) as exc:
+        raise _api_error(exc) from exc
+
+
+def _first(items: Iterator[str | Answer]) -> list[str | Answer]:
+    try:
+        return [next(items)]
+    except StopIteration:
+        return []
+    except (NewsQAError, ValueError) as exc:
+        raise _api_error(exc) from exc
+
+
+def _chain(first: list[str | Answer], rest: Iterator[str | Answer]) -> Iterator[str | Answer]:
+    yield from first
+    yield from rest
+
+
+def _model_card(model_id: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": "newsqa"}
+
+
+def serve(
+    qa: NewsQA,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: str | None = None,
+    log_level: str = "info",
+) -> None:
+    """Run the server until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_app(qa, api_key=api_key), host=host, port=port, log_level=log_level)
