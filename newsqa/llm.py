@@ -1,0 +1,815 @@
+"""One client for every OpenAI-compatible server: OpenAI, llama.cpp, vLLM, Ollama, ours.
+
+Why a ladder for structured output: servers disagree about `response_format`.
+OpenAI takes a strict `json_schema`; llama.cpp answers HTTP 500 to `json_schema` but
+takes `{"type": "json_object", "schema": ...}`; some servers take neither. So each
+call climbs down, and the rung that worked is remembered per `LLM`:
+
+1. `response_format={"type": "json_schema", ...}` (strict when the schema allows);
+2. `response_format={"type": "json_object", "schema": ...}` + the schema in the prompt;
+3. plain text + the schema in the prompt; the first balanced `{...}` is extracted.
+
+Whatever comes back is untrusted: it is validated with pydantic, repaired once by
+showing the model its validation error, and otherwise raised as `LLMOutputError`
+(an error is never returned as if it were an answer).
+
+The openai client's own retries are switched off (`max_retries=0`) so that one policy
+is in force: timeouts, connection errors, 429 and 5xx are retried here with
+exponential backoff (honouring Retry-After, capped), then raised as typed errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import email.utils
+import json
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache, partial
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import (
+    ConfigError,
+    LLMConnectionError,
+    LLMError,
+    LLMOutputError,
+    LLMRateLimited,
+    LLMServerError,
+)
+from .models import Usage
+
+if TYPE_CHECKING:
+    from .config import Settings
+
+T = TypeVar("T", bound=BaseModel)
+R = TypeVar("R")
+Messages = list[dict[str, str]]
+
+log = logging.getLogger(__name__)
+
+RUNGS = ("json_schema", "json_object", "text")
+DEFAULT_CONTEXT_WINDOW = 8192
+LOCAL_PLACEHOLDER_KEY = "not-needed"
+
+# USD per million tokens (input, output), list prices; longest matching prefix wins.
+PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4-turbo": (10.00, 30.00),
+    "gpt-4": (30.00, 60.00),
+    "gpt-3.5-turbo": (0.50, 1.50),
+    "o4-mini": (1.10, 4.40),
+    "o3-mini": (1.10, 4.40),
+    "o3": (2.00, 8.00),
+    "o1-mini": (1.10, 4.40),
+    "o1": (15.00, 60.00),
+}
+CONTEXT_WINDOWS: dict[str, int] = {
+    "gpt-4o": 128_000,
+    "gpt-4.1": 1_047_576,
+    "gpt-4-turbo": 128_000,
+    "gpt-4": 8_192,
+    "gpt-3.5-turbo": 16_385,
+    "o4-mini": 200_000,
+    "o3": 200_000,
+    "o1-mini": 128_000,
+    "o1": 200_000,
+}
+# A rejection that names the request shape means "try the next rung", not "retry".
+_SHAPE_WORDS = re.compile(r"response_format|json_schema|json_object|schema|grammar|structured",
+                          re.IGNORECASE)
+_SHAPE_STATUSES = frozenset({400, 415, 422, 501})
+_FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How transient failures are retried. Small delays keep tests fast."""
+
+    max_retries: int = 3
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    retry_after_cap: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.retry_after_cap)
+        backoff = min(self.base_delay * (2**attempt), self.max_delay)
+        return backoff * (1.0 + 0.1 * random.random())
+
+
+@dataclass
+class StreamStats:
+    """Filled in while a stream is consumed: what the server reported at the end."""
+
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str | None = None
+    content: str = ""
+
+
+@dataclass
+class _Failure:
+    error: LLMError
+    retryable: bool
+    shape: bool = False  # the server refused this request shape (try the next rung)
+    retry_after: float | None = None
+
+
+class _RungFailed(Exception):
+    """Internal: this rung cannot work on this server; the ladder moves on."""
+
+    def __init__(self, failure: _Failure, explicit: bool) -> None:
+        super().__init__(str(failure.error))
+        self.failure = failure
+        self.explicit = explicit
+
+
+class InvalidReply(ValueError):
+    """A reply that did not parse or validate; its message is shown to the model to repair.
+
+    Not a `NewsQAError`: it never reaches users, `LLMOutputError` does.
+    """
+
+
+class LLM:
+    """A chat model behind the OpenAI API, with structured output, retries and usage.
+
+    Give `client`/`async_client` (ready-made `openai.OpenAI`/`AsyncOpenAI`) to plug in
+    another transport, e.g. in-process llama.cpp; otherwise clients are built from
+    `api_key`/`base_url` on first use.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        client: Any = None,
+        async_client: Any = None,
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        context_window: int | None = None,
+        max_output_tokens: int = 1024,
+        temperature: float = 0.0,
+    ) -> None:
+        if not model:
+            raise ConfigError("LLM needs a model name")
+        if client is None and async_client is None and not (
+            api_key or base_url or os.environ.get("OPENAI_API_KEY")
+        ):
+            raise ConfigError(
+                f"model {model!r} needs OPENAI_API_KEY, or OPENAI_BASE_URL for a local server"
+            )
+        self.model = model
+        self.base_url = base_url
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.max_output_tokens = max_output_tokens
+        self.temperature = temperature
+        self._api_key = api_key or (LOCAL_PLACEHOLDER_KEY if base_url else None)
+        self._context_window = context_window
+        self._client = _without_retries(client)
+        self._async_client = _without_retries(async_client)
+        self._rung = 0  # index into RUNGS of the first rung worth trying
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LLM:
+        """The model `settings.llm` names; "local", "local:<path>" or a .gguf runs in-process."""
+        from .config import DEFAULT_OPENAI_MODEL
+
+        name = settings.llm or DEFAULT_OPENAI_MODEL
+        if name == "local" or name.startswith("local:") or name.endswith(".gguf"):
+            from .local import local_llm
+
+            path = name.removeprefix("local:") if name != "local" else None
+            return local_llm(path, settings=settings)
+        return cls(
+            name,
+            api_key=settings.openai_api_key,
+            base_url=settings.openai_base_url,
+            timeout=settings.llm_timeout,
+            retry=RetryPolicy(max_retries=settings.llm_max_retries),
+            context_window=settings.context_window,
+        )
+
+    def __repr__(self) -> str:
+        return f"LLM(model={self.model!r}, base_url={self.base_url!r}, rung={RUNGS[self._rung]!r})"
+
+    # -- clients -------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import openai
+
+            self._client = self._build(openai.OpenAI)
+        return self._client
+
+    @property
+    def async_client(self) -> Any:
+        if self._async_client is None:
+            import openai
+
+            self._async_client = self._build(openai.AsyncOpenAI)
+        return self._async_client
+
+    def _build(self, factory: Callable[..., Any]) -> Any:
+        import openai
+
+        try:
+            return factory(api_key=self._api_key, base_url=self.base_url, timeout=self.timeout,
+                           max_retries=0)
+        except openai.OpenAIError as exc:
+            raise ConfigError(f"cannot set up the OpenAI client for {self.model!r}: {exc}") from exc
+
+    # -- model facts ---------------------------------------------------------------------
+
+    @property
+    def context_window(self) -> int:
+        """Tokens the model reads at once: explicit, else known per model, else 8192."""
+        if self._context_window:
+            return self._context_window
+        return _lookup(CONTEXT_WINDOWS, self.model) or DEFAULT_CONTEXT_WINDOW
+
+    @property
+    def rung(self) -> str:
+        """The structured-output rung the next call starts from."""
+        return RUNGS[self._rung]
+
+    def count_tokens(self, text: str) -> int:
+        return _count(self.model, text)
+
+    def count_message_tokens(self, messages: Messages) -> int:
+        # ~4 tokens of framing per message plus the reply primer, as OpenAI documents.
+        return sum(self.count_tokens(m.get("content") or "") + 4 for m in messages) + 3
+
+    def estimate_cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        price = _lookup(PRICES_PER_MTOK, self.model)
+        if price is None:
+            return None
+        return (prompt_tokens * price[0] + completion_tokens * price[1]) / 1_000_000
+
+    def usage_of(self, reported: Any, messages: Messages, content: str) -> Usage:
+        """Server-reported tokens when given, else counted with tiktoken."""
+        prompt = getattr(reported, "prompt_tokens", None)
+        completion = getattr(reported, "completion_tokens", None)
+        if prompt is None:
+            prompt = self.count_message_tokens(messages)
+        if completion is None:
+            completion = self.count_tokens(content)
+        return Usage(prompt_tokens=prompt, completion_tokens=completion,
+                     estimated_cost_usd=self.estimate_cost(prompt, completion))
+
+    # -- structured output ---------------------------------------------------------------
+
+    def structured(self, messages: Messages, schema: type[T]) -> tuple[T, Usage]:
+        """A validated `schema` instance and the tokens it cost."""
+        content, usage, rung = self._ladder(messages, schema)
+        try:
+            return parse_reply(content, schema), usage
+        except InvalidReply as bad:
+            instance, more = self.repair(messages, schema, content, str(bad), rung=rung)
+            return instance, usage + more
+
+    async def astructured(self, messages: Messages, schema: type[T]) -> tuple[T, Usage]:
+        content, usage, rung = await self._aladder(messages, schema)
+        try:
+            return parse_reply(content, schema), usage
+        except InvalidReply as bad:
+            instance, more = await self.arepair(messages, schema, content, str(bad), rung=rung)
+            return instance, usage + more
+
+    def repair(
+        self,
+        messages: Messages,
+        schema: type[T],
+        content: str,
+        error: str,
+        *,
+        rung: int | None = None,
+    ) -> tuple[T, Usage]:
+        """The one retry: show the model its reply and why it failed; raise if still bad."""
+        retry_messages = _repair_messages(messages, content, error)
+        use = self._rung if rung is None else rung
+        content, usage = self._send(
+            partial(self._create, retry_messages, schema, use), may_fallback=False
+        )
+        return self._final_parse(content, schema, error), usage
+
+    async def arepair(
+        self,
+        messages: Messages,
+        schema: type[T],
+        content: str,
+        error: str,
+        *,
+        rung: int | None = None,
+    ) -> tuple[T, Usage]:
+        retry_messages = _repair_messages(messages, content, error)
+        use = self._rung if rung is None else rung
+        content, usage = await self._asend(
+            partial(self._acreate, retry_messages, schema, use), may_fallback=False
+        )
+        return self._final_parse(content, schema, error), usage
+
+    def _final_parse(self, content: str, schema: type[T], first_error: str) -> T:
+        try:
+            return parse_reply(content, schema)
+        except InvalidReply as bad:
+            raise LLMOutputError(
+                f"{self.model} returned output that does not fit {schema.__name__}, even after "
+                f"one repair try: {bad} (first try: {first_error})"
+            ) from None
+
+    def _ladder(self, messages: Messages, schema: type[BaseModel]) -> tuple[str, Usage, int]:
+        last: _RungFailed | None = None
+        for rung in range(self._rung, len(RUNGS)):
+            try:
+                content, usage = self._send(
+                    partial(self._create, messages, schema, rung),
+                    may_fallback=rung < len(RUNGS) - 1,
+                )
+            except _RungFailed as failed:
+                self._note_fallback(rung, failed)
+                last = failed
+                continue
+            self._remember(rung, last)
+            return content, usage, rung
+        raise AssertionError("the text rung never falls back")  # pragma: no cover
+
+    async def _aladder(self, messages: Messages, schema: type[BaseModel]) -> tuple[str, Usage, int]:
+        last: _RungFailed | None = None
+        for rung in range(self._rung, len(RUNGS)):
+            try:
+                content, usage = await self._asend(
+                    partial(self._acreate, messages, schema, rung),
+                    may_fallback=rung < len(RUNGS) - 1,
+                )
+            except _RungFailed as failed:
+                self._note_fallback(rung, failed)
+                last = failed
+                continue
+            self._remember(rung, last)
+            return content, usage, rung
+        raise AssertionError("the text rung never falls back")  # pragma: no cover
+
+    def _note_fallback(self, rung: int, failed: _RungFailed) -> None:
+        log.info("%s: %s rejected (%s); trying %s", self.model, RUNGS[rung], failed.failure.error,
+                 RUNGS[rung + 1])
+
+    def _remember(self, rung: int, last: _RungFailed | None) -> None:
+        # Only an explicit refusal of a shape is a fact about the server worth keeping;
+        # a rung that merely hit an outage is tried again next time.
+        if last is not None and last.explicit:
+            self._rung = rung
+
+    def _create(self, messages: Messages, schema: type[BaseModel], rung: int) -> tuple[str, Usage]:
+        request = self.request(messages, schema, rung)
+        response = self.client.chat.completions.create(**request)
+        return self._content(response, request["messages"])
+
+    async def _acreate(
+        self, messages: Messages, schema: type[BaseModel], rung: int
+    ) -> tuple[str, Usage]:
+        request = self.request(messages, schema, rung)
+        response = await self.async_client.chat.completions.create(**request)
+        return self._content(response, request["messages"])
+
+    def _content(self, response: Any, messages: Messages) -> tuple[str, Usage]:
+        choices = getattr(response, "choices", None) or []
+        message = choices[0].message if choices else None
+        content = (getattr(message, "content", None) or "") if message is not None else ""
+        if choices and choices[0].finish_reason == "length":
+            log.info("%s: reply cut off at max_tokens=%s", self.model, self.max_output_tokens)
+        return content, self.usage_of(getattr(response, "usage", None), messages, content)
+
+    def request(
+        self, messages: Messages, schema: type[BaseModel] | None, rung: int, *, stream: bool = False
+    ) -> dict[str, Any]:
+        """The keyword arguments for `chat.completions.create` on one rung."""
+        request: dict[str, Any] = {
+            "model": self.model,
+            "temperature": self.temperature,
+            "max_tokens": self.max_output_tokens,
+            "timeout": self.timeout,
+        }
+        if stream:
+            request["stream"] = True
+            request["stream_options"] = {"include_usage": True}
+        if schema is None:
+            request["messages"] = list(messages)
+            return request
+        plain = schema.model_json_schema()
+        kind = RUNGS[rung]
+        if kind == "json_schema":
+            strict = is_strict_compatible(plain)
+            request["messages"] = list(messages)
+            request["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": _schema_name(schema),
+                    "schema": strict_schema(plain) if strict else plain,
+                    "strict": strict,
+                },
+            }
+        else:
+            request["messages"] = _with_schema_prompt(messages, plain)
+            if kind == "json_object":
+                request["response_format"] = {"type": "json_object", "schema": plain}
+        return request
+
+    # -- streaming -----------------------------------------------------------------------
+
+    def stream(
+        self,
+        messages: Messages,
+        *,
+        schema: type[BaseModel] | None = None,
+        stats: StreamStats | None = None,
+    ) -> Iterator[str]:
+        """Text deltas as the model writes them.
+
+        With `schema`, the request takes the structured-output rung this LLM uses (the
+        caller parses the joined text with `parse_reply`). Retries and rung fallbacks
+        happen only before the first delta: after it, a failure is raised as is.
+        """
+        stats = stats if stats is not None else StreamStats()
+        for rung in range(self._rung if schema else len(RUNGS) - 1, len(RUNGS)):
+            request = self.request(messages, schema, rung, stream=True)
+            try:
+                chunks = self._send(
+                    partial(self.client.chat.completions.create, **request),
+                    may_fallback=schema is not None and rung < len(RUNGS) - 1,
+                )
+            except _RungFailed as failed:
+                self._note_fallback(rung, failed)
+                if failed.explicit:
+                    self._rung = rung + 1
+                continue
+            yield from self._deltas(chunks, request["messages"], stats)
+            return
+
+    async def astream(
+        self,
+        messages: Messages,
+        *,
+        schema: type[BaseModel] | None = None,
+        stats: StreamStats | None = None,
+    ) -> AsyncIterator[str]:
+        stats = stats if stats is not None else StreamStats()
+        for rung in range(self._rung if schema else len(RUNGS) - 1, len(RUNGS)):
+            request = self.request(messages, schema, rung, stream=True)
+            try:
+                chunks = await self._asend(
+                    partial(self.async_client.chat.completions.create, **request),
+                    may_fallback=schema is not None and rung < len(RUNGS) - 1,
+                )
+            except _RungFailed as failed:
+                self._note_fallback(rung, failed)
+                if failed.explicit:
+                    self._rung = rung + 1
+                continue
+            async for delta in self._adeltas(chunks, request["messages"], stats):
+                yield delta
+            return
+
+    def _deltas(self, chunks: Any, messages: Messages, stats: StreamStats) -> Iterator[str]:
+        parts: list[str] = []
+        reported = None
+        try:
+            for chunk in chunks:
+                reported = getattr(chunk, "usage", None) or reported
+                delta = self._absorb(chunk, stats)
+                if delta:
+                    parts.append(delta)
+                    yield delta
+        except Exception as exc:
+            raise self._classify(exc).error from exc
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        stats.content = "".join(parts)
+        stats.usage = self.usage_of(reported, messages, stats.content)
+
+    async def _adeltas(
+        self, chunks: Any, messages: Messages, stats: StreamStats
+    ) -> AsyncIterator[str]:
+        parts: list[str] = []
+        reported = None
+        try:
+            async for chunk in chunks:
+                reported = getattr(chunk, "usage", None) or reported
+                delta = self._absorb(chunk, stats)
+                if delta:
+                    parts.append(delta)
+                    yield delta
+        except Exception as exc:
+            raise self._classify(exc).error from exc
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                await close()
+        stats.content = "".join(parts)
+        stats.usage = self.usage_of(reported, messages, stats.content)
+
+    @staticmethod
+    def _absorb(chunk: Any, stats: StreamStats) -> str:
+        choices = getattr(chunk, "choices", None) or []
+        if not choices:
+            return ""
+        if choices[0].finish_reason:
+            stats.finish_reason = choices[0].finish_reason
+        delta = getattr(choices[0], "delta", None)
+        return (getattr(delta, "content", None) or "") if delta is not None else ""
+
+    # -- sending with retries --------------------------------------------------------------
+
+    def _send(self, call: Callable[[], R], *, may_fallback: bool) -> R:
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except LLMError:
+                raise
+            except Exception as exc:
+                failure = self._classify(exc)
+                self._give_up_or_fall_back(failure, attempt, may_fallback, exc)
+                time.sleep(self.retry.delay(attempt, failure.retry_after))
+                attempt += 1
+
+    async def _asend(self, call: Callable[[], Awaitable[R]], *, may_fallback: bool) -> R:
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except LLMError:
+                raise
+            except Exception as exc:
+                failure = self._classify(exc)
+                self._give_up_or_fall_back(failure, attempt, may_fallback, exc)
+                await asyncio.sleep(self.retry.delay(attempt, failure.retry_after))
+                attempt += 1
+
+    def _give_up_or_fall_back(
+        self, failure: _Failure, attempt: int, may_fallback: bool, exc: Exception
+    ) -> None:
+        """Raise unless this failure is worth another attempt at the same request."""
+        if failure.shape and may_fallback:
+            raise _RungFailed(failure, explicit=True) from exc
+        if failure.retryable and attempt < self.retry.max_retries:
+            return
+        if may_fallback and isinstance(failure.error, LLMServerError):
+            # A shape that keeps failing with an opaque 5xx may be the shape's fault.
+            raise _RungFailed(failure, explicit=False) from exc
+        raise failure.error from exc
+
+    def _classify(self, exc: Exception) -> _Failure:
+        import openai
+
+        where = f"{self.model} at {self.base_url or 'api.openai.com'}"
+        if isinstance(exc, openai.APITimeoutError):
+            return _Failure(LLMConnectionError(f"{where}: timed out after {self.timeout:g}s"), True)
+        if isinstance(exc, openai.APIConnectionError):
+            return _Failure(LLMConnectionError(f"{where}: cannot connect ({exc})"), True)
+        if isinstance(exc, openai.APIStatusError):
+            return self._status_failure(exc, where)
+        if isinstance(exc, (openai.OpenAIError, json.JSONDecodeError)):
+            return _Failure(LLMServerError(f"{where}: unusable response ({exc})"), False)
+        raise exc
+
+    def _status_failure(self, exc: Any, where: str) -> _Failure:
+        status = int(exc.status_code)
+        detail = _error_detail(exc)
+        if status == 429:
+            return _Failure(LLMRateLimited(f"{where}: rate limited (HTTP 429): {detail}"), True,
+                            retry_after=_retry_after(exc.response))
+        error = LLMServerError(f"{where}: HTTP {status}: {detail}")
+        shape = status in _SHAPE_STATUSES or bool(_SHAPE_WORDS.search(detail))
+        if status in (401, 403, 404):
+            return _Failure(error, False)
+        retryable = (status >= 500 or status == 408) and not shape
+        return _Failure(error, retryable, shape=shape, retry_after=_retry_after(exc.response))
+
+
+# -- parsing replies ---------------------------------------------------------------------
+
+
+def parse_reply(content: str, schema: type[T]) -> T:
+    """The first JSON object in `content`, validated; `InvalidReply` says what is wrong."""
+    if not content.strip():
+        raise InvalidReply("the reply was empty")
+    raw = extract_json(content)
+    if raw is None:
+        raise InvalidReply("the reply holds no complete JSON object (cut off, or not JSON)")
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidReply(f"the JSON does not parse: {exc}") from None
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidReply(_short_validation_error(exc)) from None
+
+
+def extract_json(content: str) -> str | None:
+    """The first balanced `{...}` block, code fences stripped; None if there is none."""
+    fenced = _FENCE.search(content)
+    for text in ([fenced.group(1)] if fenced else []) + [content]:
+        found = _balanced_object(text)
+        if found is not None:
+            return found
+    return None
+
+
+def _balanced_object(text: str) -> str | None:
+    start = text.find("{")
+    while start >= 0:
+        end = _object_end(text, start)
+        if end is not None:
+            return text[start:end]
+        start = text.find("{", start + 1)
+    return None
+
+
+def _object_end(text: str, start: int) -> int | None:
+    depth = 0
+    in_string = escaped = False
+    for i in range(start, len(text)):
+        ch = text[i]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    return None
+
+
+def _short_validation_error(exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors()[:8]:
+        where = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        problems.append(f"{where}: {err['msg']}")
+    return "; ".join(problems)
+
+
+def _repair_messages(messages: Messages, content: str, error: str) -> Messages:
+    return [
+        *messages,
+        {"role": "assistant", "content": content[:4000]},
+        {
+            "role": "user",
+            "content": f"Your reply could not be used: {error}. Reply again with only one "
+            "JSON object that matches the schema, and nothing else.",
+        },
+    ]
+
+
+# -- schemas -----------------------------------------------------------------------------
+
+
+def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI strict mode: every object closed and every property required."""
+    result = copy.deepcopy(schema)
+    _make_strict(result)
+    return result
+
+
+def _make_strict(node: Any) -> None:
+    if isinstance(node, dict):
+        if node.get("type") == "object" or "properties" in node:
+            props = node.setdefault("properties", {})
+            node["additionalProperties"] = False
+            node["required"] = list(props)
+        if "default" in node and node["default"] is None:
+            del node["default"]  # strict mode rejects a null default; nullability stays in anyOf
+        for value in node.values():
+            _make_strict(value)
+    elif isinstance(node, list):
+        for item in node:
+            _make_strict(item)
+
+
+def is_strict_compatible(schema: Any) -> bool:
+    """False when strict mode would change the meaning: open maps or free-form objects."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "object":
+            extra = schema.get("additionalProperties")
+            if not schema.get("properties") or (extra not in (None, False)):
+                return False
+        if "patternProperties" in schema:
+            return False
+        return all(is_strict_compatible(v) for v in schema.values() if isinstance(v, (dict, list)))
+    if isinstance(schema, list):
+        return all(is_strict_compatible(v) for v in schema if isinstance(v, (dict, list)))
+    return True
+
+
+def _schema_name(schema: type[BaseModel]) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", schema.__name__)[:64] or "reply"
+
+
+def _with_schema_prompt(messages: Messages, schema: dict[str, Any]) -> Messages:
+    note = (
+        "Reply with one JSON object that matches this JSON schema, and nothing else:\n"
+        + json.dumps(schema, separators=(",", ":"))
+    )
+    out = [dict(m) for m in messages]
+    if out and out[0].get("role") == "system":
+        out[0]["content"] = f"{out[0]['content']}\n\n{note}"
+    else:
+        out.insert(0, {"role": "system", "content": note})
+    return out
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def _without_retries(client: Any) -> Any:
+    """A copy of a caller's client with the openai SDK's own retries off."""
+    if client is None:
+        return None
+    with_options = getattr(client, "with_options", None)
+    return with_options(max_retries=0) if with_options is not None else client
+
+
+def _lookup(table: dict[str, R], model: str) -> R | None:
+    name = model.rsplit("/", 1)[-1].lower()
+    best = max((key for key in table if name.startswith(key)), key=len, default=None)
+    return table[best] if best is not None else None
+
+
+def _error_detail(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])[:500]
+        if isinstance(inner, str):
+            return inner[:500]
+    response = getattr(exc, "response", None)
+    text = getattr(response, "text", "") if response is not None else ""
+    return (text or str(exc))[:500]
+
+
+def _retry_after(response: Any) -> float | None:
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return float(ms) / 1000.0
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, when.timestamp() - time.time()) if when else None
+
+
+@lru_cache(maxsize=16)
+def _encoding(model: str) -> Any:
+    import tiktoken
+
+    try:
+        return tiktoken.encoding_for_model(model.rsplit("/", 1)[-1])
+    except Exception:
+        pass
+    try:
+        return tiktoken.get_encoding("cl100k_base")
+    except Exception:  # no cached BPE file and no network: fall back to a char estimate
+        return None
+
+
+def _count(model: str, text: str) -> int:
+    encoding = _encoding(model)
+    if encoding is None:
+        return max(1, len(text) // 4) if text else 0
+    return len(encoding.encode(text, disallowed_special=()))
