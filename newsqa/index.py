@@ -1,0 +1,549 @@
+"""The Chroma store: chunk vectors, an article manifest, and the model check.
+
+Layout (collection names derive from `Settings.collection`):
+
+- `<name>_chunks`: one record per chunk. The id is `"{article_id}:{content_hash}:{index}"`,
+  so rewriting the same content is an idempotent upsert. `document` is the
+  *search text* (title/source/date header + chunk text, what was embedded and what
+  BM25 indexes); the exact chunk text is `document[text_offset:]`. Metadata holds
+  article_id, chunk_index, start, end, n_tokens, title, source, url, content_hash,
+  text_offset, and for dated articles published_ts (epoch seconds), published_iso
+  and published_date (YYYYMMDD int, UTC, for range filters; absent when undated,
+  so a date filter excludes undated articles). Article metadata goes in as
+  `meta_<key>`. Nothing is None and nothing is a list: Chroma rejects both.
+- `<name>_articles`: the manifest, one record per *committed* article: full text
+  as document (citations point into it, so it is stored exactly), facts and
+  content_hash as metadata, and a 1-dim dummy vector because Chroma wants one.
+
+Commit protocol (an article is fully indexed or not at all): chunks are written
+first under ids carrying the new content_hash, then the manifest record is
+written (the commit), then chunks of any other content_hash are deleted. Readers
+trust only (article_id, content_hash) pairs named by the manifest, so before the
+commit they see the old version whole and after it the new one whole. A crash
+can leave unreferenced chunks behind; they are invisible and `sweep()` (run by
+every ingest) deletes them.
+
+The chunks collection's metadata records the embedding model, its dimension and
+the chunking; opening with different ones raises `ModelMismatch`, because
+vectors of two models in one space compare as garbage. The manifest's metadata
+carries a `revision` that changes on every write, for caches (BM25) to key on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from .config import Settings
+from .errors import ArticleNotFound, ModelMismatch, NewsQAError, StoreError
+from .models import Article, ArticleInfo, Chunk, MetadataValue, Passage
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
+
+SCHEMA_VERSION = 1
+_PAGE = 2000  # records per get() page: bounded memory and request size on a server
+F = TypeVar("F", bound=Callable[..., Any])
+Metadata = dict[str, MetadataValue]
+
+
+class EmbedderSpec(Protocol):
+    """All the index needs of an embedder: which vectors it makes."""
+
+    name: str
+    dimension: int
+
+
+@dataclass(frozen=True)
+class ChunkTable:
+    """Committed chunks as parallel lists, for building a keyword index in one pass."""
+
+    ids: list[str]
+    texts: list[str]  # search texts: header + chunk text (what BM25 should index)
+    metadatas: list[Metadata]
+    revision: str
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def passage(self, i: int, score: float) -> Passage:
+        return passage_from(self.ids[i], self.texts[i], self.metadatas[i], score)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    content_hash: str
+    info: ArticleInfo
+
+
+def passage_from(chunk_id: str, document: str, meta: Mapping[str, Any], score: float) -> Passage:
+    """Rebuild a Passage from a stored chunk; its text is the exact article span."""
+    text = meta["text"] if "text" in meta else document[int(meta.get("text_offset", 0)) :]
+    return Passage(
+        chunk_id=chunk_id,
+        article_id=str(meta["article_id"]),
+        title=str(meta.get("title", "")),
+        source=str(meta.get("source", "")),
+        published_at=_parse_iso(str(meta.get("published_iso", ""))),
+        url=str(meta["url"]) if meta.get("url") else None,
+        text=str(text),
+        start=int(meta["start"]),
+        end=int(meta["end"]),
+        score=score,
+    )
+
+
+def chunk_id(article_id: str, content_hash: str, index: int) -> str:
+    return f"{article_id}:{content_hash}:{index}"
+
+
+def _store_errors(func: F) -> F:
+    """Chroma and transport failures become StoreError: one line in the CLI, not a trace."""
+
+    @functools.wraps(func)
+    def wrapper(self: Index, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(self, *args, **kwargs)
+        except NewsQAError:
+            raise
+        except Exception as exc:
+            if _is_store_failure(exc):
+                raise StoreError(f"{self.location}: {type(exc).__name__}: {exc}") from exc
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _is_store_failure(exc: Exception) -> bool:
+    import httpx
+    from chromadb.errors import ChromaError
+
+    return isinstance(exc, (ChromaError, httpx.HTTPError, ConnectionError, OSError))
+
+
+class Index:
+    """One newsqa index in Chroma: embedded folder or server."""
+
+    def __init__(self, settings: Settings, embedder: EmbedderSpec) -> None:
+        self.settings = settings
+        self.model = embedder.name
+        self.dimension = int(embedder.dimension)
+        self.location = settings.chroma_url or str(settings.db)
+        self._client = _connect(settings)
+        self._chunks_name = f"{settings.collection}_chunks"
+        self._manifest_name = f"{settings.collection}_articles"
+        self._expected = self._expected_metadata()
+        self._manifest = self._open(self._manifest_name, {"newsqa_schema": SCHEMA_VERSION})
+        self._chunks = self._open(self._chunks_name, self._expected)
+        self._check_model()
+        self._max_batch = max(1, int(self._client.get_max_batch_size()))
+        self._cache: dict[str, _Entry] = {}
+        self._cache_revision: str | None = None
+
+    # -- opening --------------------------------------------------------------------------
+
+    def _expected_metadata(self) -> Metadata:
+        return {
+            "newsqa_schema": SCHEMA_VERSION,
+            "embedding_model": self.model,
+            "embedding_dim": self.dimension,
+            "chunk_tokens": self.settings.chunk_tokens,
+            "chunk_overlap": self.settings.chunk_overlap,
+            "chunker_version": _chunker_version(self.settings),
+        }
+
+    def _open(self, name: str, metadata: Metadata) -> Collection:
+        try:
+            return self._client.get_or_create_collection(
+                name,
+                metadata=metadata,
+                embedding_function=None,
+                configuration={"hnsw": {"space": "cosine"}},
+            )
+        except Exception as exc:
+            if "Validation error" in str(exc) or "Expected a name" in str(exc):
+                raise StoreError(
+                    f"collection name {self.settings.collection!r} is not usable in Chroma: "
+                    "use 3-60 characters from [a-zA-Z0-9._-]"
+                ) from exc
+            raise StoreError(f"{self.location}: cannot open collection {name}: {exc}") from exc
+
+    def _check_model(self) -> None:
+        """Refuse to mix vectors of two models (or two chunkings) in one index."""
+        stored = dict(self._chunks.metadata or {})
+        keys = [k for k in self._expected if k != "newsqa_schema"]
+        if all(stored.get(k) == self._expected[k] for k in keys):
+            return
+        if self._chunks.count() == 0 and self._manifest.count() == 0:
+            # Nothing indexed yet: adopt the new settings (recreate: Chroma fixes the dimension).
+            self._client.delete_collection(self._chunks_name)
+            self._chunks = self._open(self._chunks_name, self._expected)
+            return
+        raise ModelMismatch(
+            f"the index at {self.location} (collection {self.settings.collection!r}) was built "
+            f"with {_describe(stored)}, but this run uses {_describe(self._expected)}. "
+            "Use another --db or --collection for these settings, or re-ingest into a fresh "
+            "index (delete the folder or pick a new collection)."
+        )
+
+    # -- revision and manifest cache -----------------------------------------------------
+
+    @property
+    @_store_errors
+    def revision(self) -> str:
+        """Changes on every write by any process; caches compare it, never the data."""
+        meta = self._client.get_collection(self._manifest_name, embedding_function=None).metadata
+        return str((meta or {}).get("revision", "0"))
+
+    def _bump_revision(self) -> str:
+        revision = uuid.uuid4().hex
+        # modify() replaces the metadata, so write the whole dict.
+        self._manifest.modify(metadata={"newsqa_schema": SCHEMA_VERSION, "revision": revision})
+        return revision
+
+    def _entries(self) -> dict[str, _Entry]:
+        revision = self.revision
+        if revision != self._cache_revision:
+            self._cache = {
+                rid: _Entry(str(meta["content_hash"]), _info(rid, meta))
+                for rid, meta in self._iter_records(self._manifest, ["metadatas"])
+            }
+            self._cache_revision = revision
+        return self._cache
+
+    def _iter_records(self, collection: Collection, include: list[str]) -> Iterator[Any]:
+        """(id, metadata) or (id, metadata, document) for every record, page by page."""
+        offset = 0
+        while True:
+            page = collection.get(include=include, limit=_PAGE, offset=offset)  # type: ignore[arg-type]
+            ids = page["ids"]
+            metas = page["metadatas"] or [{}] * len(ids)
+            if "documents" in include:
+                yield from zip(ids, metas, page["documents"] or [""] * len(ids), strict=True)
+            else:
+                yield from zip(ids, metas, strict=True)
+            if len(ids) < _PAGE:
+                return
+            offset += len(ids)
+
+    # -- reading --------------------------------------------------------------------------
+
+    @_store_errors
+    def article_hash(self, article_id: str) -> str | None:
+        entry = self._entries().get(article_id)
+        return entry.content_hash if entry else None
+
+    @_store_errors
+    def articles(self) -> list[ArticleInfo]:
+        """Committed articles, newest first (undated last), then by title."""
+        infos = [e.info for e in self._entries().values()]
+        return sorted(infos, key=_newest_first)
+
+    @_store_errors
+    def get_article(self, article_id: str) -> Article:
+        got = self._manifest.get(ids=[article_id], include=["documents", "metadatas"])
+        if not got["ids"]:
+            raise ArticleNotFound(article_id)
+        meta = (got["metadatas"] or [{}])[0]
+        text = (got["documents"] or [""])[0]
+        return Article(
+            id=article_id,
+            title=str(meta.get("title", "")),
+            source=str(meta.get("source", "")),
+            published_at=_parse_iso(str(meta.get("published_iso", ""))),
+            url=str(meta["url"]) if meta.get("url") else None,
+            text=str(text),
+            metadata=json.loads(str(meta.get("metadata_json", "{}"))),
+        )
+
+    @_store_errors
+    def chunk_count(self) -> int:
+        """Chunks of committed articles (what retrieval can return)."""
+        return sum(e.info.chunks for e in self._entries().values())
+
+    @_store_errors
+    def dense_search(
+        self, vector: np.ndarray, k: int, where: dict[str, Any] | None = None
+    ) -> list[Passage]:
+        """Top-k committed chunks by cosine similarity (score = 1 - cosine distance)."""
+        entries = self._entries()
+        total = self._chunks.count()
+        if k <= 0 or total == 0:
+            return []
+        query = [np.asarray(vector, dtype=np.float32).tolist()]
+        n = min(k, total)
+        while True:
+            res: Any = self._chunks.query(
+                query_embeddings=query,
+                n_results=n,
+                where=where or None,
+                include=["documents", "metadatas", "distances"],
+            )
+            ids = res["ids"][0]
+            kept = [
+                passage_from(cid, doc, meta, 1.0 - float(dist))
+                for cid, doc, meta, dist in zip(
+                    ids,
+                    (res["documents"] or [[]])[0],
+                    (res["metadatas"] or [[]])[0],
+                    (res["distances"] or [[]])[0],
+                    strict=True,
+                )
+                if _committed(meta, entries)
+            ]
+            # Uncommitted chunks (a crash, a write in flight) hide results: ask for more.
+            if len(kept) >= k or len(ids) < n or n >= total:
+                return kept[:k]
+            n = min(total, n * 2)
+
+    @_store_errors
+    def all_chunks(self) -> ChunkTable:
+        """Every committed chunk, for a keyword index keyed on `revision`."""
+        revision = self.revision
+        entries = self._entries()
+        ids: list[str] = []
+        texts: list[str] = []
+        metas: list[Metadata] = []
+        for cid, meta, doc in self._iter_records(self._chunks, ["metadatas", "documents"]):
+            if _committed(meta, entries):
+                ids.append(cid)
+                texts.append(doc)
+                metas.append(dict(meta))
+        return ChunkTable(ids=ids, texts=texts, metadatas=metas, revision=revision)
+
+    # -- writing --------------------------------------------------------------------------
+
+    @_store_errors
+    def write_article(
+        self,
+        article: Article,
+        chunks: list[Chunk],
+        embeddings: np.ndarray,
+        search_texts: Sequence[str] | None = None,
+    ) -> None:
+        """Chunks, then the manifest record (the commit), then stale chunks go."""
+        self._check_chunks(article, chunks, embeddings)
+        if search_texts is None:
+            from .chunking import search_text
+
+            search_texts = [search_text(article, c) for c in chunks]
+        content_hash = article.content_hash
+        base = _article_facts(article)
+        ids = [chunk_id(article.id, content_hash, c.index) for c in chunks]
+        metas: list[Any] = [
+            _chunk_metadata(base, c, s) for c, s in zip(chunks, search_texts, strict=True)
+        ]
+        vectors = np.asarray(embeddings, dtype=np.float32)
+        for lo in range(0, len(ids), self._max_batch):
+            hi = lo + self._max_batch
+            self._chunks.upsert(
+                ids=ids[lo:hi],
+                embeddings=vectors[lo:hi],
+                documents=list(search_texts[lo:hi]),
+                metadatas=metas[lo:hi],
+            )
+        manifest_meta = {
+            **base,
+            "chunks": len(chunks),
+            "metadata_json": json.dumps(article.metadata, sort_keys=True, ensure_ascii=False),
+        }
+        self._manifest.upsert(
+            ids=[article.id],
+            embeddings=np.ones((1, 1), dtype=np.float32),
+            documents=[article.text],
+            metadatas=[manifest_meta],
+        )
+        stale: Any = {"$and": [{"article_id": article.id}, {"content_hash": {"$ne": content_hash}}]}
+        self._chunks.delete(where=stale)
+        self._after_write()
+        if self._cache_revision is not None:
+            self._cache[article.id] = _Entry(content_hash, _info(article.id, manifest_meta))
+
+    def _check_chunks(self, article: Article, chunks: list[Chunk], embeddings: np.ndarray) -> None:
+        """Wrong vectors or spans would poison the index silently; refuse them loudly."""
+        shape = np.shape(embeddings)
+        if len(chunks) and shape != (len(chunks), self.dimension):
+            raise StoreError(
+                f"article {article.id}: expected embeddings of shape "
+                f"({len(chunks)}, {self.dimension}), got {shape}"
+            )
+        for c in chunks:
+            if c.article_id != article.id or article.text[c.start : c.end] != c.text:
+                raise StoreError(
+                    f"article {article.id}: chunk {c.index} does not match the article text"
+                )
+
+    def _after_write(self) -> None:
+        """Bump the revision; keep our cache valid unless someone else wrote meanwhile."""
+        fresh = self._cache_revision is not None and self.revision == self._cache_revision
+        revision = self._bump_revision()
+        self._cache_revision = revision if fresh else None
+
+    @_store_errors
+    def remove(self, article_id: str) -> None:
+        """Uncommit first (the article vanishes for readers at once), then drop its chunks."""
+        if not self._manifest.get(ids=[article_id], include=[])["ids"]:
+            raise ArticleNotFound(article_id)
+        self._manifest.delete(ids=[article_id])
+        self._chunks.delete(where={"article_id": article_id})
+        self._after_write()
+        self._cache.pop(article_id, None)
+
+    @_store_errors
+    def sweep(self) -> int:
+        """Delete chunks no manifest record names (left by a crash); return how many."""
+        self._cache_revision = None
+        entries = self._entries()
+        orphans = [
+            cid
+            for cid, meta in self._iter_records(self._chunks, ["metadatas"])
+            if not _committed(meta, entries)
+        ]
+        for lo in range(0, len(orphans), self._max_batch):
+            self._chunks.delete(ids=orphans[lo : lo + self._max_batch])
+        if orphans:
+            self._after_write()
+        return len(orphans)
+
+    @_store_errors
+    def stored_chunk_count(self) -> int:
+        """Physical chunk records, committed or not (for checks and diagnostics)."""
+        return int(self._chunks.count())
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _connect(settings: Settings) -> ClientAPI:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    if settings.chroma_url:
+        url = settings.chroma_url
+        parts = urlsplit(url)
+        ssl = parts.scheme == "https"
+        try:
+            port = parts.port or (443 if ssl else 8000)
+            return chromadb.HttpClient(
+                host=parts.hostname or "localhost", port=port, ssl=ssl, settings=chroma_settings
+            )
+        except Exception as exc:
+            raise StoreError(f"cannot reach Chroma server at {url}: {exc}") from exc
+    if settings.db.exists() and not settings.db.is_dir():
+        raise StoreError(f"{settings.db}: index path exists and is not a folder")
+    try:
+        return chromadb.PersistentClient(path=str(settings.db), settings=chroma_settings)
+    except Exception as exc:
+        raise StoreError(f"cannot open the index at {settings.db}: {exc}") from exc
+
+
+def _chunker_version(settings: Settings) -> str:
+    """The chunker's own version and tokenizer: a new chunker means new chunk boundaries."""
+    try:
+        from . import chunking
+    except ImportError:
+        return "1"
+    signature = getattr(chunking, "chunking_signature", None)
+    if signature is None:
+        return str(getattr(chunking, "CHUNKER_VERSION", "1"))
+    sig = signature(settings.chunk_tokens, settings.chunk_overlap)
+    return f"{sig.get('version', 1)}-{sig.get('encoding', '')}"
+
+
+def _describe(meta: dict[str, Any]) -> str:
+    if "embedding_model" not in meta:
+        return "no newsqa model record (not a newsqa collection?)"
+    return (
+        f"embedding model {meta.get('embedding_model')!r} (dimension {meta.get('embedding_dim')}), "
+        f"chunking {meta.get('chunk_tokens')} tokens / overlap {meta.get('chunk_overlap')} "
+        f"(chunker v{meta.get('chunker_version')})"
+    )
+
+
+def _article_facts(article: Article) -> Metadata:
+    facts: Metadata = {
+        "article_id": article.id,
+        "title": article.title,
+        "source": article.source,
+        "url": article.url or "",
+        "content_hash": article.content_hash,
+    }
+    facts.update(_date_fields(article.published_at))
+    return facts
+
+
+def _date_fields(value: dt.datetime | dt.date | None) -> Metadata:
+    if value is None:
+        return {}
+    if isinstance(value, dt.datetime):
+        moment = value.astimezone(dt.timezone.utc)
+        day = moment.date()
+    else:
+        moment = dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc)
+        day = value
+    return {
+        "published_ts": int(moment.timestamp()),
+        "published_iso": value.isoformat(),
+        "published_date": day.year * 10000 + day.month * 100 + day.day,
+    }
+
+
+def _chunk_metadata(base: Metadata, chunk: Chunk, search: str) -> Metadata:
+    meta: Metadata = {
+        **base,
+        "chunk_index": chunk.index,
+        "start": chunk.start,
+        "end": chunk.end,
+        "n_tokens": chunk.n_tokens,
+    }
+    if search.endswith(chunk.text):
+        meta["text_offset"] = len(search) - len(chunk.text)
+    else:  # a search text that is not header + chunk: keep the exact text on its own
+        meta["text"] = chunk.text
+    return meta
+
+
+def _info(article_id: str, meta: dict[str, Any]) -> ArticleInfo:
+    return ArticleInfo(
+        id=article_id,
+        title=str(meta.get("title", "")),
+        source=str(meta.get("source", "")),
+        published_at=_parse_iso(str(meta.get("published_iso", ""))),
+        url=str(meta["url"]) if meta.get("url") else None,
+        chunks=int(meta.get("chunks", 0)),
+    )
+
+
+def _committed(meta: Mapping[str, Any] | None, entries: dict[str, _Entry]) -> bool:
+    if not meta:
+        return False
+    entry = entries.get(str(meta.get("article_id")))
+    return entry is not None and entry.content_hash == meta.get("content_hash")
+
+
+def _parse_iso(value: str) -> dt.datetime | dt.date | None:
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value) if "T" in value else dt.date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _newest_first(info: ArticleInfo) -> tuple[int, float, str]:
+    value = info.published_at
+    if value is None:
+        return (1, 0.0, info.title)
+    if not isinstance(value, dt.datetime):
+        value = dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc)
+    return (0, -value.timestamp(), info.title)

@@ -1,0 +1,266 @@
+"""Index mechanics on real Chroma (embedded and server) with random unit vectors.
+
+The vectors are random so these tests check storage, commit and filtering
+without depending on the embedding model; test_ingest.py runs the real model.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from newsqa.config import Settings
+from newsqa.errors import ArticleNotFound, ModelMismatch, StoreError
+from newsqa.index import Index, chunk_id
+from newsqa.models import Article, Chunk
+
+DIM = 8
+
+
+@dataclass
+class Space:
+    """Which vectors an index holds; random ones stand in for a model here."""
+
+    name: str = "random-test"
+    dimension: int = DIM
+
+
+def unit_vectors(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    m = rng.normal(size=(n, DIM)).astype(np.float32)
+    return m / np.linalg.norm(m, axis=1, keepdims=True)
+
+
+def char_chunks(article: Article, size: int = 40) -> list[Chunk]:
+    """Fixed-width chunks: index tests must not depend on the chunker."""
+    text = article.text
+    return [
+        Chunk(
+            article_id=article.id,
+            index=i,
+            text=text[s : s + size],
+            start=s,
+            end=min(len(text), s + size),
+            n_tokens=10,
+        )
+        for i, s in enumerate(range(0, len(text), size))
+    ]
+
+
+def write(index: Index, article: Article, seed: int = 0) -> tuple[list[Chunk], np.ndarray]:
+    chunks = char_chunks(article)
+    vectors = unit_vectors(len(chunks), seed)
+    index.write_article(article, chunks, vectors, [f"{article.title}\n{c.text}" for c in chunks])
+    return chunks, vectors
+
+
+def make_article(n: int, *, source: str = "Wire", text: str | None = None, **kw: object) -> Article:
+    body = text or (f"Story {n} begins here.\r\nIt has ünïcode — and “quotes”.\n\n" * 3)
+    return Article(
+        title=f"Title {n}", source=source, url=f"https://example.com/{n}", text=body, **kw
+    )  # type: ignore[arg-type]
+
+
+def test_round_trip_keeps_text_and_facts_exact(store_settings: Settings) -> None:
+    index = Index(store_settings, Space())
+    article = make_article(
+        1,
+        published_at=dt.datetime(2023, 11, 27, 8, 45, tzinfo=dt.timezone.utc),
+        metadata={"category": "tech", "score": 3},
+    )
+    chunks, _ = write(index, article)
+
+    back = index.get_article(article.id)
+    assert back.text == article.text
+    assert back == article
+    assert back.content_hash == article.content_hash
+    [info] = index.articles()
+    assert (info.id, info.title, info.source, info.chunks) == (
+        article.id,
+        "Title 1",
+        "Wire",
+        len(chunks),
+    )
+    assert info.published_at == article.published_at
+    assert index.chunk_count() == len(chunks) == index.stored_chunk_count()
+
+
+def test_dense_search_returns_exact_spans_and_cosine_scores(store_settings: Settings) -> None:
+    index = Index(store_settings, Space())
+    article = make_article(2, published_at=dt.date(2024, 1, 5))
+    chunks, vectors = write(index, article)
+
+    hits = index.dense_search(vectors[2], k=3, where=None)
+    assert hits[0].chunk_id == chunk_id(article.id, article.content_hash, 2)
+    assert hits[0].score == pytest.approx(1.0, abs=1e-4)
+    expected = [float(vectors[2] @ vectors[i]) for i in range(len(chunks))]
+    for hit in hits:
+        assert hit.text == article.text[hit.start : hit.end]
+        i = int(hit.chunk_id.rsplit(":", 1)[1])
+        assert hit.score == pytest.approx(expected[i], abs=1e-4)
+        assert hit.published_at == dt.date(2024, 1, 5)
+        assert hit.url == "https://example.com/2"
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_where_filters_on_source_and_date(store_settings: Settings) -> None:
+    index = Index(store_settings, Space())
+    old = make_article(3, source="Alpha", published_at=dt.date(2023, 1, 1))
+    new = make_article(
+        4, source="Beta", published_at=dt.datetime(2024, 6, 1, 23, 30, tzinfo=dt.timezone.utc)
+    )
+    undated = make_article(5, source="Beta")
+    for n, a in enumerate((old, new, undated)):
+        write(index, a, seed=n)
+    query = unit_vectors(1, 99)[0]
+
+    beta = index.dense_search(query, k=50, where={"source": "Beta"})
+    assert {h.article_id for h in beta} == {new.id, undated.id}
+    since = index.dense_search(query, k=50, where={"published_date": {"$gte": 20240101}})
+    assert {h.article_id for h in since} == {new.id}
+
+
+def test_changed_article_replaces_its_chunks_without_orphans(store_settings: Settings) -> None:
+    index = Index(store_settings, Space())
+    first = make_article(6)
+    write(index, first)
+    changed = first.model_copy(update={"text": first.text + " A correction was added."})
+    assert changed.id == first.id and changed.content_hash != first.content_hash
+    chunks, vectors = write(index, changed, seed=1)
+
+    assert index.article_hash(first.id) == changed.content_hash
+    assert index.get_article(first.id).text == changed.text
+    assert index.stored_chunk_count() == index.chunk_count() == len(chunks)
+    hits = index.dense_search(vectors[0], k=100, where=None)
+    assert {h.chunk_id.split(":")[1] for h in hits} == {changed.content_hash}
+
+
+def test_uncommitted_chunks_are_invisible_and_swept(store_settings: Settings) -> None:
+    """What a crash between writing chunks and the manifest leaves behind."""
+    index = Index(store_settings, Space())
+    committed = make_article(7)
+    write(index, committed)
+    ghost = make_article(8)
+    ghost_chunks = char_chunks(ghost)
+    vectors = unit_vectors(len(ghost_chunks), 5)
+    index._chunks.upsert(  # exactly what write_article does before its commit
+        ids=[chunk_id(ghost.id, ghost.content_hash, c.index) for c in ghost_chunks],
+        embeddings=vectors,
+        documents=[c.text for c in ghost_chunks],
+        metadatas=[
+            {
+                "article_id": ghost.id,
+                "content_hash": ghost.content_hash,
+                "start": c.start,
+                "end": c.end,
+                "text_offset": 0,
+            }
+            for c in ghost_chunks
+        ],
+    )
+
+    hits = index.dense_search(vectors[0], k=2, where=None)
+    assert len(hits) == 2 and all(h.article_id == committed.id for h in hits)
+    assert ghost.id not in {i.id for i in index.articles()}
+    assert set(index.all_chunks().ids) == {
+        chunk_id(committed.id, committed.content_hash, c.index) for c in char_chunks(committed)
+    }
+    assert index.sweep() == len(ghost_chunks)
+    assert index.stored_chunk_count() == index.chunk_count()
+
+
+def test_remove_deletes_article_and_chunks(store_settings: Settings) -> None:
+    index = Index(store_settings, Space())
+    keep, gone = make_article(9), make_article(10)
+    write(index, keep)
+    write(index, gone, seed=1)
+    index.remove(gone.id)
+
+    with pytest.raises(ArticleNotFound):
+        index.get_article(gone.id)
+    with pytest.raises(ArticleNotFound):
+        index.remove(gone.id)
+    assert [i.id for i in index.articles()] == [keep.id]
+    assert index.stored_chunk_count() == len(char_chunks(keep))
+
+
+def test_revision_changes_on_writes_seen_by_another_handle(store_settings: Settings) -> None:
+    reader = Index(store_settings, Space())
+    writer = Index(store_settings, Space())
+    start = reader.revision
+    assert reader.articles() == []
+    article = make_article(11)
+    write(writer, article)
+    after_write = reader.revision
+    assert after_write != start
+    assert [i.id for i in reader.articles()] == [article.id]  # cache refreshed by revision
+    writer.remove(article.id)
+    assert reader.revision not in (start, after_write)
+    assert reader.articles() == []
+
+
+def test_all_chunks_is_parallel_lists_of_search_texts(store_settings: Settings) -> None:
+    index = Index(store_settings, Space())
+    article = make_article(12)
+    chunks, _ = write(index, article)
+    table = index.all_chunks()
+    assert len(table) == len(table.texts) == len(table.metadatas) == len(chunks)
+    assert table.revision == index.revision
+    for i, cid in enumerate(table.ids):
+        meta = table.metadatas[i]
+        assert cid == chunk_id(article.id, article.content_hash, int(meta["chunk_index"]))
+        assert table.texts[i].startswith("Title 12\n")
+        passage = table.passage(i, 0.5)
+        assert passage.text == article.text[passage.start : passage.end]
+        assert all(v is not None and not isinstance(v, list) for v in meta.values())
+
+
+def test_writes_larger_than_chroma_batch_limit(store_settings: Settings) -> None:
+    index = Index(store_settings, Space())
+    index._max_batch = 3  # the server's real limit is thousands; exercise the split
+    article = make_article(13, text="word " * 200)
+    chunks, _ = write(index, article)
+    assert len(chunks) > 3 * 3
+    assert index.stored_chunk_count() == len(chunks)
+
+
+def test_other_model_or_chunking_is_refused_with_both_named(store_settings: Settings) -> None:
+    write(Index(store_settings, Space()), make_article(14))
+    with pytest.raises(ModelMismatch) as err:
+        Index(store_settings, Space(name="other-model", dimension=16))
+    message = str(err.value)
+    assert "random-test" in message and "other-model" in message and "--db" in message
+    with pytest.raises(ModelMismatch, match="overlap 10"):
+        Index(Settings(**{**store_settings.__dict__, "chunk_overlap": 10}), Space())
+
+
+def test_empty_index_adopts_a_new_model(store_settings: Settings) -> None:
+    Index(store_settings, Space())
+    index = Index(store_settings, Space(name="other", dimension=4))
+    assert index.model == "other" and index.chunk_count() == 0
+
+
+def test_bad_vectors_are_refused_before_anything_is_written(store_settings: Settings) -> None:
+    index = Index(store_settings, Space())
+    article = make_article(15)
+    chunks = char_chunks(article)
+    with pytest.raises(StoreError, match="shape"):
+        index.write_article(article, chunks, unit_vectors(len(chunks) - 1, 0))
+    assert index.stored_chunk_count() == 0 and index.articles() == []
+
+
+def test_unreachable_server_is_a_clear_store_error(closed_port: int) -> None:
+    url = f"http://127.0.0.1:{closed_port}"
+    with pytest.raises(StoreError, match=f"cannot reach Chroma server at {url}"):
+        Index(Settings(chroma_url=url), Space())
+
+
+def test_a_file_where_the_folder_should_be(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    path.write_text("not a folder")
+    with pytest.raises(StoreError, match="not a folder"):
+        Index(Settings(db=path), Space())
