@@ -128,7 +128,7 @@ def named_entities(text: str, *, context: str = "") -> list[str]:
         at_start = bool(_SENTENCE_START.search(text[: match.start()]))
         words = [_POSSESSIVE.sub("", w) for w in match.group(0).split()]
         while words and words[0].lower() in _QUESTION_WORDS | _STOPWORDS:
-            words = words[1:]  # "What Qaani said" -> "Qaani"
+            words, at_start = words[1:], False  # "What Qaani said" -> "Qaani"
         if not words or all(w.lower() in _STOPWORDS | _CALENDAR for w in words):
             continue
         span = " ".join(words)
@@ -304,23 +304,35 @@ def _source_line(number: int, citation: Citation) -> str:
     return f'[{number}] {named}: "{citation.quote}"'
 
 
-def answer_text(answer: Answer) -> str:
-    """The answer with citation markers; the engine's own markers are kept if present."""
+def _body(answer: Answer) -> str:
     text = answer.answer.strip() or (answer.reason or "")
     if not answer.answerable and answer.reason and answer.reason not in text:
         text = f"{text} ({answer.reason})" if text else answer.reason
-    if answer.citations and not _MARKER.search(text):
-        text += " " + "".join(f"[{i}]" for i in range(1, len(answer.citations) + 1))
     return text
+
+
+def _markers(answer: Answer, body: str) -> str:
+    if not answer.citations or _MARKER.search(body):
+        return ""
+    return " " + "".join(f"[{i}]" for i in range(1, len(answer.citations) + 1))
+
+
+def _sources(answer: Answer) -> str:
+    if not answer.citations:
+        return ""
+    lines = [_source_line(i, c) for i, c in enumerate(answer.citations, 1)]
+    return "\n\nSources:\n" + "\n".join(lines)
+
+
+def answer_text(answer: Answer) -> str:
+    """The answer with citation markers; the engine's own markers are kept if present."""
+    body = _body(answer)
+    return body + _markers(answer, body)
 
 
 def format_reply(answer: Answer) -> str:
     """What a person reads: the answer, then where each citation comes from."""
-    text = answer_text(answer)
-    if not answer.citations:
-        return text
-    lines = [_source_line(i, c) for i, c in enumerate(answer.citations, 1)]
-    return text + "\n\nSources:\n" + "\n".join(lines)
+    return answer_text(answer) + _sources(answer)
 
 
 def reply_remainder(answer: Answer, sent: str) -> str:
@@ -333,8 +345,7 @@ def reply_remainder(answer: Answer, sent: str) -> str:
     full = format_reply(answer)
     if full.startswith(sent):
         return full[len(sent):]
-    text = answer_text(answer)
-    return full[len(text):] if full.startswith(text) else ""
+    return _markers(answer, _body(answer)) + _sources(answer)
 
 
 def strip_reply(content: str) -> str:
