@@ -155,7 +155,7 @@ class ExtractiveWeights:
     position: float = 1.0  # weight of the lead prior
     decay: float = 1.5  # prior = 1 / (1 + i / decay): how fast the lead advantage fades
     centrality: float = 0.6  # similarity to the article centroid
-    focus: float = 1.0  # similarity to the focus string, when one is given
+    focus: float = 2.0  # similarity to the focus string: an explicit ask outweighs the lead
     redundancy: float = 0.5  # MMR penalty: max similarity to what is already picked
     max_sentence_words: int = 60  # longer "sentences" are usually run-on lists or captions
 

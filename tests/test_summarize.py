@@ -1,0 +1,240 @@
+"""Summaries and timelines: offline engine on the seeds with the real model, date
+extraction, grouping and packing, and the LLM path over HTTP against the test server."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from newsqa.errors import InputError
+from newsqa.models import Article, Passage, Summary
+from newsqa.summarize import (
+    article_sentences,
+    extractive_article_summary,
+    extractive_multi_summary,
+    extractive_timeline,
+    find_dates,
+    group_by_article,
+    numbers_in,
+    pack_groups,
+)
+
+if TYPE_CHECKING:
+    from newsqa.embedding import Embedder
+
+SEEDS = Path(__file__).resolve().parent.parent / "seeds"
+WEDNESDAY = dt.date(2025, 3, 19)
+
+
+def seed_article(name: str, **fields: object) -> Article:
+    return Article(text=(SEEDS / name).read_text(encoding="utf-8"), **fields)  # type: ignore[arg-type]
+
+
+def passage_of(article: Article, start: int = 0, end: int | None = None, score: float = 1.0
+               ) -> Passage:
+    end = len(article.text) if end is None else end
+    return Passage(chunk_id=f"{article.id}:{start}", article_id=article.id, title=article.title,
+                   source=article.source, published_at=article.published_at,
+                   text=article.text[start:end], start=start, end=end, score=score)
+
+
+def assert_exact(summary_citations: Sequence[object], articles: dict[str, Article]) -> None:
+    for citation in summary_citations:
+        text = articles[citation.article_id].text  # type: ignore[attr-defined]
+        assert text[citation.start:citation.end] == citation.quote  # type: ignore[attr-defined]
+
+
+# -- dates ---------------------------------------------------------------------------------
+
+
+def test_weekday_resolves_to_the_latest_such_day_before_publication() -> None:
+    found = find_dates("Hegseth called al-Sudani on Sunday.", WEDNESDAY)
+    assert [f.date for f in found] == [dt.date(2025, 3, 16)]
+    assert [f.kind for f in found] == ["weekday"]
+
+
+def test_weekday_on_the_publication_day_is_that_day_and_future_tense_points_forward() -> None:
+    assert find_dates("The vote took place on Wednesday.", WEDNESDAY)[0].date == WEDNESDAY
+    assert find_dates("He will travel to Tehran on Friday.", WEDNESDAY)[0].date == dt.date(
+        2025, 3, 21)
+    assert find_dates("Talks resume next Monday.", WEDNESDAY)[0].date == dt.date(2025, 3, 24)
+
+
+def test_explicit_dates_in_several_forms() -> None:
+    text = ("Soleimani was killed on January 3, 2020; the report came out 2023-10-01, "
+            "and the envoy arrived on 5 March.")
+    found = find_dates(text, WEDNESDAY)
+    assert [f.date for f in found] == [dt.date(2020, 1, 3), dt.date(2023, 10, 1),
+                                       dt.date(2025, 3, 5)]
+    assert text[found[0].start:found[0].end] == "January 3, 2020"
+
+
+def test_a_yearless_date_after_publication_belongs_to_the_year_before() -> None:
+    assert find_dates("It began on December 28.", dt.date(2020, 1, 4))[0].date == dt.date(
+        2019, 12, 28)
+
+
+def test_relative_dates_need_a_publication_date() -> None:
+    assert find_dates("The strike came on Sunday, yesterday.", None) == []
+    assert [f.date for f in find_dates("It rained yesterday.", WEDNESDAY)] == [
+        dt.date(2025, 3, 18)]
+
+
+def test_words_that_look_like_months_or_numbers_are_not_dates() -> None:
+    assert find_dates("Officials may decide; 40 people marched.", WEDNESDAY) == []
+    assert numbers_in("In 2020, 1,200 people and 3.5 percent") == frozenset({"1200", "3.5"})
+
+
+# -- grouping and packing ------------------------------------------------------------------
+
+
+def _articles(n: int, words: int = 120) -> list[Article]:
+    return [Article(text=" ".join(f"word{i}x{j}." for j in range(words)), source=f"S{i}")
+            for i in range(n)]
+
+
+def test_grouping_keeps_article_rank_and_reading_order() -> None:
+    a, b = _articles(2)
+    ranked = [passage_of(b, 400, 500, 0.9), passage_of(a, 0, 100, 0.8),
+              passage_of(b, 0, 100, 0.7)]
+    groups = group_by_article(ranked)
+    assert list(groups) == [b.id, a.id]
+    assert [p.start for p in groups[b.id]] == [0, 400]
+
+
+def test_packing_under_a_tiny_budget_drops_nothing() -> None:
+    from newsqa.chunking import count_tokens
+
+    articles = _articles(5)
+    groups = group_by_article(passage_of(a, 0, 300) for a in articles)
+    batches = pack_groups(groups, budget=150, count=count_tokens)
+    assert len(batches) > 1
+    packed = [p.chunk_id for batch in batches for ps in batch.values() for p in ps]
+    assert sorted(packed) == sorted(p.chunk_id for ps in groups.values() for p in ps)
+    # A passage bigger than the budget still travels, alone.
+    single = pack_groups(groups, budget=10, count=count_tokens)
+    assert len(single) == 5
+
+
+# -- offline single article ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def seeds() -> list[Article]:
+    return [
+        seed_article("000_77993525a4a13c9e.txt", source="Shafaq News", published_at=WEDNESDAY),
+        seed_article("003_3cf3c08bc50ad036.txt", source="Arab News",
+                     published_at=dt.date(2020, 1, 4)),
+    ]
+
+
+def test_offline_article_summary_cites_exact_spans_and_favours_the_lead(
+    seeds: list[Article], embedder: Embedder
+) -> None:
+    for article in seeds:
+        summary = extractive_article_summary(article, embedder, bullets=3)
+        assert summary.mode == "extractive" and summary.article_ids == [article.id]
+        assert len(summary.bullets) == 3
+        first = article_sentences(article)[0]
+        assert summary.bullets[0].citations[0].start == first.start
+        for bullet in summary.bullets:
+            assert len(bullet.citations) == 1
+            assert_exact(bullet.citations, {article.id: article})
+        starts = [b.citations[0].start for b in summary.bullets]
+        assert starts == sorted(starts)  # reading order
+        assert summary.headline and len(summary.headline.split()) <= 21
+
+
+def test_bullet_and_word_controls(seeds: list[Article], embedder: Embedder) -> None:
+    article = seeds[1]
+    assert len(extractive_article_summary(article, embedder, bullets=2).bullets) == 2
+    short = extractive_article_summary(article, embedder, bullets=5, max_words=30)
+    words = sum(len(b.text.rstrip("…").split()) for b in short.bullets)
+    assert 0 < words <= 30
+    assert_exact([c for b in short.bullets for c in b.citations], {article.id: article})
+
+
+def test_focus_pulls_in_sentences_about_it(seeds: list[Article], embedder: Embedder) -> None:
+    article = seeds[0]
+    plain = extractive_article_summary(article, embedder, bullets=2)
+    focused = extractive_article_summary(article, embedder, bullets=2,
+                                         focus="Hegseth warning US military response")
+    assert not any("Hegseth" in b.text for b in plain.bullets)
+    assert any("Hegseth" in b.text for b in focused.bullets)
+
+
+# -- offline across articles ---------------------------------------------------------------
+
+
+def _wire_copies() -> list[Article]:
+    """Two outlets reprint one wire sentence; they disagree on a figure in another."""
+    wire = "The ministry said the bridge over the river would reopen to traffic next month."
+    return [
+        Article(source="Daily One", published_at=dt.date(2024, 5, 6), title="Storm hits coast",
+                text=f"A storm hit the coast on Sunday, killing 12 people. {wire} "
+                     "Schools stayed closed across the region."),
+        Article(source="Courier Two", published_at=dt.date(2024, 5, 7), title="Coastal storm",
+                text=f"A storm hit the coast on Sunday, killing 15 people. {wire} "
+                     "Farmers counted losses in flooded fields."),
+    ]
+
+
+def test_multi_article_summary_skips_repeated_wire_facts_and_reports_disagreement(
+    embedder: Embedder,
+) -> None:
+    articles = {a.id: a for a in _wire_copies()}
+    groups = group_by_article(passage_of(a) for a in articles.values())
+    summary = extractive_multi_summary("storm on the coast", groups, articles, embedder,
+                                       bullets=5)
+    texts = [b.text for b in summary.bullets]
+    assert sum("bridge over the river" in t for t in texts) == 1
+    assert set(summary.article_ids) == set(articles)
+    for bullet in [*summary.bullets, *summary.disagreements]:
+        assert_exact(bullet.citations, articles)
+    assert len(summary.disagreements) == 1
+    sides = summary.disagreements[0].citations
+    assert {c.article_id for c in sides} == set(articles)
+    assert {"12" in c.quote or "15" in c.quote for c in sides} == {True}
+
+
+def test_offline_timeline_dates_from_text_else_publication_and_sorted(
+    seeds: list[Article], embedder: Embedder
+) -> None:
+    articles = {a.id: a for a in seeds}
+    groups = group_by_article(passage_of(a) for a in seeds)
+    timeline = extractive_timeline("Soleimani killing and Qaani in Baghdad", groups, articles,
+                                   embedder, max_events=8)
+    assert 0 < len(timeline.events) <= 8
+    dates = [e.date for e in timeline.events]
+    assert dates == sorted(dates)
+    for event in timeline.events:
+        assert_exact(event.citations, articles)
+        article = articles[event.citations[0].article_id]
+        if event.date_source == "published_at":
+            assert event.date == article.published_at
+    by_quote = {e.citations[0].quote: e for e in timeline.events}
+    hegseth = [q for q in by_quote if "Hegseth, in a call" in q]
+    if hegseth:  # "on Sunday" in an article of Wednesday 2025-03-19
+        assert by_quote[hegseth[0]].date == dt.date(2025, 3, 16)
+        assert by_quote[hegseth[0]].date_source == "text"
+    assert any(e.date_source == "text" for e in timeline.events)
+
+
+def test_summary_type_is_what_the_api_returns(seeds: list[Article]) -> None:
+    summary = extractive_article_summary(seeds[0], None, bullets=2)
+    assert isinstance(summary, Summary)
+
+
+def test_controls_are_checked() -> None:
+    from newsqa.summarize import _check_controls
+
+    with pytest.raises(InputError, match="exactly one"):
+        _check_controls(None, None, 3, None)
+    with pytest.raises(InputError, match="exactly one"):
+        _check_controls("abc", "query", 3, None)
+    with pytest.raises(InputError, match="bullets"):
+        _check_controls("abc", None, 0, None)
