@@ -77,6 +77,112 @@ def cli() -> None:
     """Answers and summaries over news articles, every citation a checked verbatim span."""
 
 
+# -- ingest and manage (logic in newsqa/ingest.py and newsqa/index.py) ---------------------
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True)
+@store_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@handle_errors
+def ingest(
+    paths: tuple[str, ...], db: str | None, chroma_url: str | None, collection: str | None,
+    as_json: bool,
+) -> None:
+    """Add article files or folders (text/Markdown, JSON/JSONL, HTML); unchanged ones are free."""
+    qa = open_qa(db, chroma_url, collection)
+    report = _with_ingest_progress(lambda progress: qa.ingest(list(paths), progress=progress))
+    if as_json:
+        print_json(report.as_json())
+    else:
+        click.echo(
+            f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
+            f"duplicates {report.duplicates}, failed {len(report.failed)}; "
+            f"{report.chunks} chunks in the index"
+        )
+        for failure in report.failed:
+            click.echo(f"{failure.path}: {failure.error}", err=True)
+    sys.exit(1 if report.failed else 0)
+
+
+def _with_ingest_progress(work: Callable[[Any], Any]) -> Any:
+    """A rich bar on a terminal only: pipes and CI logs get no control characters."""
+    if not sys.stderr.isatty():
+        return work(None)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("ingesting", total=None)
+        return work(lambda done, total: bar.update(task, completed=done, total=total))
+
+
+@cli.command()
+@store_options
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@handle_errors
+def articles(db: str | None, chroma_url: str | None, collection: str | None,
+             as_json: bool) -> None:
+    """List stored articles: id, date, source, chunks, title, url."""
+    infos = open_qa(db, chroma_url, collection).articles()
+    if as_json:
+        print_json([info.model_dump(mode="json") for info in infos])
+        return
+    rows = [
+        (i.id, _date(i.published_at), i.source, str(i.chunks), i.title, i.url or "")
+        for i in infos
+    ]
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("id", "published", "source", "chunks", "title", "url")
+        for row in rows:
+            table.add_row(*row)
+        Console().print(table)
+    else:
+        for row in rows:
+            click.echo("\t".join(row))
+
+
+def _date(value: Any) -> str:
+    return value.isoformat() if value is not None else ""
+
+
+@cli.command()
+@click.argument("article_id")
+@store_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@handle_errors
+def show(article_id: str, db: str | None, chroma_url: str | None, collection: str | None,
+         as_json: bool) -> None:
+    """Print one stored article with its full text (the text citations point into)."""
+    article = open_qa(db, chroma_url, collection).get_article(article_id)
+    if as_json:
+        print_json(article.model_dump(mode="json"))
+        return
+    for label, value in (("id", article.id), ("title", article.title),
+                         ("source", article.source), ("published", _date(article.published_at)),
+                         ("url", article.url or "")):
+        if value:
+            click.echo(f"{label}: {value}")
+    click.echo("")
+    click.echo(article.text)
+
+
+@cli.command()
+@click.argument("article_id")
+@store_options
+@handle_errors
+def remove(article_id: str, db: str | None, chroma_url: str | None,
+           collection: str | None) -> None:
+    """Remove one article and its chunks from the index."""
+    open_qa(db, chroma_url, collection).remove(article_id)
+    click.echo(f"removed {article_id}")
+
+
 # -- eval (benchmarks; logic in newsqa/evaluation.py) --------------------------------------
 
 
