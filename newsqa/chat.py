@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from .errors import LLMError
+from .errors import ConfigError, InputError, LLMError
 from .models import Answer, Citation, Usage
 
 if TYPE_CHECKING:
@@ -375,7 +375,7 @@ class ChatSession:
         history: Iterable[Turn] = (),
     ) -> None:
         if history_tokens < 1:
-            raise ValueError(f"history_tokens must be positive, got {history_tokens}")
+            raise ConfigError(f"history_tokens must be positive, got {history_tokens}")
         self.qa = qa
         self.history_tokens = history_tokens
         self.search_options: dict[str, Any] = {
@@ -456,7 +456,7 @@ class ChatSession:
 
 def _check_question(question: str) -> None:
     if not isinstance(question, str) or not question.strip():
-        raise ValueError("question must be a non-empty string")
+        raise InputError("question", "is empty")
 
 
 # -- the terminal ------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from newsqa.chat import (
     trim_history,
 )
 from newsqa.chunking import count_tokens
+from newsqa.errors import InputError
 from newsqa.models import Answer, Citation
 
 REPO = Path(__file__).resolve().parent.parent
@@ -280,5 +281,5 @@ def test_session_history_is_bounded_by_its_token_budget(seeded_qa) -> None:  # t
 
 
 def test_empty_question_is_rejected(seeded_qa) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(ValueError, match="question"):
+    with pytest.raises(InputError, match="question"):
         seeded_qa.chat().ask("   ")
