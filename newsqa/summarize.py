@@ -715,14 +715,14 @@ class DraftTimeline(BaseModel):
 REPLY_TOKENS = 1200
 
 
-def source_budget(window: int, template: str, **values: str) -> int:
+def source_budget(window: int, template: str, reply: int = REPLY_TOKENS, **values: str) -> int:
     """Tokens left for sources once the template's own words and the reply are counted."""
     from .chunking import count_tokens
     from .prompts import render
 
     messages = render(template, **{"sources": "", "partials": "", "topic": "", **values})
     framing = sum(count_tokens(m["content"]) + 4 for m in messages) + 3
-    return max(window - framing - REPLY_TOKENS, 64)
+    return max(window - framing - reply, 64)
 
 
 def pack_groups(
@@ -779,7 +779,8 @@ def llm_summary(
     count = _token_count()
     controls = _controls_text(bullets, max_words, focus)
     topic = query or "the article"
-    batches = pack_groups(groups, source_budget(window, "summarize", **controls), count)
+    reply = llm.max_output_tokens
+    batches = pack_groups(groups, source_budget(window, "summarize", reply, **controls), count)
     usage = Usage()
     rejected: list[RejectedCitation] = []
     partials: list[Summary] = []
@@ -825,7 +826,7 @@ def _reduce(
 
     usage = Usage()
     rejected: list[RejectedCitation] = []
-    budget = source_budget(window, "summarize_reduce", **controls)
+    budget = source_budget(window, "summarize_reduce", llm.max_output_tokens, **controls)
     while len(partials) > 1:
         rounds = _pack_partials(partials, budget, count)
         if len(rounds) == len(partials) and len(partials) > 1:
@@ -974,7 +975,7 @@ def llm_timeline(
     usage = Usage()
     rejected: list[RejectedCitation] = []
     events: list[TimelineEvent] = []
-    budget = source_budget(window, "timeline", max_events=str(max_events))
+    budget = source_budget(window, "timeline", llm.max_output_tokens, max_events=str(max_events))
     for batch in pack_groups(groups, budget, _token_count()):
         passages = [p for group in batch.values() for p in group]
         messages = render("timeline", topic=query, max_events=str(max_events),

@@ -4,6 +4,7 @@ extraction, grouping and packing, and the LLM path over HTTP against the test se
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ from newsqa.summarize import (
     numbers_in,
     pack_groups,
 )
+from tests.openai_server import FakeOpenAIServer, Recorded, Reply, openai_server  # noqa: F401
 
 if TYPE_CHECKING:
     from newsqa.embedding import Embedder
@@ -238,3 +240,153 @@ def test_controls_are_checked() -> None:
         _check_controls("abc", "query", 3, None)
     with pytest.raises(InputError, match="bullets"):
         _check_controls("abc", None, 0, None)
+
+
+# -- LLM path over HTTP (real openai client, scripted local server) -------------------------
+
+_SOURCE = re.compile(r'<source id="(S\d+)"[^>]*>\n(.*?)\n</source>', re.S)
+
+
+def _llm(server: FakeOpenAIServer, **options: object) -> object:
+    from newsqa.llm import LLM
+
+    return LLM("test-model", base_url=server.url, **options)  # type: ignore[arg-type]
+
+
+def _first_words(text: str, n: int = 8) -> str:
+    return " ".join(text.split()[:n])
+
+
+def _story(i: int) -> Article:
+    body = " ".join(
+        f"Reporter {i} wrote sentence {j} about the harbour project in town number {i}."
+        for j in range(25)
+    )
+    return Article(title=f"Harbour story {i}", source=f"Outlet {i}",
+                   published_at=dt.date(2024, 1, 10 + i), text=body)
+
+
+def _scripted_summariser(request: Recorded) -> Reply:
+    """Map: one bullet quoting each source's opening words. Reduce: one bullet per source."""
+    system, user = request.messages[0]["content"], request.messages[1]["content"]
+    sources = _SOURCE.findall(user)
+    kind = "reduce" if system.startswith("You combine") else "map"
+    bullets = [{"text": f"{kind} bullet for {sid}: {_first_words(text, 5)}",
+                "quotes": [{"source": sid, "quote": _first_words(text)}]}
+               for sid, text in sources]
+    return Reply.json({"headline": f"{kind} headline", "bullets": bullets, "disagreements": []})
+
+
+def test_llm_bullets_are_verified_and_a_fabricated_quote_is_rejected(
+    openai_server: FakeOpenAIServer, seeds: list[Article]  # noqa: F811
+) -> None:
+    from newsqa.summarize import llm_summary
+
+    article = seeds[0]
+    real = "Qaani met with leaders of the Coordination Framework"
+    invented = "Qaani signed a defence pact with the Iraqi government"
+    openai_server.queue(Reply.json({
+        "headline": "Qaani visits Baghdad",
+        "bullets": [
+            {"text": "Qaani met Iraqi leaders.", "quotes": [{"source": "S1", "quote": real}]},
+            {"text": "A pact was signed.", "quotes": [{"source": "S1", "quote": invented}]},
+        ],
+        "disagreements": [],
+    }))
+    groups = {article.id: [passage_of(article)]}
+    summary = llm_summary(_llm(openai_server), groups, {article.id: article}, bullets=3,  # type: ignore[arg-type]
+                          max_words=None, focus=None, query=None, window=16000)
+    assert summary.mode == "llm" and summary.model == "test-model"
+    assert [b.text for b in summary.bullets] == ["Qaani met Iraqi leaders."]
+    citation = summary.bullets[0].citations[0]
+    assert article.text[citation.start:citation.end] == citation.quote == real
+    assert [r.quote for r in summary.rejected_citations] == [invented]
+    assert summary.usage.prompt_tokens > 0
+    assert len(openai_server.chat_requests) == 1
+
+
+def test_map_reduce_under_a_tiny_window_covers_every_article(
+    openai_server: FakeOpenAIServer,  # noqa: F811
+) -> None:
+    from newsqa.summarize import llm_summary
+
+    stories = [_story(i) for i in range(5)]
+    articles = {a.id: a for a in stories}
+    groups = group_by_article(passage_of(a) for a in stories)
+    openai_server.default = _scripted_summariser
+    llm = _llm(openai_server, max_output_tokens=200)
+    summary = llm_summary(llm, groups, articles, bullets=10, max_words=None,  # type: ignore[arg-type]
+                          focus=None, query="the harbour project", window=1300)
+
+    maps = [r for r in openai_server.chat_requests
+            if r.messages[0]["content"].startswith("You summarise")]
+    reduces = [r for r in openai_server.chat_requests
+               if r.messages[0]["content"].startswith("You combine")]
+    assert len(maps) >= 2, "the window was meant to force several map calls"
+    for story in stories:  # every article went through the map step
+        assert any(_first_words(story.text) in r.messages[1]["content"] for r in maps)
+    assert len(reduces) >= 1
+    # The reduce saw every partial's bullets, whichever round it was in.
+    reduce_text = "\n".join(r.messages[1]["content"] for r in reduces)
+    assert reduce_text.count("map bullet for S") == len(stories)
+    for story in stories:
+        assert _first_words(story.text, 5) in reduce_text
+    assert summary.article_ids == list(groups)
+    cited = {c.article_id for b in summary.bullets for c in b.citations}
+    assert cited == set(articles)
+    for bullet in summary.bullets:
+        assert_exact(bullet.citations, articles)
+    assert summary.rejected_citations == []
+
+
+def test_llm_disagreement_needs_both_sides_verified(
+    openai_server: FakeOpenAIServer,  # noqa: F811
+) -> None:
+    from newsqa.summarize import llm_summary
+
+    one, two = _wire_copies()
+    articles = {one.id: one, two.id: two}
+    openai_server.queue(Reply.json({
+        "headline": "Storm kills at least 12",
+        "bullets": [{"text": "A storm hit the coast.",
+                     "quotes": [{"source": "S1", "quote": "A storm hit the coast on Sunday"}]}],
+        "disagreements": [
+            {"text": "Daily One says 12 died; Courier Two says 15.",
+             "quotes": [{"source": "S1", "quote": "killing 12 people"},
+                        {"source": "S2", "quote": "killing 15 people"}]},
+            {"text": "One-sided.", "quotes": [{"source": "S1", "quote": "killing 12 people"},
+                                              {"source": "S2", "quote": "killing 99 people"}]},
+        ],
+    }))
+    groups = group_by_article([passage_of(one), passage_of(two)])
+    summary = llm_summary(_llm(openai_server), groups, articles, bullets=3,  # type: ignore[arg-type]
+                          max_words=None, focus=None, query="storm", window=16000)
+    assert len(summary.disagreements) == 1
+    sides = summary.disagreements[0].citations
+    assert [c.quote for c in sides] == ["killing 12 people", "killing 15 people"]
+    assert {c.article_id for c in sides} == set(articles)
+    assert [r.quote for r in summary.rejected_citations] == ["killing 99 people"]
+
+
+def test_llm_timeline_verified_sorted_with_untrusted_dates(
+    openai_server: FakeOpenAIServer, seeds: list[Article]  # noqa: F811
+) -> None:
+    from newsqa.summarize import llm_timeline
+
+    qaani, strike = seeds
+    openai_server.queue(Reply.json({"events": [
+        {"date": "2025-03-16", "date_source": "text", "text": "Hegseth called al-Sudani.",
+         "quotes": [{"source": "S1", "quote": "in a call with Iraqi Prime Minister"}]},
+        {"date": "not a date", "date_source": "text", "text": "A fresh air strike.",
+         "quotes": [{"source": "S2", "quote": "a fresh air strike struck pro-Iran fighters"}]},
+        {"date": "2020-01-01", "date_source": "text", "text": "Invented.",
+         "quotes": [{"source": "S2", "quote": "Iran declared war on the moon"}]},
+    ]}))
+    groups = {qaani.id: [passage_of(qaani)], strike.id: [passage_of(strike)]}
+    timeline = llm_timeline(_llm(openai_server), "Iran and Iraq", groups,  # type: ignore[arg-type]
+                            {a.id: a for a in seeds}, max_events=5, window=16000)
+    assert [(e.date, e.date_source) for e in timeline.events] == [
+        (dt.date(2020, 1, 4), "published_at"), (dt.date(2025, 3, 16), "text")]
+    assert [r.quote for r in timeline.rejected_citations] == ["Iran declared war on the moon"]
+    for event in timeline.events:
+        assert_exact(event.citations, {a.id: a for a in seeds})
