@@ -313,6 +313,91 @@ def chat(db: str | None, chroma_url: str | None, collection: str | None,
     run_terminal(open_qa(db, chroma_url, collection, llm=llm).chat())
 
 
+# -- summarize and timeline (logic in newsqa/summarize.py) ---------------------------------
+
+
+def filter_options(func: F) -> F:
+    """--source / --since / --until: which articles a query may draw on."""
+    func = click.option("--until", default=None, help="Only articles published on or before.")(func)
+    func = click.option("--since", default=None, help="Only articles published on or after.")(func)
+    func = click.option("--source", "sources", multiple=True,
+                        help="Only this source (repeatable).")(func)
+    return func
+
+
+@cli.command()
+@click.argument("article_id", required=False)
+@click.option("--query", default=None, help="Summarise what the archive says about this.")
+@filter_options
+@click.option("--bullets", default=5, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-words", default=None, type=click.IntRange(min=5),
+              help="Word budget for all bullets.")
+@click.option("--focus", default=None, help="Favour what the sources say about this.")
+@click.option("--llm", default=None, help="Model (default: $NEWSQA_LLM or extractive).")
+@store_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@handle_errors
+def summarize(article_id: str | None, query: str | None, sources: tuple[str, ...],
+              since: str | None, until: str | None, bullets: int, max_words: int | None,
+              focus: str | None, llm: str | None, db: str | None, chroma_url: str | None,
+              collection: str | None, as_json: bool) -> None:
+    """Summarise one article (ARTICLE_ID) or, with --query, several; every bullet cited."""
+    qa = open_qa(db, chroma_url, collection, llm=llm)
+    summary = qa.summarize(article_id, query=query, sources=sources or None, since=since,
+                           until=until, bullets=bullets, max_words=max_words, focus=focus)
+    if as_json:
+        print_json(summary.model_dump(mode="json"))
+        return
+    click.echo(summary.headline)
+    groups = [(b.text, b.citations) for b in summary.bullets]
+    groups += [(f"Disagreement: {b.text}", b.citations) for b in summary.disagreements]
+    _echo_cited(groups)
+
+
+@cli.command()
+@click.argument("query")
+@filter_options
+@click.option("--max-events", default=12, show_default=True, type=click.IntRange(min=1))
+@click.option("--llm", default=None, help="Model (default: $NEWSQA_LLM or extractive).")
+@store_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@handle_errors
+def timeline(query: str, sources: tuple[str, ...], since: str | None, until: str | None,
+             max_events: int, llm: str | None, db: str | None, chroma_url: str | None,
+             collection: str | None, as_json: bool) -> None:
+    """Dated events about QUERY, oldest first; "~" marks a date taken from publication."""
+    qa = open_qa(db, chroma_url, collection, llm=llm)
+    result = qa.timeline(query, sources=sources or None, since=since, until=until,
+                         max_events=max_events)
+    if as_json:
+        print_json(result.model_dump(mode="json"))
+        return
+    _echo_cited([
+        (f"{e.date.isoformat()}{'' if e.date_source == 'text' else '~'}  {e.text}", e.citations)
+        for e in result.events
+    ])
+
+
+def _echo_cited(items: list[tuple[str, list[Any]]]) -> None:
+    """Lines with [n] markers, then the numbered sources (one number per distinct span)."""
+    numbers: dict[tuple[str, int, int], int] = {}
+    cited: list[Any] = []
+    for text, citations in items:
+        marks = []
+        for c in citations:
+            key = (c.article_id, c.start, c.end)
+            if key not in numbers:
+                numbers[key] = len(numbers) + 1
+                cited.append(c)
+            marks.append(f"[{numbers[key]}]")
+        click.echo(f"- {text} {''.join(marks)}".rstrip())
+    if cited:
+        click.echo("\nSources:")
+    for n, c in enumerate(cited, 1):
+        where = ", ".join(x for x in (c.source, c.title, _date(c.published_at)) if x)
+        click.echo(f"[{n}] {where or c.article_id} ({c.article_id} {c.start}-{c.end}): "
+                   f"“{' '.join(c.quote.split())}”")
+
 def main() -> None:
     cli()
 
