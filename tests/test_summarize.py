@@ -390,3 +390,96 @@ def test_llm_timeline_verified_sorted_with_untrusted_dates(
     assert [r.quote for r in timeline.rejected_citations] == ["Iran declared war on the moon"]
     for event in timeline.events:
         assert_exact(event.citations, {a.id: a for a in seeds})
+
+
+# -- end to end: NewsQA and the CLI over an ingested index ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def seeded_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from newsqa.api import NewsQA
+
+    db = tmp_path_factory.mktemp("seeded") / "db"
+    report = NewsQA(db=db, llm="extractive").ingest([SEEDS])
+    assert report.added == 2 and not report.failed
+    return db
+
+
+def test_api_offline_summaries_and_timeline_cite_stored_text(seeded_db: Path) -> None:
+    from newsqa.api import NewsQA
+
+    qa = NewsQA(db=seeded_db, llm="extractive")
+    stored = {info.id: qa.get_article(info.id) for info in qa.articles()}
+    for article_id in stored:
+        summary = qa.summarize(article_id, bullets=3, max_words=60)
+        assert summary.article_ids == [article_id] and summary.bullets
+        assert_exact([c for b in summary.bullets for c in b.citations], stored)
+    across = qa.summarize(query="Iran and armed factions in Iraq", bullets=4)
+    assert across.mode == "extractive" and 0 < len(across.bullets) <= 4
+    assert set(across.article_ids) <= set(stored)
+    assert_exact([c for b in across.bullets for c in b.citations], stored)
+    events = qa.timeline("Soleimani and Qaani in Baghdad", max_events=5).events
+    assert events and [e.date for e in events] == sorted(e.date for e in events)
+    assert_exact([c for e in events for c in e.citations], stored)
+
+
+def test_api_rejects_unknown_article_and_bad_controls(seeded_db: Path) -> None:
+    from newsqa.api import NewsQA
+    from newsqa.errors import ArticleNotFound
+
+    qa = NewsQA(db=seeded_db, llm="extractive")
+    with pytest.raises(ArticleNotFound):
+        qa.summarize("0000000000000000")
+    with pytest.raises(InputError, match="exactly one"):
+        qa.summarize()
+    with pytest.raises(InputError, match="query is empty"):
+        qa.timeline("  ")
+
+
+def test_api_llm_map_reduce_under_a_forced_small_window(
+    seeded_db: Path, openai_server: FakeOpenAIServer  # noqa: F811
+) -> None:
+    from newsqa.api import NewsQA
+    from newsqa.config import Settings
+
+    settings = Settings(db=seeded_db, context_window=1500)
+    qa = NewsQA(settings=settings, llm=_llm(openai_server, max_output_tokens=200))  # type: ignore[arg-type]
+    openai_server.default = _scripted_summariser
+    summary = qa.summarize(query="Iran Iraq strikes", bullets=20)
+    assert summary.mode == "llm"
+    maps = [r for r in openai_server.chat_requests
+            if r.messages[0]["content"].startswith("You summarise")]
+    assert len(maps) >= 2
+    assert set(summary.article_ids) == {i.id for i in qa.articles()}
+    assert {c.article_id for b in summary.bullets for c in b.citations} == set(
+        summary.article_ids)
+
+
+def test_cli_summarize_and_timeline(seeded_db: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from newsqa.cli import cli
+
+    runner = CliRunner()
+    base = ["--db", str(seeded_db), "--llm", "extractive"]
+    listed = runner.invoke(cli, ["articles", "--json", "--db", str(seeded_db)])
+    article_id = json.loads(listed.output)[0]["id"]
+
+    result = runner.invoke(cli, ["summarize", article_id, "--bullets", "2", *base])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[1].startswith("- ") and lines[1].endswith("[1]")
+    assert "Sources:" in result.output and "[2]" in result.output
+
+    result = runner.invoke(cli, ["summarize", "--query", "Qaani visit", "--json", *base])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["bullets"]
+
+    result = runner.invoke(cli, ["timeline", "Soleimani drone strike", "--json", *base])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["events"]
+
+    result = runner.invoke(cli, ["summarize", "nope", *base])
+    assert result.exit_code == 1 and "no article" in result.output
