@@ -11,7 +11,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,6 +64,12 @@ def wait_until(
     raise TimeoutError(f"timed out after {deadline:.0f}s waiting for {what}")
 
 
+@pytest.fixture
+def wait_for() -> Callable[..., None]:
+    """`wait_for(condition, deadline_s, what)`: poll a condition, never sleep-as-sync."""
+    return wait_until
+
+
 @pytest.fixture(scope="session")
 def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Chroma server on 127.0.0.1 for the whole session; yields its URL."""
@@ -112,6 +118,70 @@ def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
         return Settings(db=tmp_path / "db")
     url = request.getfixturevalue("chroma_server")
     return Settings(chroma_url=url, collection=f"t{uuid.uuid4().hex[:12]}")
+
+
+_NAMES = ("Amara Osei", "Lena Fischer", "Rui Tanaka", "Omar Haddad", "Mia Kowalski", "Ivan Petrov")
+_CITIES = ("Accra", "Leipzig", "Osaka", "Amman", "Gdansk", "Tbilisi", "Quito", "Perth")
+_NOUNS = (
+    "port authority",
+    "water board",
+    "rail union",
+    "city council",
+    "grain market",
+    "wind farm",
+    "central bank",
+    "teachers' guild",
+    "hospital trust",
+    "film festival",
+)
+_VERBS = (
+    "cut its budget",
+    "expand operations",
+    "delay the vote",
+    "raise wages",
+    "open an inquiry",
+    "sign the accord",
+    "hire new staff",
+    "close two sites",
+)
+
+
+def synthetic_story(n: int, sentences: int) -> dict[str, str]:
+    """A made-up news record (JSON loader fields); deterministic, distinct per n."""
+    import random
+
+    rng = random.Random(n)
+    lines = [
+        f"{rng.choice(_NAMES)} said in {rng.choice(_CITIES)} on day {n} that the "
+        f"{rng.choice(_NOUNS)} would {rng.choice(_VERBS)} by {rng.randint(2, 97)} percent "
+        f"before report {n}-{i} was filed."
+        for i in range(sentences)
+    ]
+    return {
+        "title": f"Report {n}: the {rng.choice(_NOUNS)} in {rng.choice(_CITIES)}",
+        "source": ("Daily Wire", "Harbour Post", "Evening Ledger")[n % 3],
+        "published_at": f"2024-{1 + n % 12:02d}-{1 + n % 27:02d}T09:30:00+00:00",
+        "url": f"https://news.example/{n}",
+        "text": " ".join(lines),
+    }
+
+
+@pytest.fixture
+def write_stories() -> Callable[..., list[Path]]:
+    """Write made-up stories as JSON files: write(folder, numbers, sentences=8) -> paths."""
+
+    def write(folder: Path, numbers: Iterable[int], sentences: int = 8) -> list[Path]:
+        import json
+
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for n in numbers:
+            path = folder / f"story-{n:03d}.json"
+            path.write_text(json.dumps(synthetic_story(n, sentences)), encoding="utf-8")
+            paths.append(path)
+        return paths
+
+    return write
 
 
 @pytest.fixture(scope="session")

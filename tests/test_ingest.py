@@ -1,0 +1,186 @@
+"""ingest() with the real loaders, chunker, MiniLM model and Chroma."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from newsqa.articles import read_paths
+from newsqa.chunking import chunk_article
+from newsqa.config import Settings
+from newsqa.embedding import Embedder
+from newsqa.index import Index, chunk_id
+from newsqa.ingest import ingest
+from newsqa.models import Article
+
+WriteStories = Callable[..., list[Path]]
+
+
+class Counting:
+    """The real embedder, recording how many texts each call embeds."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.dimension = inner.dimension
+        self.calls: list[int] = []
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(len(texts))
+        return self.inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.inner.embed_query(text)
+
+
+def load(paths: Sequence[Path]) -> list[Article]:
+    loaded = list(read_paths(paths))
+    assert all(not isinstance(x, Exception) for x in loaded), loaded
+    return [x.article for x in loaded]  # type: ignore[union-attr]
+
+
+def expected_chunk_ids(articles: Sequence[Article], settings: Settings) -> set[str]:
+    return {
+        chunk_id(a.id, a.content_hash, c.index)
+        for a in articles
+        for c in chunk_article(a, max_tokens=settings.chunk_tokens, overlap=settings.chunk_overlap)
+    }
+
+
+def stored_chunk_ids(index: Index) -> list[str]:
+    return list(index._chunks.get(include=[])["ids"])  # every physical record, committed or not
+
+
+def test_ingest_then_reingest_costs_nothing(
+    store_settings: Settings, embedder: Embedder, write_stories: WriteStories, tmp_path: Path
+) -> None:
+    paths = write_stories(tmp_path / "news", range(5))
+    counting = Counting(embedder)
+    index = Index(store_settings, counting)
+    articles = load(paths)
+    expected = expected_chunk_ids(articles, store_settings)
+
+    first = ingest([tmp_path / "news"], index, counting, store_settings)
+    assert (first.added, first.updated, first.unchanged, first.failed) == (5, 0, 0, [])
+    assert first.chunks == len(expected)
+    assert sorted(stored_chunk_ids(index)) == sorted(expected)
+    assert {i.id for i in index.articles()} == {a.id for a in articles}
+
+    calls, revision = len(counting.calls), index.revision
+    again = ingest([tmp_path / "news"], index, counting, store_settings)
+    assert (again.added, again.updated, again.unchanged) == (0, 0, 5)
+    assert again.chunks == first.chunks
+    assert len(counting.calls) == calls  # nothing embedded
+    assert index.revision == revision  # nothing written
+
+
+def test_changed_article_replaces_chunks_leaving_no_orphans(
+    embedder: Embedder, write_stories: WriteStories, tmp_path: Path
+) -> None:
+    settings = Settings(db=tmp_path / "db")
+    index = Index(settings, embedder)
+    [short, other] = write_stories(tmp_path / "news", [1, 2], sentences=3)
+    ingest([short, other], index, embedder, settings)
+    write_stories(tmp_path / "news", [1], sentences=14)  # same URL: same article, new text
+
+    report = ingest([short, other], index, embedder, settings)
+    assert (report.added, report.updated, report.unchanged) == (0, 1, 1)
+    now = load([short, other])
+    assert sorted(stored_chunk_ids(index)) == sorted(expected_chunk_ids(now, settings))
+    assert index.get_article(now[0].id).text == now[0].text
+    assert report.chunks == len(stored_chunk_ids(index)) > 2
+
+
+def test_identical_files_are_stored_once_and_reported(
+    embedder: Embedder, write_stories: WriteStories, tmp_path: Path
+) -> None:
+    settings = Settings(db=tmp_path / "db")
+    [original] = write_stories(tmp_path / "news", [7])
+    copy = tmp_path / "news" / "copy-of-7.json"
+    copy.write_bytes(original.read_bytes())
+    index = Index(settings, embedder)
+
+    report = ingest([tmp_path / "news"], index, embedder, settings)
+    assert (report.added, report.duplicates) == (1, 1)
+    assert report.duplicate_of == {str(original): str(copy)} or report.duplicate_of == {
+        str(copy): str(original)
+    }
+    assert len(index.articles()) == 1
+
+
+def test_a_bad_file_is_reported_and_the_rest_go_in(
+    embedder: Embedder, write_stories: WriteStories, tmp_path: Path
+) -> None:
+    settings = Settings(db=tmp_path / "db")
+    good = write_stories(tmp_path / "news", [3, 4], sentences=2)
+    bad = tmp_path / "news" / "broken.json"
+    bad.write_text('{"title": "no closing brace"', encoding="utf-8")
+    index = Index(settings, embedder)
+
+    report = ingest([tmp_path / "news", tmp_path / "missing.txt"], index, embedder, settings)
+    assert report.added == 2
+    assert {f.path for f in report.failed} == {str(bad), str(tmp_path / "missing.txt")}
+    assert all(f.error for f in report.failed)
+    assert {i.id for i in index.articles()} == {a.id for a in load(good)}
+
+
+def test_embedding_batches_span_articles_and_progress_counts_to_total(
+    embedder: Embedder, write_stories: WriteStories, tmp_path: Path
+) -> None:
+    settings = Settings(db=tmp_path / "db")
+    write_stories(tmp_path / "news", range(20, 44), sentences=2)  # 24 one-chunk articles
+    counting = Counting(embedder)
+    seen: list[tuple[int, int]] = []
+
+    report = ingest(
+        [tmp_path / "news"],
+        Index(settings, counting),
+        counting,
+        settings,
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    assert report.added == 24
+    assert sum(counting.calls) == 24 and len(counting.calls) <= 3  # e.g. 8 + 16
+    assert seen[0] == (0, 24) and seen[-1] == (24, 24)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_articles_objects_and_dense_search_with_the_real_model(
+    store_settings: Settings, embedder: Embedder
+) -> None:
+    index = Index(store_settings, embedder)
+    facts = {
+        "harbour": "The harbour master closed the northern pier after a tanker ran aground.",
+        "election": "Voters in the mountain district re-elected the mayor by a wide margin.",
+        "science": "Astronomers measured the spin of a distant pulsar with a new radio dish.",
+    }
+    articles = [Article(title=k, source="Test Wire", text=v) for k, v in facts.items()]
+    report = ingest(articles, index, embedder, store_settings)
+    assert report.added == 3
+
+    hits = index.dense_search(embedder.embed_query("Which pier was shut down?"), 2, None)
+    assert hits[0].title == "harbour"
+    assert hits[0].text == facts["harbour"]
+    assert 0.3 < hits[0].score <= 1.0 and hits[0].score > hits[1].score
+
+
+@pytest.mark.parametrize("bad", [b"", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", b"caf\xe9 au lait"])
+def test_unreadable_files_never_touch_what_is_stored(
+    bad: bytes, embedder: Embedder, write_stories: WriteStories, tmp_path: Path
+) -> None:
+    settings = Settings(db=tmp_path / "db")
+    index = Index(settings, embedder)
+    seeds = write_stories(tmp_path / "seeds", [50, 51], sentences=3)
+    ingest(seeds, index, embedder, settings)
+    before = (index.revision, sorted(stored_chunk_ids(index)))
+    path = tmp_path / "bad.txt"
+    path.write_bytes(bad)
+
+    report = ingest([path], index, embedder, settings)
+    assert [f.path for f in report.failed] == [str(path)]
+    assert (index.revision, sorted(stored_chunk_ids(index))) == before
+    for article in load(seeds):
+        assert index.get_article(article.id).text == article.text
