@@ -609,7 +609,9 @@ def summarize(
             return extractive_article_summary(
                 article, qa.embedder, bullets=bullets, max_words=max_words, focus=focus
             )
-        groups = {article.id: [_whole_article_passage(article)]}
+        budget = source_budget(_window(qa), "summarize", qa.llm.max_output_tokens,
+                               **_controls_text(bullets, max_words, focus))
+        groups = {article.id: _article_passages(article, max(budget - 40, 32))}
         return llm_summary(qa.llm, groups, {article.id: article}, bullets=bullets,
                            max_words=max_words, focus=focus, query=None,
                            window=_window(qa))
@@ -671,12 +673,21 @@ def _window(qa: NewsQA) -> int:
     return qa.llm.context_window if qa.llm is not None else 8192
 
 
-def _whole_article_passage(article: Article) -> Passage:
-    return Passage(
-        chunk_id=f"{article.id}:all", article_id=article.id, title=article.title,
-        source=article.source, published_at=article.published_at, url=article.url,
-        text=article.text, start=0, end=len(article.text), score=1.0,
-    )
+def _article_passages(article: Article, max_tokens: int) -> list[Passage]:
+    """The whole article as one source when it fits, else its chunks, so a long article goes
+    through map-reduce instead of overflowing the window."""
+    from .chunking import chunk_article, count_tokens
+
+    if count_tokens(article.text) <= max_tokens:
+        spans = [(0, len(article.text))]
+    else:
+        spans = [(c.start, c.end) for c in chunk_article(article, max_tokens=max_tokens)]
+    return [
+        Passage(chunk_id=f"{article.id}:{start}", article_id=article.id, title=article.title,
+                source=article.source, published_at=article.published_at, url=article.url,
+                text=article.text[start:end], start=start, end=end, score=1.0)
+        for start, end in spans
+    ]
 
 
 # ----------------------------------------------------------------------------------------

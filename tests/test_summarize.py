@@ -483,3 +483,17 @@ def test_cli_summarize_and_timeline(seeded_db: Path) -> None:
 
     result = runner.invoke(cli, ["summarize", "nope", *base])
     assert result.exit_code == 1 and "no article" in result.output
+
+
+def test_a_long_article_is_split_for_the_window_and_a_short_one_is_whole() -> None:
+    from newsqa.chunking import count_tokens
+    from newsqa.summarize import _article_passages
+
+    long_article = _story(1)
+    parts = _article_passages(long_article, 100)
+    assert len(parts) > 1
+    assert all(count_tokens(p.text) <= 100 for p in parts)
+    assert all(long_article.text[p.start:p.end] == p.text for p in parts)
+    assert parts[0].start == 0 and parts[-1].end == len(long_article.text.rstrip())
+    whole = _article_passages(long_article, 10_000)
+    assert [(p.start, p.end) for p in whole] == [(0, len(long_article.text))]
