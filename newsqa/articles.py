@@ -174,7 +174,8 @@ _FRONT_LINE = re.compile(r"^([A-Za-z_][\w-]*)[ \t]*:[ \t]*(.*?)[ \t]*$")
 _HEADING = re.compile(r"\A#[ \t]+(.+?)[ \t#]*(?:\n|\Z)")
 # " date 2025-03-19 Shafaq News/ Iran's ..." - a scraper's dateline, not article text.
 _DATELINE = re.compile(
-    r"\A\s*date[ \t]*:?[ \t]*(\d{4}-\d{2}-\d{2})(?:[ \t]+([^/\n]{1,60}?)[ \t]*/)?[ \t]*"
+    r"\A\s*date[ \t]*:?[ \t]*(\d{4}-\d{2}-\d{2})(?:[ \t]+([^/\n]{1,60}?)[ \t]*/)?[ \t]*",
+    re.IGNORECASE,
 )
 _BOILERPLATE_LINE = re.compile(
     r"^[ \t]*(?:read more|read also|also read|see also|related)[ \t]*:.*(?:\n|\Z)",
@@ -266,6 +267,8 @@ def _take_dateline(text: str, fields: _Fields) -> str:
 
 def _take_headline(text: str, fields: _Fields) -> str:
     """A short first line without closing punctuation, set off by a blank line, is a headline."""
+    if fields.title:
+        return text  # already titled: a short first paragraph is then content, e.g. a kicker
     stripped = text.lstrip()
     first, sep, rest = stripped.partition("\n")
     first = first.strip()
@@ -278,8 +281,7 @@ def _take_headline(text: str, fields: _Fields) -> str:
     )
     if not is_headline:
         return text
-    if not fields.title:
-        fields.title = first
+    fields.title = first
     return rest
 
 

@@ -105,6 +105,14 @@ def test_markdown_heading_is_the_title_and_bom_is_accepted(tmp_path: Path) -> No
     assert loaded.article.text == "Rivers rose overnight."
 
 
+def test_short_first_paragraph_stays_when_a_title_is_known(tmp_path: Path) -> None:
+    path = tmp_path / "kicker.md"
+    path.write_text("# The title\n\nA short kicker\n\nThe body goes on.", encoding="utf-8")
+    [loaded] = articles(path)
+    assert loaded.article.title == "The title"
+    assert loaded.article.text == "A short kicker\n\nThe body goes on."
+
+
 def test_file_without_extension_is_text(tmp_path: Path) -> None:
     path = tmp_path / "README"
     path.write_text("Plain words. More words.", encoding="utf-8")
