@@ -124,6 +124,7 @@ class _Failure:
     retryable: bool
     shape: bool = False  # the server refused this request shape (try the next rung)
     retry_after: float | None = None
+    status: int | None = None
 
 
 class _RungFailed(Exception):
@@ -571,7 +572,7 @@ class LLM:
             raise _RungFailed(failure, explicit=True) from exc
         if failure.retryable and attempt < self.retry.max_retries:
             return
-        if may_fallback and isinstance(failure.error, LLMServerError):
+        if may_fallback and (failure.status or 0) >= 500:
             # A shape that keeps failing with an opaque 5xx may be the shape's fault.
             raise _RungFailed(failure, explicit=False) from exc
         raise failure.error from exc
@@ -599,9 +600,10 @@ class LLM:
         error = LLMServerError(f"{where}: HTTP {status}: {detail}")
         shape = status in _SHAPE_STATUSES or bool(_SHAPE_WORDS.search(detail))
         if status in (401, 403, 404):
-            return _Failure(error, False)
+            return _Failure(error, False, status=status)
         retryable = (status >= 500 or status == 408) and not shape
-        return _Failure(error, retryable, shape=shape, retry_after=_retry_after(exc.response))
+        return _Failure(error, retryable, shape=shape, retry_after=_retry_after(exc.response),
+                        status=status)
 
 
 # -- parsing replies ---------------------------------------------------------------------
@@ -698,18 +700,24 @@ def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _make_strict(node: Any) -> None:
-    if isinstance(node, dict):
-        if node.get("type") == "object" or "properties" in node:
-            props = node.setdefault("properties", {})
-            node["additionalProperties"] = False
-            node["required"] = list(props)
-        if "default" in node and node["default"] is None:
-            del node["default"]  # strict mode rejects a null default; nullability stays in anyOf
-        for value in node.values():
-            _make_strict(value)
-    elif isinstance(node, list):
-        for item in node:
-            _make_strict(item)
+    """Walk schema nodes (not property names, so a field called "default" survives)."""
+    if not isinstance(node, dict):
+        return
+    # Strict mode rejects `default`; pydantic still fills defaults when validating.
+    node.pop("default", None)
+    if node.get("type") == "object" or "properties" in node:
+        props = node.setdefault("properties", {})
+        node["additionalProperties"] = False
+        node["required"] = list(props)
+        for sub in props.values():
+            _make_strict(sub)
+    for key in ("$defs", "definitions"):
+        for sub in (node.get(key) or {}).values():
+            _make_strict(sub)
+    _make_strict(node.get("items"))
+    for key in ("anyOf", "allOf", "oneOf", "prefixItems"):
+        for sub in node.get(key) or []:
+            _make_strict(sub)
 
 
 def is_strict_compatible(schema: Any) -> bool:
