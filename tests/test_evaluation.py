@@ -212,3 +212,94 @@ def test_rouge_of_identical_text_is_one_and_disjoint_is_zero() -> None:
     same = mean_rouge([("the cat sat", "the cat sat")])
     assert same["rouge1"] == same["rouge2"] == same["rougeL"] == 1.0
     assert mean_rouge([("dogs bark", "cats purr")])["rouge1"] == 0.0
+
+
+# -- end to end through the CLI on a hand-made corpus ------------------------------------------
+
+TINY_CORPUS = [
+    {"id": "doc-0", "title": "Harbor bridge reopens after repairs", "source": "Coast Daily",
+     "published_at": "2023-10-02T09:00:00+00:00", "url": "https://coast.example/bridge",
+     "body": "The Harbor Bridge reopened on Monday after eight months of repairs. "
+             "City engineer Mara Quist said the new cables will last fifty years. "
+             "Traffic returned to normal by the evening rush hour."},
+    {"id": "doc-1", "title": "Orchard festival draws record crowd", "source": "Valley News",
+     "published_at": "2023-10-05T12:00:00+00:00", "url": "https://valley.example/orchard",
+     "body": "The autumn orchard festival drew a record crowd of 40,000 visitors. "
+             "Organiser Tomas Reyl credited the warm weather and a new cider tent. "
+             "Next year the festival will move to the river meadow."},
+    {"id": "doc-2", "title": "Bridge engineer honoured", "source": "Valley News",
+     "published_at": "2023-11-01T08:00:00+00:00", "url": "https://valley.example/honour",
+     "body": "Mara Quist received the regional engineering medal for the Harbor Bridge work. "
+             "The award committee praised her cable design. "
+             "She will lead the tunnel project next spring."},
+]
+TINY_QUERIES = [
+    {"id": "q-a", "query": "Which engineer led the Harbor Bridge repairs and was later honoured?",
+     "answer": "Mara Quist", "question_type": "inference_query",
+     "evidence": [
+         {"fact": "City engineer Mara Quist said the new cables will last fifty years.",
+          "doc_id": "doc-0", "url": "https://coast.example/bridge"},
+         {"fact": "Mara Quist received the regional engineering medal for the Harbor Bridge "
+                  "work.", "doc_id": "doc-2", "url": "https://valley.example/honour"}]},
+    {"id": "q-b", "query": "How many visitors came to the orchard festival?",
+     "answer": "40,000", "question_type": "comparison_query",
+     "evidence": [{"fact": "The autumn orchard festival drew a record crowd of 40,000 visitors.",
+                   "doc_id": "doc-1", "url": "https://valley.example/orchard"}]},
+    {"id": "q-held", "query": "A held-out question that must never run?",
+     "answer": "x", "question_type": "inference_query",
+     "evidence": [{"fact": "Traffic returned", "doc_id": "doc-0"}]},
+    {"id": "q-null", "query": "What did the mayor of Atlantis say about submarine taxes?",
+     "answer": "Insufficient information.", "question_type": "null_query", "evidence": []},
+]
+
+
+@pytest.fixture
+def tiny_multihop(tmp_path: Path) -> Path:
+    folder = tmp_path / "multihop"
+    folder.mkdir()
+    _write_jsonl(folder / "corpus.jsonl", TINY_CORPUS)  # type: ignore[arg-type]
+    _write_jsonl(folder / "queries.jsonl", TINY_QUERIES)  # type: ignore[arg-type]
+    (folder / "dev_ids.txt").write_text("q-a\nq-b\nq-null\n", encoding="utf-8")
+    return folder
+
+
+def test_cli_multihop_smoke_run(tiny_multihop: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from newsqa.cli import cli
+
+    dump, report = tmp_path / "dump.json", tmp_path / "report.md"
+    args = ["eval", "multihop", "--data", str(tiny_multihop), "--db", str(tmp_path / "db"),
+            "--json", "--dump", str(dump), "--report", str(report)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)  # exactly one JSON object on stdout
+    assert summary["n_queries"] == 3
+    retrieval = summary["retrieval"]
+    assert retrieval["n"] == 2  # the null query is left out, as in the paper
+    # three one-chunk articles and top 10: every fact is retrieved somewhere
+    assert retrieval["hits@10"] == 1.0 and 0 < retrieval["mrr@10"] <= 1
+    assert set(retrieval["by_type"]) == {"inference_query", "comparison_query"}
+    assert summary["citations"]["verified_rate"] == 1.0
+    assert summary["answers"]["mode"] == "extractive"
+    assert 0 <= summary["abstention"]["null_abstain_rate"] <= 1
+    rows = json.loads(dump.read_text(encoding="utf-8"))
+    assert [r["id"] for r in rows] == ["q-a", "q-b", "q-null"]  # dev ids only, in order
+    assert all(len(r["retrieval_list"]) == 3 for r in rows)
+    assert rows[0]["gold_list"][0]["fact"].startswith("City engineer")
+    assert "0.7467" in report.read_text(encoding="utf-8")
+    # A second run reuses the index (ingest is idempotent) and scores the same.
+    again = CliRunner().invoke(cli, [*args[:-4], "--no-answers"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["retrieval"] == retrieval
+    assert json.loads(again.stdout)["settings"]["ingest"]["added"] == 0
+
+
+def test_cli_skips_cleanly_without_data(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from newsqa.cli import cli
+
+    result = CliRunner().invoke(cli, ["eval", "multihop", "--data", str(tmp_path / "absent")])
+    assert result.exit_code == 0
+    assert "not found; skipping" in result.stderr
