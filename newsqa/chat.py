@@ -179,22 +179,84 @@ def context_terms(turn: Turn, question: str, limit: int = MAX_CONTEXT_TERMS) -> 
 _CONTEXT_NOTE = re.compile(r"\s*\(context: [^()]*\)\s*$")
 
 
-def condense_offline(question: str, history: Sequence[Turn]) -> str:
-    """Make a follow-up standalone by naming what the previous turn was about.
+_SINGULAR_PERSONAL = re.compile(r"\b(he|she|him|his|hers|her|himself|herself)\b", re.I)
+_POSSESSIVE_PRONOUNS = frozenset({"his", "hers"})
 
-    Appending, not substituting: without a parser, "he" cannot be bound to the
-    right one of several names, but retrieval (dense and BM25) and the extractive
-    engine both do well when the names are simply present. The previous turn's
-    own context note counts as part of its question, so a chain of follow-ups
-    stays on topic.
+
+def subject_of(turn: Turn, question: str) -> str | None:
+    """The name "he"/"she" most likely means: the first name the previous turn asked about.
+
+    A question names its subject first ("Who did Qaani meet in Baghdad?"), so the
+    previous question's first entity wins; its answer's first entity is the fallback,
+    and wins when the question asked for the subject ("Who leads the Quds Force?").
+    Names the new question has are skipped: in "What did he urge al-Sudani to do?",
+    "he" is not al-Sudani.
+    """
+    present = {w.lower() for w in _WORD.findall(question)}
+    asked = turn.standalone
+    candidates = [*_in_order(asked, turn.answer), *_in_order(turn.answer, asked)]
+    if _asks_who_did(asked):  # "Who leads the Quds Force?": the answer names the subject
+        candidates = [*_in_order(turn.answer, asked), *_in_order(asked, turn.answer)]
+    for entity in candidates:
+        if entity.lower().split()[-1] not in present:
+            return entity
+    return None
+
+
+_WHO_VERB = re.compile(r"^\W*who\s+(\w+)", re.I)
+
+
+def _asks_who_did(question: str) -> bool:
+    """ "Who leads X?" asks for a subject; "Who is X?"/"Who did X meet?" are about X."""
+    match = _WHO_VERB.match(question)
+    return match is not None and match.group(1).lower() not in _QUESTION_WORDS
+
+
+def _in_order(text: str, context: str) -> list[str]:
+    found = named_entities(text, context=context)
+    return sorted(found, key=lambda e: text.find(e) if e in text else len(text))
+
+
+def _substitute(question: str, subject: str) -> str:
+    """Replace singular personal pronouns by `subject` ("his" -> "Qaani's")."""
+
+    def replace(match: re.Match[str]) -> str:
+        word = match.group(0).lower()
+        after = question[match.end():].lstrip()
+        next_word = after.split()[0].lower() if after.split() else ""
+        possessive = word in _POSSESSIVE_PRONOUNS or (
+            word == "her" and next_word.isalpha() and next_word not in _STOPWORDS
+        )
+        if word in ("himself", "herself"):
+            return subject
+        return f"{subject}'s" if possessive and word != "hers" else subject
+
+    return _SINGULAR_PERSONAL.sub(replace, question)
+
+
+def condense_offline(question: str, history: Sequence[Turn]) -> str:
+    """Make a follow-up standalone from what the previous turn was about.
+
+    "he"/"she" become the previous turn's subject, so "What did he warn?" is
+    asked as "What did Qaani warn?": the engines score sentences by the question's
+    terms, and a substituted name keeps the question as sharp as the user's.
+    Other references ("that", "they", a bare "why?") cannot be bound to one name
+    without a parser, so the previous turn's salient names are appended instead.
+    A rewritten question carries its names along, so a chain of follow-ups stays
+    on topic.
     """
     question = question.strip()
     if not history or not is_follow_up(question):
         return question
-    terms = context_terms(history[-1], question)
+    previous = history[-1]
+    subject = subject_of(previous, question)
+    rewritten = _substitute(question, subject) if subject else question
+    if rewritten != question and not is_follow_up(rewritten):
+        return rewritten
+    terms = context_terms(previous, rewritten)
     if not terms:
-        return question
-    return f"{question} (context: {', '.join(terms)})"
+        return rewritten
+    return f"{rewritten} (context: {', '.join(terms)})"
 
 
 def replay_history(pairs: Iterable[tuple[str, str]]) -> list[Turn]:

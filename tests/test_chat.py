@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from newsqa.chat import (
+    ChatSession,
     Turn,
     condense_offline,
     context_terms,
@@ -23,6 +24,8 @@ from newsqa.chat import (
 from newsqa.chunking import count_tokens
 from newsqa.errors import InputError
 from newsqa.models import Answer, Citation
+from tests.openai_server import FakeOpenAIServer, Reply
+from tests.openai_server import openai_server as openai_server  # the fixture
 
 REPO = Path(__file__).resolve().parent.parent
 SEEDS = REPO / "seeds"
@@ -87,19 +90,34 @@ def test_named_entities_strip_question_words_and_possessives() -> None:
     assert named_entities("What Qaani’s visit meant for Baghdad") == ["Qaani", "Baghdad"]
 
 
-def test_pronoun_follow_up_carries_the_previous_subject() -> None:
+def test_he_becomes_the_previous_subject() -> None:
     history = [Turn("Who did Qaani meet in Baghdad?", QAANI_ANSWER)]
-    rewritten = condense_offline("What did he warn?", history)
-    assert rewritten.startswith("What did he warn?")
-    assert "Qaani" in rewritten
-    assert "Baghdad" in rewritten
+    assert condense_offline("What did he warn?", history) == "What did Qaani warn?"
 
 
-def test_names_already_in_the_question_are_not_repeated() -> None:
+def test_possessive_and_object_pronouns_are_substituted() -> None:
+    history = [Turn("Who did Qaani meet in Baghdad?", QAANI_ANSWER)]
+    assert condense_offline("What was his message?", history) == "What was Qaani's message?"
+    assert condense_offline("Did anyone meet her?", history) == "Did anyone meet Qaani?"
+
+
+def test_names_already_in_the_question_are_not_the_referent() -> None:
     history = [Turn("Who is Pete Hegseth?", HEGSETH_ANSWER)]
     rewritten = condense_offline("What did he urge al-Sudani to do?", history)
-    assert "Pete Hegseth" in rewritten
-    assert rewritten.count("al-Sudani") == 1
+    assert rewritten == "What did Pete Hegseth urge al-Sudani to do?"
+
+
+def test_a_who_question_takes_its_subject_from_the_answer() -> None:
+    history = [Turn("Who leads the Quds Force?", "Esmail Qaani leads the Quds Force.")]
+    assert condense_offline("What did he do?", history) == "What did Esmail Qaani do?"
+
+
+def test_vague_references_get_the_previous_names_appended() -> None:
+    history = [Turn("Who did Qaani meet in Baghdad?", QAANI_ANSWER)]
+    for question in ("and what did the US say about that?", "What did they agree on?", "Why?"):
+        rewritten = condense_offline(question, history)
+        assert rewritten.startswith(question + " (context: ")
+        assert "Qaani" in rewritten and "Baghdad" in rewritten
 
 
 def test_a_chain_of_follow_ups_stays_on_topic() -> None:
@@ -110,8 +128,10 @@ def test_a_chain_of_follow_ups_stays_on_topic() -> None:
         ]
     )
     assert "Hegseth" in turns[1].standalone
-    rewritten = condense_offline("And what did he threaten?", turns)
-    assert "Hegseth" in rewritten
+    assert condense_offline("And what did he threaten?", turns) == (
+        "And what did Pete Hegseth threaten?"
+    )
+    assert "Hegseth" in condense_offline("Why?", turns)
 
 
 def test_context_terms_are_bounded_and_distinct() -> None:
@@ -283,3 +303,94 @@ def test_session_history_is_bounded_by_its_token_budget(seeded_qa) -> None:  # t
 def test_empty_question_is_rejected(seeded_qa) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InputError, match="question"):
         seeded_qa.chat().ask("   ")
+
+
+# -- the LLM rewrite, against the scripted OpenAI wire server ----------------------------------
+
+
+def _llm_qa(tmp_path: Path, url: str):  # type: ignore[no-untyped-def]
+    from newsqa.api import NewsQA
+    from newsqa.llm import LLM
+
+    return NewsQA(db=tmp_path / "db", llm=LLM("test-model", base_url=url, api_key="k"))
+
+
+QAANI_TURN = Turn("Who did Qaani meet in Baghdad?", QAANI_ANSWER)
+
+
+def test_llm_rewrites_the_follow_up(tmp_path: Path, openai_server: FakeOpenAIServer) -> None:
+    openai_server.queue(Reply.json({"standalone_question": "What did Esmail Qaani warn?"},
+                                   usage=(50, 9)))
+    session = ChatSession(_llm_qa(tmp_path, openai_server.url), history=[QAANI_TURN])
+    rewritten, usage = session.condense("What did he warn?")
+    assert rewritten == "What did Esmail Qaani warn?"
+    assert (usage.prompt_tokens, usage.completion_tokens) == (50, 9)
+    sent = openai_server.chat_requests[0].messages
+    assert sent[0]["role"] == "system"
+    assert "<conversation>\nUser: Who did Qaani meet in Baghdad?" in sent[1]["content"]
+    assert sent[1]["content"].endswith("Last question: What did he warn?")
+
+
+def test_llm_is_not_asked_without_history(
+    tmp_path: Path, openai_server: FakeOpenAIServer
+) -> None:
+    session = ChatSession(_llm_qa(tmp_path, openai_server.url))
+    assert session.condense("What did Qaani warn?")[0] == "What did Qaani warn?"
+    assert openai_server.chat_requests == []
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply.chat("I think he is Qaani."),  # not JSON, nor after the repair try
+        Reply.json({"standalone_question": "x" * 5000}),  # not a plausible question
+        Reply.json({"standalone_question": "   "}),
+    ],
+    ids=["not-json", "too-long", "blank"],
+)
+def test_an_unusable_llm_rewrite_falls_back_to_the_offline_one(
+    tmp_path: Path, openai_server: FakeOpenAIServer, reply: Reply
+) -> None:
+    openai_server.default = reply
+    session = ChatSession(_llm_qa(tmp_path, openai_server.url), history=[QAANI_TURN])
+    assert session.condense("What did he warn?")[0] == "What did Qaani warn?"
+    assert openai_server.chat_requests
+
+
+def test_async_llm_rewrite(tmp_path: Path, openai_server: FakeOpenAIServer) -> None:
+    openai_server.queue(Reply.json({"standalone_question": "What did Esmail Qaani warn?"}))
+    session = ChatSession(_llm_qa(tmp_path, openai_server.url), history=[QAANI_TURN])
+    assert asyncio.run(session.acondense("What did he warn?"))[0] == "What did Esmail Qaani warn?"
+
+
+# -- `newsqa chat` ----------------------------------------------------------------------------
+
+
+def test_cli_chat_answers_follow_ups_and_exits(seeded_qa) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from newsqa.cli import cli
+
+    db = str(seeded_qa.settings.db)
+    result = CliRunner().invoke(
+        cli, ["chat", "--db", db, "--llm", "extractive"],
+        input="Who did Qaani meet in Baghdad?\nWhat did he warn?\nexit\nnever asked\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.count("Sources:") == 2
+    assert "asked as: What did Qaani warn?" in result.output
+    assert "Iran would not remain silent" in result.output
+    assert "never asked" not in result.output
+
+
+def test_cli_chat_ends_on_eof(seeded_qa) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from newsqa.cli import cli
+
+    result = CliRunner().invoke(
+        cli, ["chat", "--db", str(seeded_qa.settings.db), "--llm", "extractive"],
+        input="Who is Pete Hegseth?\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "Hegseth" in result.output
