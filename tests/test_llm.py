@@ -378,3 +378,26 @@ def test_strict_schema_closes_every_object_and_requires_every_field() -> None:
         counts: dict[str, int]
 
     assert not is_strict_compatible(Open.model_json_schema())
+
+
+def test_a_200_whose_body_is_not_json_is_a_server_error_not_an_answer(
+    openai_server: FakeOpenAIServer,
+) -> None:
+    openai_server.default = Reply.raw("this is not json")
+    with pytest.raises(LLMServerError, match="unusable response"):
+        make_llm(openai_server).structured(MESSAGES, Meeting)
+
+
+def test_the_test_server_serves_models_and_deterministic_embeddings(
+    openai_server: FakeOpenAIServer,
+) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=openai_server.url, api_key="k", max_retries=0)
+    assert [m.id for m in client.models.list()] == ["test-model"]
+    first = client.embeddings.create(model="e", input=["alpha", "beta"]).data
+    again = client.embeddings.create(model="e", input="alpha", encoding_format="float").data
+    assert len(first) == 2 and len(first[0].embedding) == openai_server.dimension
+    assert first[0].embedding == pytest.approx(again[0].embedding, abs=1e-6)
+    assert first[0].embedding != pytest.approx(first[1].embedding, abs=1e-3)
+    assert sum(v * v for v in first[1].embedding) == pytest.approx(1.0, abs=1e-5)
