@@ -116,7 +116,8 @@ def _validation_message(exc: ValidationError) -> tuple[str, str | None]:
     first = exc.errors()[0]
     if first["type"] == "json_invalid":
         return f"request body is not valid JSON: {first['msg']}", None
-    loc = [str(p) for p in first["loc"] if not str(p).startswith(("str", "list["))]
+    # Union members show up in `loc` as their type ("str", "list[_TextPart]"): not a field.
+    loc = [str(p) for p in first["loc"] if str(p) not in ("str", "int") and "[" not in str(p)]
     param = ".".join(loc) or None
     where = f"'{param}'" if param else "request body"
     return f"{where}: {first['msg']}", param

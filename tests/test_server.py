@@ -1,0 +1,416 @@
+"""`newsqa serve` over real HTTP: the official openai client, sync, async and streaming.
+
+Two real servers: `newsqa serve` as a subprocess (offline extractive engine), and
+`create_app` under uvicorn in a thread with an LLM that talks to the scripted
+OpenAI wire server, so the whole path (client -> newsqa -> upstream model) is HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import REPO, free_port, wait_until
+from tests.openai_server import FakeOpenAIServer, Recorded, Reply
+
+SEEDS = REPO / "seeds"
+API_KEY = "sk-test-newsqa"
+START_DEADLINE = 120.0
+SEED_TEXT = "\n".join(p.read_text(encoding="utf-8") for p in sorted(SEEDS.glob("*.txt")))
+
+Q_MEET = "Who did Qaani meet in Baghdad?"
+Q_WARN = "What did he warn?"
+
+
+def _ingested_db(path: Path) -> Path:
+    from newsqa.api import NewsQA
+
+    report = NewsQA(db=path, llm="extractive").ingest(SEEDS)
+    assert report.added == 2
+    return path
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def offline_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`newsqa serve` in its own process, extractive engine, API key required."""
+    db = _ingested_db(tmp_path_factory.mktemp("serve-db"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path_factory.mktemp("serve-log") / "serve.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "NEWSQA_"))}
+    command = [sys.executable, "-m", "newsqa.cli", "serve", "--db", str(db), "--port", str(port),
+               "--api-key", API_KEY, "--llm", "extractive"]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"newsqa serve exited: {log_path.read_text()}")
+            return _healthy(url)
+
+        try:
+            wait_until(up, START_DEADLINE, f"newsqa serve at {url}")
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def client(offline_url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{offline_url}/v1", api_key=API_KEY, max_retries=0)
+
+
+def _newsqa(obj: Any) -> dict[str, Any]:
+    extra = obj.model_extra or {}
+    assert "newsqa" in extra, f"no newsqa field in {obj}"
+    return dict(extra["newsqa"])
+
+
+def _assert_cited(extra: dict[str, Any], phrase: str) -> None:
+    assert extra["answerable"] is True
+    quotes = [c["quote"] for c in extra["citations"]]
+    assert any(phrase in q for q in quotes), quotes
+    for quote in quotes:  # every citation is a verbatim span of a seed article
+        assert quote in SEED_TEXT
+
+
+# -- the offline server through the official client --------------------------------------------
+
+
+def test_models_lists_newsqa(client: openai.OpenAI) -> None:
+    assert [m.id for m in client.models.list()] == ["newsqa"]
+
+
+def test_health_needs_no_key(offline_url: str) -> None:
+    assert httpx.get(f"{offline_url}/health").json() == {"status": "ok"}
+
+
+def test_completion_has_markers_sources_and_structured_citations(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.create(
+        model="newsqa", messages=[{"role": "user", "content": Q_MEET}]
+    )
+    choice = completion.choices[0]
+    assert choice.finish_reason == "stop"
+    content = choice.message.content or ""
+    body, _, sources = content.partition("\n\nSources:\n")
+    assert "Baghdad" in body
+    assert "[1]" in body
+    assert sources.startswith("[1] ")
+    assert "Shafaq News" in content or "2025-03-19" in content
+    extra = _newsqa(completion)
+    _assert_cited(extra, "Baghdad")
+    assert extra["rewritten_question"] == Q_MEET
+
+
+def test_streaming_matches_the_completion_and_ends_with_citations(client: openai.OpenAI) -> None:
+    messages: list[Any] = [{"role": "user", "content": Q_MEET}]
+    whole = client.chat.completions.create(model="newsqa", messages=messages)
+    stream = client.chat.completions.create(
+        model="newsqa", messages=messages, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    finals = [c for c in chunks if c.choices and c.choices[0].finish_reason == "stop"]
+    assert len(finals) == 1
+    _assert_cited(_newsqa(finals[0]), "Baghdad")
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert len({c.id for c in chunks}) == 1
+
+
+def test_follow_up_uses_the_conversation(client: openai.OpenAI) -> None:
+    first = client.chat.completions.create(
+        model="newsqa", messages=[{"role": "user", "content": Q_MEET}]
+    )
+    follow_up = client.chat.completions.create(
+        model="newsqa",
+        messages=[
+            {"role": "system", "content": "You are a news assistant."},
+            {"role": "user", "content": Q_MEET},
+            {"role": "assistant", "content": first.choices[0].message.content},
+            {"role": "user", "content": Q_WARN},
+        ],
+    )
+    extra = _newsqa(follow_up)
+    assert "Qaani" in extra["rewritten_question"]
+    assert extra["question"] == Q_WARN
+    _assert_cited(extra, "Iran would not remain silent")
+
+
+def test_follow_up_about_hegseth_streams(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="newsqa",
+        stream=True,
+        messages=[
+            {"role": "user", "content": "Who is Pete Hegseth?"},
+            {"role": "assistant",
+             "content": "He is the US Defense Secretary. [1]\n\nSources:\n[1] x"},
+            {"role": "user",
+             "content": [{"type": "text", "text": "What did he urge al-Sudani to do?"}]},
+        ],
+    )
+    finals = [c for c in stream if c.choices and c.choices[0].finish_reason == "stop"]
+    extra = _newsqa(finals[0])
+    assert "Hegseth" in extra["rewritten_question"]
+    _assert_cited(extra, "disarm")
+
+
+def test_async_client_and_twenty_concurrent_requests(offline_url: str) -> None:
+    questions = {
+        Q_MEET: "Baghdad",
+        "Who is Pete Hegseth?": "Hegseth",
+        "How many soldiers would be sent to Kuwait?": "3,500 soldiers",
+        "What did Hegseth urge al-Sudani to do?": "disarm",
+    }
+    asked = [list(questions)[i % len(questions)] for i in range(20)]
+
+    async def run() -> list[Any]:
+        async with openai.AsyncOpenAI(
+            base_url=f"{offline_url}/v1", api_key=API_KEY, max_retries=0, timeout=120
+        ) as aclient:
+            calls = [
+                aclient.chat.completions.create(
+                    model="newsqa", messages=[{"role": "user", "content": q}]
+                )
+                for q in asked
+            ]
+            streamed = await aclient.chat.completions.create(
+                model="newsqa", messages=[{"role": "user", "content": Q_MEET}], stream=True
+            )
+            text = "".join([c.choices[0].delta.content or "" async for c in streamed if c.choices])
+            assert "Baghdad" in text
+            return list(await asyncio.gather(*calls))
+
+    results = asyncio.run(run())
+    assert len(results) == 20
+    for question, completion in zip(asked, results, strict=True):
+        extra = _newsqa(completion)
+        assert extra["question"] == question
+        _assert_cited(extra, questions[question])
+
+
+# -- auth --------------------------------------------------------------------------------------
+
+
+def test_missing_or_wrong_key_is_rejected(offline_url: str) -> None:
+    for key in ("wrong-key", ""):
+        bad = openai.OpenAI(base_url=f"{offline_url}/v1", api_key=key or "x", max_retries=0)
+        if not key:
+            bad = openai.OpenAI(base_url=f"{offline_url}/v1", api_key="unused", max_retries=0,
+                                default_headers={"Authorization": ""})
+        with pytest.raises(openai.AuthenticationError) as caught:
+            bad.chat.completions.create(
+                model="newsqa", messages=[{"role": "user", "content": "hi"}]
+            )
+        assert caught.value.status_code == 401
+        assert caught.value.code == "invalid_api_key"
+    response = httpx.get(f"{offline_url}/v1/models")
+    assert response.status_code == 401
+    assert "API key" in response.json()["error"]["message"]
+
+
+# -- bad requests get 4xx with an OpenAI error body, never 500 ------------------------------------
+
+
+BAD_BODIES: list[tuple[str, bytes | str, int, str]] = [
+    ("not json", b"{not json", 400, "not valid JSON"),
+    ("not an object", b"[1, 2]", 400, "object"),
+    ("no messages", json.dumps({"model": "newsqa"}), 400, "messages"),
+    ("empty messages", json.dumps({"messages": []}), 400, "messages"),
+    ("messages not a list", json.dumps({"messages": "hi"}), 400, "messages"),
+    ("no role", json.dumps({"messages": [{"content": "hi"}]}), 400, "role"),
+    ("unknown role", json.dumps({"messages": [{"role": "boss", "content": "hi"}]}), 400, "role"),
+    ("content a number", json.dumps({"messages": [{"role": "user", "content": 5}]}), 400,
+     "content"),
+    ("stream a string", json.dumps({"messages": [{"role": "user", "content": "hi"}],
+                                    "stream": "yes"}), 400, "stream"),
+    ("last is assistant", json.dumps({"messages": [{"role": "user", "content": "hi"},
+                                                   {"role": "assistant", "content": "yo"}]}),
+     400, "user"),
+    ("empty question", json.dumps({"messages": [{"role": "user", "content": "  "}]}), 400,
+     "empty"),
+    ("bad top_k", json.dumps({"messages": [{"role": "user", "content": "hi"}], "top_k": 0}),
+     400, "top_k"),
+    ("bad date", json.dumps({"messages": [{"role": "user", "content": Q_MEET}],
+                             "since": "last year"}), 400, "date"),
+    ("bad date streamed", json.dumps({"messages": [{"role": "user", "content": Q_MEET}],
+                                      "since": "soon", "stream": True}), 400, "date"),
+    ("too large", json.dumps({"messages": [{"role": "user", "content": "x" * 1_100_000}]}), 413,
+     "larger"),
+]
+
+
+@pytest.mark.parametrize(("name", "body", "status", "says"), BAD_BODIES,
+                         ids=[b[0] for b in BAD_BODIES])
+def test_bad_requests_get_clear_4xx(
+    offline_url: str, name: str, body: bytes | str, status: int, says: str
+) -> None:
+    response = httpx.post(
+        f"{offline_url}/v1/chat/completions",
+        content=body,
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert says.lower() in error["message"].lower()
+    assert error["type"] == "invalid_request_error"
+
+
+def test_wrong_method_and_path_get_openai_errors(offline_url: str) -> None:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    wrong_method = httpx.get(f"{offline_url}/v1/chat/completions", headers=headers)
+    assert wrong_method.status_code == 405
+    assert "error" in wrong_method.json()
+    missing = httpx.post(f"{offline_url}/v1/completions", headers=headers, json={})
+    assert missing.status_code == 404
+    assert "error" in missing.json()
+
+
+def test_bad_request_through_the_client_raises_bad_request(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError, match="user"):
+        client.chat.completions.create(
+            model="newsqa", messages=[{"role": "assistant", "content": "hello"}]
+        )
+
+
+# -- newsqa with an upstream LLM (the scripted wire server) --------------------------------------
+
+_SOURCE = re.compile(r'<source id="(S\d+)"[^>]*>\n(.*?)\n</source>', re.S)
+_QUESTION = re.compile(r"Question: (.*)\s*\Z", re.S)
+STANDALONE = "What did Esmail Qaani warn about Israeli strikes on Iraq?"
+
+
+def _upstream_reply(request: Recorded) -> Reply:
+    """Plays the model: rewrites follow-ups, answers by quoting the best-matching sentence."""
+    text = "\n".join(str(m.get("content", "")) for m in request.messages)
+    if "Last question:" in text:
+        return Reply.json({"standalone_question": STANDALONE})
+    question = _QUESTION.search(text)
+    words = {w.lower() for w in re.findall(r"\w{4,}", question.group(1) if question else "")}
+    best: tuple[int, str, str] = (-1, "", "")
+    for source_id, body in _SOURCE.findall(text):
+        for sentence in re.split(r"(?<=[.!?])\s+", body):
+            score = len(words & {w.lower() for w in re.findall(r"\w{4,}", sentence)})
+            if score > best[0]:
+                best = (score, source_id, sentence.strip())
+    _, source_id, sentence = best
+    return Reply.json({
+        "answerable": True,
+        "reason": None,
+        "claims": [{"text": sentence, "citations": [{"source_id": source_id, "quote": sentence}]}],
+    })
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeOpenAIServer]:
+    server = FakeOpenAIServer().start()
+    server.default = _upstream_reply
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def llm_url(tmp_path_factory: pytest.TempPathFactory, upstream: FakeOpenAIServer) -> Iterator[str]:
+    """create_app under uvicorn in a thread; newsqa's LLM is the wire server."""
+    import uvicorn
+
+    from newsqa.api import NewsQA
+    from newsqa.llm import LLM
+    from newsqa.server import create_app
+
+    db = _ingested_db(tmp_path_factory.mktemp("llm-db"))
+    qa = NewsQA(db=db, llm=LLM("test-model", base_url=upstream.url, api_key="upstream-key"))
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(qa), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _healthy(url), START_DEADLINE, f"uvicorn at {url}")
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+def test_llm_backed_answer_and_follow_up(llm_url: str, upstream: FakeOpenAIServer) -> None:
+    client = openai.OpenAI(base_url=f"{llm_url}/v1", api_key="none", max_retries=0)
+    first = client.chat.completions.create(
+        model="newsqa", messages=[{"role": "user", "content": Q_MEET}]
+    )
+    extra = _newsqa(first)
+    assert extra["mode"] == "llm"
+    assert extra["citations"] and extra["citations"][0]["quote"] in SEED_TEXT
+    before = len(upstream.chat_requests)
+    follow_up = client.chat.completions.create(
+        model="newsqa",
+        messages=[
+            {"role": "user", "content": Q_MEET},
+            {"role": "assistant", "content": first.choices[0].message.content},
+            {"role": "user", "content": Q_WARN},
+        ],
+    )
+    extra = _newsqa(follow_up)
+    assert extra["rewritten_question"] == STANDALONE
+    sent = upstream.chat_requests[before:]
+    condense = [r for r in sent if "Last question: What did he warn?" in json.dumps(r.messages)]
+    assert len(condense) == 1
+    assert "Qaani" in json.dumps(condense[0].messages)  # the history reached the model
+    answering = [r for r in sent if STANDALONE in json.dumps(r.messages) and r not in condense]
+    assert answering, "the rewritten question was not what got answered"
+    _assert_cited(extra, "Israeli")
+
+
+def test_llm_backed_streaming_and_async(llm_url: str) -> None:
+    async def run() -> tuple[str, dict[str, Any], list[Any]]:
+        async with openai.AsyncOpenAI(
+            base_url=f"{llm_url}/v1", api_key="none", max_retries=0
+        ) as aclient:
+            stream = await aclient.chat.completions.create(
+                model="newsqa", messages=[{"role": "user", "content": Q_MEET}], stream=True
+            )
+            chunks = [c async for c in stream]
+            many = await asyncio.gather(*[
+                aclient.chat.completions.create(
+                    model="newsqa", messages=[{"role": "user", "content": "Who is Pete Hegseth?"}]
+                )
+                for _ in range(5)
+            ])
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        final = next(c for c in chunks if c.choices and c.choices[0].finish_reason == "stop")
+        return text, _newsqa(final), list(many)
+
+    text, extra, many = asyncio.run(run())
+    assert "Sources:" in text
+    assert extra["mode"] == "llm" and extra["citations"]
+    for completion in many:
+        _assert_cited(_newsqa(completion), "Hegseth")
