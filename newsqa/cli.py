@@ -325,6 +325,37 @@ def filter_options(func: F) -> F:
     return func
 
 
+# -- ask (logic in newsqa/api.py -> retrieval -> answer/extractive -> citations) ---------------
+
+
+@cli.command()
+@click.argument("question")
+@filter_options
+@click.option("--top-k", type=click.IntRange(min=1), default=None,
+              help="Passages to retrieve (default: 8).")
+@click.option("--llm", default=None, help="Answer model (default: $NEWSQA_LLM or extractive).")
+@store_options
+@click.option("--json", "as_json", is_flag=True, help="Print the Answer as JSON.")
+@handle_errors
+def ask(question: str, sources: tuple[str, ...], since: str | None, until: str | None,
+        top_k: int | None, llm: str | None, db: str | None, chroma_url: str | None,
+        collection: str | None, as_json: bool) -> None:
+    """Answer QUESTION from the archive; every citation is a verified verbatim span."""
+    from .chat import format_reply
+
+    qa = open_qa(db, chroma_url, collection, llm=llm)
+    result = qa.ask(question, sources=sources or None, since=since, until=until, top_k=top_k)
+    if as_json:
+        print_json(result.model_dump(mode="json"))
+        return
+    click.echo(format_reply(result))
+    if result.mode == "extractive":
+        click.echo("\n(extractive answer: verbatim source sentences, no language model)", err=True)
+    if result.rejected_citations:
+        click.echo(f"({len(result.rejected_citations)} citation(s) could not be verified "
+                   "and were dropped)", err=True)
+
+
 @cli.command()
 @click.argument("article_id", required=False)
 @click.option("--query", default=None, help="Summarise what the archive says about this.")
