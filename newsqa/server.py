@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -291,13 +292,37 @@ def _final_events(chunks: _Chunks, answer: Answer, sent: str, include_usage: boo
 # -- the app ---------------------------------------------------------------------------------
 
 
-def _warm(qa: NewsQA) -> None:
-    """Build the shared parts in one thread, before concurrent requests could race to."""
-    try:
-        _ = qa.llm
-        qa.search("warm up", top_k=1)
-    except NewsQAError as exc:  # an empty or unreachable store: requests will say so
-        log.warning("warm-up did not complete: %s", exc)
+class Warmup:
+    """Builds the shared parts of a `NewsQA` exactly once, whichever request comes first.
+
+    `NewsQA`'s parts are lazy (Chroma client, ONNX session, BM25 table, OpenAI
+    clients); two threads building them at once would open two Chroma clients
+    or load the model twice. Startup warms them; if that failed (store not yet
+    reachable), the next request retries under the same lock.
+    """
+
+    def __init__(self, qa: NewsQA) -> None:
+        self.qa = qa
+        self.done = False
+        self._lock = threading.Lock()
+
+    def ensure(self) -> None:
+        if self.done:
+            return
+        with self._lock:
+            if not self.done:
+                self.done = self._build()
+
+    def _build(self) -> bool:
+        try:
+            llm = self.qa.llm
+            if llm is not None:
+                _ = (llm.client, llm.async_client)
+            self.qa.search("warm up", top_k=1)
+        except NewsQAError as exc:  # the request that follows will report it
+            log.warning("warm-up did not complete: %s", exc)
+            return False
+        return True
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -341,12 +366,18 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY,
     warm: bool = True,
 ) -> FastAPI:
-    """The ASGI app for `qa`; `api_key` turns on bearer-token auth for /v1/*."""
+    """The ASGI app for `qa`; `api_key` turns on bearer-token auth for /v1/*.
+
+    `warm=False` defers building the shared parts to the first request (which
+    still builds them once, under a lock).
+    """
+
+    warmup = Warmup(qa)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if warm:
-            await run_in_threadpool(_warm, qa)
+            await run_in_threadpool(warmup.ensure)
         yield
 
     app = FastAPI(title="newsqa", docs_url=None, redoc_url=None, lifespan=lifespan)
@@ -395,7 +426,8 @@ def create_app(
             message, param = _validation_message(exc)
             raise APIError(400, message, param=param) from None
         question, pairs = _conversation(parsed)
-        session = await run_in_threadpool(_session, qa, parsed, pairs)
+        await run_in_threadpool(warmup.ensure)
+        session = _session(qa, parsed, pairs)
         if not parsed.stream:
             answer = await run_in_threadpool(_ask, session, question)
             return JSONResponse(completion_object(answer, model_id))

@@ -8,6 +8,7 @@ OpenAI wire server, so the whole path (client -> newsqa -> upstream model) is HT
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -336,20 +337,14 @@ def upstream() -> Iterator[FakeOpenAIServer]:
         server.close()
 
 
-@pytest.fixture(scope="module")
-def llm_url(tmp_path_factory: pytest.TempPathFactory, upstream: FakeOpenAIServer) -> Iterator[str]:
-    """create_app under uvicorn in a thread; newsqa's LLM is the wire server."""
+@contextlib.contextmanager
+def _uvicorn(app: Any) -> Iterator[str]:
+    """Serve `app` on a free port from a thread; yields its base URL once /health answers."""
     import uvicorn
 
-    from newsqa.api import NewsQA
-    from newsqa.llm import LLM
-    from newsqa.server import create_app
-
-    db = _ingested_db(tmp_path_factory.mktemp("llm-db"))
-    qa = NewsQA(db=db, llm=LLM("test-model", base_url=upstream.url, api_key="upstream-key"))
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(qa), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -360,6 +355,19 @@ def llm_url(tmp_path_factory: pytest.TempPathFactory, upstream: FakeOpenAIServer
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def llm_url(tmp_path_factory: pytest.TempPathFactory, upstream: FakeOpenAIServer) -> Iterator[str]:
+    """create_app under uvicorn in a thread; newsqa's LLM is the wire server."""
+    from newsqa.api import NewsQA
+    from newsqa.llm import LLM
+    from newsqa.server import create_app
+
+    db = _ingested_db(tmp_path_factory.mktemp("llm-db"))
+    qa = NewsQA(db=db, llm=LLM("test-model", base_url=upstream.url, api_key="upstream-key"))
+    with _uvicorn(create_app(qa)) as url:
+        yield url
 
 
 def test_llm_backed_answer_and_follow_up(llm_url: str, upstream: FakeOpenAIServer) -> None:
@@ -414,3 +422,40 @@ def test_llm_backed_streaming_and_async(llm_url: str) -> None:
     assert extra["mode"] == "llm" and extra["citations"]
     for completion in many:
         _assert_cited(_newsqa(completion), "Hegseth")
+
+
+# -- a cold server: the first requests race to build the shared parts ------------------------
+
+
+def test_cold_server_builds_shared_parts_once_under_concurrency(tmp_path: Path) -> None:
+    from newsqa.api import NewsQA
+    from newsqa.server import create_app
+
+    db = _ingested_db(tmp_path / "cold-db")
+    qa = NewsQA(db=db, llm="extractive")  # nothing built yet: no index, model or BM25 table
+    assert "index" not in vars(qa) and "retriever" not in vars(qa)
+    with _uvicorn(create_app(qa, warm=False)) as url:
+
+        async def run() -> list[str]:
+            async with openai.AsyncOpenAI(
+                base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=120
+            ) as aclient:
+
+                async def ask(streamed: bool) -> str:
+                    messages: Any = [{"role": "user", "content": "Who is Pete Hegseth?"}]
+                    if not streamed:
+                        done = await aclient.chat.completions.create(
+                            model="newsqa", messages=messages
+                        )
+                        return done.choices[0].message.content or ""
+                    stream = await aclient.chat.completions.create(
+                        model="newsqa", messages=messages, stream=True
+                    )
+                    parts = [c.choices[0].delta.content or "" async for c in stream if c.choices]
+                    return "".join(parts)
+
+                return list(await asyncio.gather(*[ask(i % 2 == 1) for i in range(12)]))
+
+        replies = asyncio.run(run())
+    assert len(set(replies)) == 1, "concurrent cold requests disagreed"
+    assert "Hegseth" in replies[0] and "Sources:" in replies[0]
