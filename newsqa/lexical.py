@@ -26,6 +26,28 @@ STOPWORDS = frozenset(
 )
 
 
+# Snowball leaves irregular past forms alone ("met" never meets "meet"); news is
+# written in the past tense and asked about in the present, so map the common ones.
+_IRREGULAR = dict(
+    pair.split(":")
+    for pair in """met:meet said:say told:tell went:go gone:go took:take taken:take gave:give
+    given:give made:make held:hold led:lead won:win lost:lose fought:fight sent:send
+    spent:spend built:build bought:buy sold:sell paid:pay brought:bring thought:think
+    found:find knew:know known:know rose:rise risen:rise fell:fall fallen:fall struck:strike
+    began:begin begun:begin wrote:write written:write came:come became:become ran:run
+    spoke:speak spoken:speak chose:choose chosen:choose drove:drive driven:drive flew:fly
+    flown:fly grew:grow grown:grow kept:keep shot:shoot stood:stand fled:flee sought:seek
+    caught:catch broke:break broken:break threw:throw thrown:throw drew:draw drawn:draw
+    heard:hear meant:mean felt:feel slain:slay slew:slay hid:hide hidden:hide swore:swear
+    sworn:swear wore:wear worn:wear froze:freeze frozen:freeze stole:steal stolen:steal
+    forgave:forgive forgiven:forgive overtook:overtake overtaken:overtake withdrew:withdraw
+    withdrawn:withdraw undertook:undertake arose:arise arisen:arise bore:bear borne:bear
+    beaten:beat bitten:bite bit:bite dealt:deal dug:dig fed:feed laid:lay lent:lend lit:light
+    rode:ride rang:ring sang:sing sank:sink sat:sit slept:sleep spun:spin split:split
+    stuck:stick stung:sting swept:sweep swung:swing understood:understand woke:wake""".split()
+)
+
+
 @lru_cache(maxsize=1)
 def _stemmer() -> Any:
     import Stemmer
@@ -52,14 +74,14 @@ def words(text: str) -> list[str]:
 
 def terms(text: str) -> list[str]:
     """Stemmed content words: the unit of keyword matching."""
-    kept = [w for w in words(text) if w not in STOPWORDS]
-    return list(_stemmer().stemWords(kept)) if kept else []
+    return terms_many([text])[0]
 
 
 def terms_many(texts: Iterable[str]) -> list[list[str]]:
     stem = _stemmer().stemWords
+    irregular = _IRREGULAR.get
     out = []
     for text in texts:
-        kept = [w for w in words(text) if w not in STOPWORDS]
+        kept = [irregular(w, w) for w in words(text) if w not in STOPWORDS]
         out.append(list(stem(kept)) if kept else [])
     return out

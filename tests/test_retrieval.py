@@ -1,0 +1,134 @@
+"""Hybrid retrieval over a real embedded Chroma with the real embedding model."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from newsqa import Article, NewsQA
+from newsqa.errors import InputError
+from newsqa.lexical import terms
+from newsqa.models import Passage
+from newsqa.retrieval import Filters, diversify
+
+SEEDS = Path(__file__).resolve().parent.parent / "seeds"
+
+
+def _story(title: str, source: str, day: dt.date, body: str) -> Article:
+    return Article(title=title, source=source, published_at=day, text=body)
+
+
+EXTRA = [
+    _story("Port strike ends", "Harbor Times", dt.date(2024, 5, 2),
+           "Dock workers in Rotterdam ended a nine-day strike on Thursday after a pay deal. "
+           "The union said 4,000 members voted to accept the offer."),
+    _story("Port strike begins", "Daily Wire Service", dt.date(2024, 4, 20),
+           "Dock workers in Rotterdam walked out on Saturday demanding higher pay. "
+           "Shipping lines diverted vessels to Antwerp."),
+    _story("Volcano erupts in Iceland", "Harbor Times", dt.date(2023, 12, 19),
+           "A volcano erupted near Grindavik in Iceland, sending lava fountains into the sky. "
+           "Residents had been evacuated weeks earlier."),
+]
+
+
+@pytest.fixture(scope="module")
+def qa(tmp_path_factory: pytest.TempPathFactory) -> NewsQA:
+    qa = NewsQA(db=tmp_path_factory.mktemp("retrieval-db"), llm="extractive")
+    report = qa.ingest([SEEDS, *EXTRA])
+    assert report.added == 5 and not report.failed
+    return qa
+
+
+def test_passages_are_exact_spans_of_their_articles(qa: NewsQA) -> None:
+    passages = qa.search("Qaani visit to Baghdad", top_k=5)
+    assert passages
+    for p in passages:
+        article = qa.get_article(p.article_id)
+        assert article.text[p.start : p.end] == p.text
+        assert "fused" in p.scores
+
+
+def test_keyword_and_dense_both_contribute(qa: NewsQA) -> None:
+    top = qa.search("How many soldiers went to Kuwait?", top_k=3)[0]
+    assert "Kuwait" in top.text
+    assert {"bm25", "dense"} <= set(top.scores)
+
+
+def test_dense_side_finds_paraphrase_without_shared_keywords(qa: NewsQA) -> None:
+    # No content word of the question occurs in the Iceland story; meaning does.
+    top = qa.search("magma burst from a mountain", top_k=1)[0]
+    assert top.title == "Volcano erupts in Iceland"
+
+
+def test_source_filter_is_case_insensitive_and_exclusive(qa: NewsQA) -> None:
+    hits = qa.search("dock workers strike pay", sources=["harbor times"], top_k=5)
+    assert hits and {p.source for p in hits} == {"Harbor Times"}
+
+
+def test_unknown_source_returns_nothing(qa: NewsQA) -> None:
+    assert qa.search("dock workers strike", sources=["No Such Paper"], top_k=5) == []
+
+
+def test_date_range_filters_both_retrievers(qa: NewsQA) -> None:
+    hits = qa.search("dock workers strike Rotterdam", since="2024-05-01", until="2024-12", top_k=5)
+    assert {p.title for p in hits} == {"Port strike ends"}
+    hits = qa.search("dock workers strike Rotterdam", since="2024", until="2024-04-30", top_k=5)
+    assert "Port strike ends" not in {p.title for p in hits}
+    assert "Port strike begins" in {p.title for p in hits}
+
+
+def test_undated_articles_are_excluded_by_a_date_filter(qa: NewsQA) -> None:
+    hits = qa.search("Soleimani drone strike Baghdad airport", since="2000-01-01", top_k=8)
+    assert all(p.published_at is not None for p in hits)
+
+
+def test_new_articles_are_searchable_after_ingest(tmp_path: Path) -> None:
+    qa = NewsQA(db=tmp_path / "db", llm="extractive")
+    qa.ingest(EXTRA[:1])
+    assert all("Iceland" not in p.text for p in qa.search("Grindavik volcano lava", top_k=3))
+    qa.ingest(EXTRA[2:])
+    assert "Grindavik" in qa.search("Grindavik volcano lava", top_k=3)[0].text
+
+
+def test_empty_index_and_empty_question(tmp_path: Path) -> None:
+    qa = NewsQA(db=tmp_path / "db", llm="extractive")
+    assert qa.search("anything at all", top_k=3) == []
+    with pytest.raises(InputError, match="question"):
+        qa.search("   ", top_k=3)
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "message"),
+    [("yesterday", None, "not a date"), ("2024-05-01", "2024-04-01", "is after")],
+)
+def test_bad_filters_are_clear_errors(since: str, until: str | None, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        Filters.build(since=since, until=until)
+
+
+def test_month_and_year_filters_cover_the_whole_period() -> None:
+    f = Filters.build(since="2024-02", until="2024")
+    assert f.since == dt.date(2024, 2, 1) and f.until == dt.date(2024, 12, 31)
+    f = Filters.build(until="2024-02")
+    assert f.until == dt.date(2024, 2, 29)
+
+
+def _p(article: str, n: int) -> Passage:
+    return Passage(chunk_id=f"{article}:{n}", article_id=article, text="x", start=0, end=1,
+                   score=1.0)
+
+
+def test_diversify_gives_other_articles_a_turn_then_fills_in_order() -> None:
+    ranked = [_p("a", 0), _p("a", 1), _p("a", 2), _p("a", 3), _p("b", 0), _p("c", 0)]
+    picked = [p.chunk_id for p in diversify(ranked, 4, max_per_article=2)]
+    assert picked == ["a:0", "a:1", "b:0", "c:0"]
+    picked = [p.chunk_id for p in diversify(ranked[:4], 3, max_per_article=2)]
+    assert picked == ["a:0", "a:1", "a:2"]
+
+
+def test_terms_fold_possessives_accents_and_irregular_verbs() -> None:
+    assert terms("Qaani’s envoy met al-Sūdani") == terms("qaani's envoy meets al-sudani")
+    assert "meet" in terms("They met on Sunday")
+    assert terms("the and of") == []
