@@ -459,3 +459,44 @@ def test_cold_server_builds_shared_parts_once_under_concurrency(tmp_path: Path) 
         replies = asyncio.run(run())
     assert len(set(replies)) == 1, "concurrent cold requests disagreed"
     assert "Hegseth" in replies[0] and "Sources:" in replies[0]
+
+
+# -- upstream failures: a 5xx-class OpenAI error, in-band once streaming has begun -------------
+
+
+def test_upstream_model_failures_are_reported_not_hidden(tmp_path: Path) -> None:
+    from newsqa.api import NewsQA
+    from newsqa.llm import LLM
+    from newsqa.server import create_app
+
+    db = _ingested_db(tmp_path / "failing-db")
+    failing = FakeOpenAIServer().start()
+    try:
+        qa = NewsQA(db=db, llm=LLM("test-model", base_url=failing.url, api_key="k"))
+        with _uvicorn(create_app(qa)) as url:
+            client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+            messages: Any = [{"role": "user", "content": Q_MEET}]
+
+            failing.default = Reply.error(401, "bad upstream key", kind="invalid_request_error")
+            with pytest.raises(openai.APIStatusError) as caught:
+                client.chat.completions.create(model="newsqa", messages=messages)
+            assert caught.value.status_code == 502
+            with pytest.raises(openai.APIStatusError) as caught:
+                list(client.chat.completions.create(model="newsqa", messages=messages,
+                                                    stream=True))
+            assert caught.value.status_code == 502
+
+            # A claim streams out, then the reply fails validation even after the repair try:
+            # the status line is long gone, so the error arrives in-band.
+            failing.default = Reply.chat('{"answerable": true, "claims": [{"text": "Qaani '
+                                         'met leaders.", "citations": 5}]}')
+            stream = client.chat.completions.create(model="newsqa", messages=messages,
+                                                    stream=True)
+            seen: list[str] = []
+            with pytest.raises(openai.APIError):
+                for chunk in stream:
+                    if chunk.choices:
+                        seen.append(chunk.choices[0].delta.content or "")
+            assert "Qaani met leaders." in "".join(seen)
+    finally:
+        failing.close()
