@@ -118,12 +118,12 @@ def test_completion_has_markers_sources_and_structured_citations(client: openai.
     assert choice.finish_reason == "stop"
     content = choice.message.content or ""
     body, _, sources = content.partition("\n\nSources:\n")
-    assert "Baghdad" in body
+    assert "Qaani" in body
     assert "[1]" in body
     assert sources.startswith("[1] ")
     assert "Shafaq News" in content or "2025-03-19" in content
     extra = _newsqa(completion)
-    _assert_cited(extra, "Baghdad")
+    _assert_cited(extra, "Qaani")
     assert extra["rewritten_question"] == Q_MEET
 
 
@@ -138,7 +138,7 @@ def test_streaming_matches_the_completion_and_ends_with_citations(client: openai
     assert text == whole.choices[0].message.content
     finals = [c for c in chunks if c.choices and c.choices[0].finish_reason == "stop"]
     assert len(finals) == 1
-    _assert_cited(_newsqa(finals[0]), "Baghdad")
+    _assert_cited(_newsqa(finals[0]), "Qaani")
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
     assert len({c.id for c in chunks}) == 1
 
@@ -182,7 +182,7 @@ def test_follow_up_about_hegseth_streams(client: openai.OpenAI) -> None:
 
 def test_async_client_and_twenty_concurrent_requests(offline_url: str) -> None:
     questions = {
-        Q_MEET: "Baghdad",
+        Q_MEET: "Qaani",
         "Who is Pete Hegseth?": "Hegseth",
         "How many soldiers would be sent to Kuwait?": "3,500 soldiers",
         "What did Hegseth urge al-Sudani to do?": "disarm",
@@ -203,7 +203,7 @@ def test_async_client_and_twenty_concurrent_requests(offline_url: str) -> None:
                 model="newsqa", messages=[{"role": "user", "content": Q_MEET}], stream=True
             )
             text = "".join([c.choices[0].delta.content or "" async for c in streamed if c.choices])
-            assert "Baghdad" in text
+            assert "Qaani" in text
             return list(await asyncio.gather(*calls))
 
     results = asyncio.run(run())
