@@ -535,6 +535,7 @@ def _article_facts(article: Article) -> Metadata:
         "content_hash": article.content_hash,
     }
     facts.update(_date_fields(article.published_at))
+    facts.update({f"meta_{key}": value for key, value in article.metadata.items()})
     return facts
 
 

@@ -187,7 +187,8 @@ def test_sigkill_mid_ingest_then_rerun_gives_the_full_index(
     from chromadb.config import Settings as ChromaSettings
 
     folder, db, progress_file = tmp_path / "news", tmp_path / "db", tmp_path / "progress"
-    write_stories(folder, range(100, 130), sentences=8)  # 30 articles, 2 chunks each
+    write_stories(folder, range(100, 124), sentences=5)  # one chunk each
+    write_stories(folder, range(124, 130), sentences=10)  # two chunks each: 36 chunks in all
     env = {**os.environ, "PYTHONPATH": str(REPO), "NEWSQA_DB": str(db)}
     proc = subprocess.Popen(
         [sys.executable, "-c", KILLABLE_INGEST, str(folder), str(db), str(progress_file)],
@@ -228,6 +229,7 @@ def test_sigkill_mid_ingest_then_rerun_gives_the_full_index(
         for a in articles
         for c in chunk_article(a, max_tokens=settings.chunk_tokens, overlap=settings.chunk_overlap)
     }
+    assert len(expected) == 36
     client = chromadb.PersistentClient(str(db), settings=ChromaSettings(anonymized_telemetry=False))
     manifest = client.get_collection("newsqa_articles", embedding_function=None).get(include=[])
     chunks = client.get_collection("newsqa_chunks", embedding_function=None).get(include=[])

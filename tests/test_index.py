@@ -86,6 +86,8 @@ def test_round_trip_keeps_text_and_facts_exact(store_settings: Settings) -> None
         len(chunks),
     )
     assert info.published_at == article.published_at
+    [hit] = index.dense_search(unit_vectors(1, 3)[0], k=1, where={"meta_category": "tech"})
+    assert hit.article_id == article.id
     assert index.chunk_count() == len(chunks) == index.stored_chunk_count()
 
 
