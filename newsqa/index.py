@@ -59,8 +59,11 @@ Metadata = dict[str, MetadataValue]
 class EmbedderSpec(Protocol):
     """All the index needs of an embedder: which vectors it makes."""
 
-    name: str
-    dimension: int
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
 
 
 @dataclass(frozen=True)
