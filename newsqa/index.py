@@ -37,6 +37,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
@@ -498,12 +499,13 @@ def _connect(settings: Settings) -> ClientAPI:
             )
         except Exception as exc:
             raise StoreError(f"cannot reach Chroma server at {url}: {exc}") from exc
-    if settings.db.exists() and not settings.db.is_dir():
-        raise StoreError(f"{settings.db}: index path exists and is not a folder")
+    db = Path(settings.db)  # Settings built by hand may carry a str
+    if db.exists() and not db.is_dir():
+        raise StoreError(f"{db}: index path exists and is not a folder")
     try:
-        return chromadb.PersistentClient(path=str(settings.db), settings=chroma_settings)
+        return chromadb.PersistentClient(path=str(db), settings=chroma_settings)
     except Exception as exc:
-        raise StoreError(f"cannot open the index at {settings.db}: {exc}") from exc
+        raise StoreError(f"cannot open the index at {db}: {exc}") from exc
 
 
 def _chunker_version(settings: Settings) -> str:
