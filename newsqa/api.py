@@ -7,10 +7,10 @@ Reading order for a question: `NewsQA.ask` -> `retrieval.Retriever.search` ->
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from functools import cached_property
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .config import Settings
 from .models import Answer, Article, ArticleInfo, IngestReport, Passage, Summary, Timeline
@@ -23,6 +23,33 @@ if TYPE_CHECKING:
     from .retrieval import Filters, Retriever
 
 DateLike = dt.date | dt.datetime | str | None
+T = TypeVar("T")
+
+
+class _built_once(Generic[T]):
+    """Like functools.cached_property, but safe when threads race to build.
+
+    A server shares one NewsQA across request threads; two threads opening the
+    Chroma client or loading the ONNX model at once would waste seconds or worse.
+    (cached_property lost its lock in Python 3.12.)
+    """
+
+    def __init__(self, build: Callable[[Any], T]) -> None:
+        self.build = build
+        self.name = build.__name__
+        self.__doc__ = build.__doc__
+
+    def __get__(self, obj: Any, owner: type | None = None) -> T:
+        if obj is None:
+            return self  # type: ignore[return-value]
+        try:
+            return obj.__dict__[self.name]
+        except KeyError:
+            pass
+        with obj._build_lock:
+            if self.name not in obj.__dict__:
+                obj.__dict__[self.name] = self.build(obj)
+            return obj.__dict__[self.name]
 
 
 class NewsQA:
@@ -54,28 +81,29 @@ class NewsQA:
             **options,
         )
         self._llm_override = None if isinstance(llm, str) or llm is None else llm
+        self._build_lock = threading.RLock()
 
     # -- the parts, built on first use -------------------------------------------------
 
-    @cached_property
+    @_built_once
     def embedder(self) -> Embedder:
         from .embedding import get_embedder
 
         return get_embedder(self.settings.embedding, self.settings)
 
-    @cached_property
+    @_built_once
     def index(self) -> Index:
         from .index import Index
 
         return Index(self.settings, self.embedder)
 
-    @cached_property
+    @_built_once
     def retriever(self) -> Retriever:
         from .retrieval import Retriever
 
         return Retriever(self.index, self.embedder, self.settings)
 
-    @cached_property
+    @_built_once
     def llm(self) -> LLM | None:
         """The configured language model, or None for the extractive engine."""
         if self._llm_override is not None:
