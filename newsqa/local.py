@@ -407,7 +407,11 @@ def _maybe_smollm2() -> Path | None:
 
 
 def local_llm(
-    model_path: str | None = None, *, settings: Settings | None = None, **llama_kwargs: Any
+    model_path: str | None = None,
+    *,
+    settings: Settings | None = None,
+    max_output_tokens: int = 1024,
+    **llama_kwargs: Any,
 ) -> LLM:
     """An `LLM` whose openai clients talk to llama.cpp in this process.
 
@@ -431,6 +435,6 @@ def local_llm(
     )
     return LLM(
         backend.model_id, client=client, async_client=async_client,
-        context_window=int(backend.llama.n_ctx()),
+        context_window=int(backend.llama.n_ctx()), max_output_tokens=max_output_tokens,
         timeout=settings.llm_timeout if settings is not None else 600.0,
     )
