@@ -336,3 +336,23 @@ def test_local_model_path_errors(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="no GGUF file"):
         local_llm(str(tmp_path / "missing.gguf"))
+
+
+def test_local_async_transport_fails_before_streaming(local: LLM) -> None:
+    """A bad streamed request is an HTTP error status, not a 200 that breaks mid-stream."""
+    from newsqa.local import LlamaTransport, load_backend
+
+    backend = load_backend("smollm2", n_ctx=2048, seed=7)
+
+    async def requests() -> tuple[int, int, bool]:
+        async with httpx.AsyncClient(transport=LlamaTransport(backend),
+                                     base_url="http://llama.local") as http:
+            models = await http.get("/v1/models")
+            bad = await http.post("/v1/chat/completions", json={
+                "messages": CAPITAL_QUESTION, "stream": True,
+                "response_format": {"type": "xml"}})
+        return models.status_code, bad.status_code, backend.lock.locked()
+
+    models_status, bad_status, locked = asyncio.run(requests())
+
+    assert (models_status, bad_status, locked) == (200, 400, False)
