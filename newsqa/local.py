@@ -22,6 +22,7 @@ a model; a stream holds the lock until it is consumed or closed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -146,36 +147,38 @@ class LlamaBackend:
 
     def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         kwargs = chat_kwargs(body, self.model_id)
-        with self.lock:
-            result: dict[str, Any] = _call(self.llama, kwargs)
+        with self.lock, _llama_errors():
+            result: dict[str, Any] = self.llama.create_chat_completion(**kwargs)
         return result
 
     def stream(self, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Chunks as llama.cpp yields them; the lock is held until the generator ends."""
         kwargs = chat_kwargs(body, self.model_id)
-        with self.lock:
-            chunks = _call(self.llama, {**kwargs, "stream": True})
+        with self.lock, _llama_errors():
+            # llama.cpp checks the prompt on the first chunk, so errors surface in here.
+            chunks = self.llama.create_chat_completion(**{**kwargs, "stream": True})
             try:
                 yield from chunks
             finally:
                 chunks.close()
 
 
-def _call(llama: Any, kwargs: dict[str, Any]) -> Any:
-    """Run llama.cpp, turning its errors into the statuses the real server sends."""
+@contextlib.contextmanager
+def _llama_errors() -> Iterator[None]:
+    """Turn llama.cpp's errors into the statuses the real server sends."""
     try:
-        return llama.create_chat_completion(**kwargs)
+        yield
     except ValueError as exc:
         match = _CONTEXT_EXCEEDED.search(str(exc))
-        if match:
-            raise HTTPError(
-                400,
-                f"This model's maximum context length is {match.group(2)} tokens; "
-                f"you requested {match.group(1)}",
-                kind="invalid_request_error",
-                code="context_length_exceeded",
-            ) from exc
-        raise
+        if match is None:
+            raise
+        raise HTTPError(
+            400,
+            f"This model's maximum context length is {match.group(2)} tokens; "
+            f"you requested {match.group(1)}",
+            kind="invalid_request_error",
+            code="context_length_exceeded",
+        ) from exc
 
 
 def chat_kwargs(body: dict[str, Any], model_id: str) -> dict[str, Any]:

@@ -287,6 +287,10 @@ def test_local_transport_speaks_http_errors(local: LLM) -> None:
             "messages": [{"role": "user", "content": "word " * 3000}], "max_tokens": 8})
         assert too_long.status_code == 400
         assert too_long.json()["error"]["code"] == "context_length_exceeded"
+        too_long_stream = http.post("/v1/chat/completions", json={
+            "messages": [{"role": "user", "content": "word " * 3000}], "stream": True})
+        assert too_long_stream.status_code == 400
+    assert not backend.lock.locked()
 
 
 def test_local_json_schema_is_grammar_constrained(local: LLM) -> None:
