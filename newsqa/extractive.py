@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 # the support level that best separates null queries from answerable ones.
 ABSTAIN_BELOW = 0.5
 MAX_SENTENCES = 3
+MIN_GAIN = 0.1  # share of the question's term weight a further sentence must add
+POOL = 40  # sentences considered for the answer after the best one
 CONTEXT_WEIGHT = 0.5
 
 _NUMBER = re.compile(r"\d")
@@ -53,6 +55,8 @@ class Candidate:
     support: float
     score: float
     matched: frozenset[str]
+    context: frozenset[str]
+    weights: Mapping[str, float]  # the question's term weights, shared by all candidates
 
     @property
     def text(self) -> str:
@@ -66,15 +70,15 @@ def extractive_answer(
     candidates = rank_sentences(question, passages)
     if not candidates:
         return _abstain(question, passages, "no retrieved passage matches the question")
-    best = candidates[0]
-    if best.support < ABSTAIN_BELOW:
+    chosen = choose(candidates)
+    support = evidence_support(chosen)
+    if support < ABSTAIN_BELOW:
         return _abstain(
             question,
             passages,
-            f"the best supporting sentence covers {best.support:.0%} of the question's terms "
-            f"(extractive engine abstains below {ABSTAIN_BELOW:.0%})",
+            f"the best supporting sentences cover {support:.0%} of the question's terms "
+            f"(the extractive engine abstains below {ABSTAIN_BELOW:.0%})",
         )
-    chosen = _choose(candidates)
     citations, rejected = _cite(chosen, index)
     if not citations:
         return _abstain(question, passages, "no sentence could be verified", rejected)
@@ -110,9 +114,25 @@ def rank_sentences(question: str, passages: Sequence[Passage]) -> list[Candidate
                 sum(weights[t] for t in own) + CONTEXT_WEIGHT * sum(weights[t] for t in context)
             ) / total
             score = support + _kind_bonus(kind, passage.text[start:end]) + 0.02 / (1 + rank)
-            out.append(Candidate(passage, rank, start, end, support, score, frozenset(own)))
+            out.append(Candidate(passage, rank, start, end, support, score, frozenset(own),
+                                 frozenset(context), weights))
     out.sort(key=lambda c: (-c.score, c.rank, c.start))
     return out
+
+
+def evidence_support(chosen: Sequence[Candidate]) -> float:
+    """Share of the question's term weight the chosen sentences cover together.
+
+    Multi-hop questions spread their terms over sentences of several articles, so
+    no single sentence covers much; what matters is what the answer covers.
+    """
+    if not chosen:
+        return 0.0
+    weights = chosen[0].weights
+    own = set().union(*(c.matched for c in chosen))
+    context = set().union(*(c.context for c in chosen)) - own
+    covered = sum(weights[t] for t in own) + CONTEXT_WEIGHT * sum(weights[t] for t in context)
+    return covered / (sum(weights.values()) or 1.0)
 
 
 def _idf(wanted: set[str], sentences: list[set[str]]) -> dict[str, float]:
@@ -143,18 +163,30 @@ def _kind_bonus(kind: str, sentence: str) -> float:
     return 0.0
 
 
-def _choose(candidates: list[Candidate]) -> list[Candidate]:
-    """The best sentence, plus strong ones that add terms it lacks, in reading order."""
+def choose(candidates: list[Candidate]) -> list[Candidate]:
+    """The best sentence, then greedily those that cover question terms it lacks.
+
+    A sentence joins only if it adds real weight (`MIN_GAIN`) and is itself a
+    decent match, so the answer grows for multi-hop questions, not for padding.
+    """
     best = candidates[0]
     chosen = [best]
     covered = set(best.matched)
-    for cand in candidates[1:]:
-        if len(chosen) == MAX_SENTENCES or cand.score < 0.75 * best.score:
+    total = sum(best.weights.values()) or 1.0
+    pool = [c for c in candidates[1:POOL] if c.score >= 0.4 * best.score]
+    while len(chosen) < MAX_SENTENCES:
+        gains = [
+            (sum(c.weights[t] for t in c.matched - covered) / total, c.score, i)
+            for i, c in enumerate(pool)
+            if not any(_same_sentence(c, d) for d in chosen)
+        ]
+        if not gains:
             break
-        adds = cand.matched - covered or cand.passage.article_id != best.passage.article_id
-        if adds and not any(_same_sentence(cand, c) for c in chosen):
-            chosen.append(cand)
-            covered |= cand.matched
+        gain, _, i = max(gains)
+        if gain < MIN_GAIN:
+            break
+        chosen.append(pool[i])
+        covered |= pool[i].matched
     return sorted(chosen, key=lambda c: (c.passage.article_id != best.passage.article_id,
                                          c.passage.article_id, c.passage.start + c.start))
 
