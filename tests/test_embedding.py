@@ -419,3 +419,11 @@ def test_openai_unreachable_server(closed_port: int) -> None:
     )
     with pytest.raises(EmbeddingError, match="request failed"):
         OpenAIEmbedder("text-embedding-3-small", settings).embed_query("hello")
+
+
+def test_int8_variant_stays_close_to_fp32(model_cache: Path, minilm: MiniLMEmbedder) -> None:
+    int8 = MiniLMEmbedder(cache=model_cache, int8=True)
+    assert int8.name == "all-MiniLM-L6-v2-int8@53aa5117"  # never mixed with fp32 in an index
+    texts = [SHORT, MEDIUM, LONG]
+    cosine = np.sum(int8.embed_documents(texts) * minilm.embed_documents(texts), axis=1)
+    assert cosine.min() > 0.98, cosine
