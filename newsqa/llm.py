@@ -28,6 +28,7 @@ import logging
 import os
 import random
 import re
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -53,6 +54,8 @@ T = TypeVar("T", bound=BaseModel)
 R = TypeVar("R")
 Messages = list[dict[str, str]]
 
+# Whether this thread's last reply hit max_tokens, for the error a caller sees.
+_last_reply = threading.local()
 log = logging.getLogger(__name__)
 
 RUNGS = ("json_schema", "json_object", "text")
@@ -329,9 +332,14 @@ class LLM:
         try:
             return parse_reply(content, schema)
         except InvalidReply as bad:
+            cut = (
+                f"; the reply was cut off at max_tokens={self.max_output_tokens}"
+                if getattr(_last_reply, "cut_off", False)
+                else ""
+            )
             raise LLMOutputError(
                 f"{self.model} returned output that does not fit {schema.__name__}, even after "
-                f"one repair try: {bad} (first try: {first_error})"
+                f"one repair try: {bad} (first try: {first_error}){cut}"
             ) from None
 
     def _ladder(self, messages: Messages, schema: type[BaseModel]) -> tuple[str, Usage, int]:
@@ -392,7 +400,8 @@ class LLM:
         choices = getattr(response, "choices", None) or []
         message = choices[0].message if choices else None
         content = (getattr(message, "content", None) or "") if message is not None else ""
-        if choices and choices[0].finish_reason == "length":
+        _last_reply.cut_off = bool(choices) and choices[0].finish_reason == "length"
+        if _last_reply.cut_off:
             log.info("%s: reply cut off at max_tokens=%s", self.model, self.max_output_tokens)
         return content, self.usage_of(getattr(response, "usage", None), messages, content)
 
@@ -637,13 +646,13 @@ def extract_json(content: str) -> str | None:
 
 
 def _balanced_object(text: str) -> str | None:
+    """The outermost object only: when a reply is cut off, an inner object (one
+    citation) is not the answer, and validating it gives a misleading error."""
     start = text.find("{")
-    while start >= 0:
-        end = _object_end(text, start)
-        if end is not None:
-            return text[start:end]
-        start = text.find("{", start + 1)
-    return None
+    if start < 0:
+        return None
+    end = _object_end(text, start)
+    return text[start:end] if end is not None else None
 
 
 def _object_end(text: str, start: int) -> int | None:

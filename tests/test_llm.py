@@ -401,3 +401,16 @@ def test_the_test_server_serves_models_and_deterministic_embeddings(
     assert first[0].embedding == pytest.approx(again[0].embedding, abs=1e-6)
     assert first[0].embedding != pytest.approx(first[1].embedding, abs=1e-3)
     assert sum(v * v for v in first[1].embedding) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_reply_cut_off_inside_a_nested_object_says_it_was_cut_off(
+    openai_server: FakeOpenAIServer,
+) -> None:
+    # The outer object never closes; its first nested object does. Validating that
+    # inner object would blame a missing field instead of the token limit.
+    cut = '{"person": "Qaani", "extra": {"note": "x"}, "met": ["al-Sud'
+    openai_server.queue(Reply.chat(cut, finish_reason="length"),
+                        Reply.chat(cut, finish_reason="length"))
+    with pytest.raises(LLMOutputError, match="cut off at max_tokens") as info:
+        make_llm(openai_server).structured(MESSAGES, Meeting)
+    assert "no complete JSON object" in str(info.value)
