@@ -12,17 +12,20 @@ mask over the same metadata for the keyword side, so both see the same corpus.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .config import Settings
-from .errors import InputError
+from .errors import ConfigError, InputError
 from .lexical import terms, terms_many
 from .models import Passage
+from .query import Mention, QueryHints, SourceMatcher, parse_query
 
 if TYPE_CHECKING:
     from .embedding import Embedder
@@ -107,6 +110,9 @@ class KeywordIndex:
     sources: np.ndarray  # source name per chunk (object array)
     dates: np.ndarray  # YYYYMMDD per chunk, 0 when undated
     source_names: dict[str, str] = field(default_factory=dict)  # lower-case -> stored
+    rows: dict[str, int] = field(default_factory=dict)  # chunk id -> row
+    _matcher: SourceMatcher | None = None
+    _sentences: SentenceIndex | None = None
 
     @classmethod
     def build(cls, table: ChunkTable, k1: float = 1.2, b: float = 0.75) -> KeywordIndex:
@@ -119,7 +125,26 @@ class KeywordIndex:
         sources = np.array([str(m.get("source", "")) for m in table.metadatas], dtype=object)
         dates = np.array([int(m.get("published_date", 0)) for m in table.metadatas], dtype=np.int64)
         names = {str(s).lower(): str(s) for s in set(sources.tolist()) if s}
-        return cls(table=table, bm25=bm25, sources=sources, dates=dates, source_names=names)
+        rows = {cid: i for i, cid in enumerate(table.ids)}
+        return cls(table=table, bm25=bm25, sources=sources, dates=dates, source_names=names,
+                   rows=rows)
+
+    @property
+    def matcher(self) -> SourceMatcher:
+        """Publisher names as this index spells them, for reading them out of questions."""
+        if self._matcher is None:
+            self._matcher = SourceMatcher(self.source_names.values())
+        return self._matcher
+
+    def sentences(self) -> SentenceIndex:
+        """BM25 over single sentences, built on first need (most searches never ask)."""
+        if self._sentences is None:
+            self._sentences = SentenceIndex.build(
+                [passage_text(t, m) for t, m in zip(self.table.texts, self.table.metadatas,
+                                                    strict=True)],
+                k1=self.bm25.k1, b=self.bm25.b,
+            )
+        return self._sentences
 
     def resolve_sources(self, wanted: Iterable[str]) -> list[str]:
         """Stored spellings of the wanted sources (case-insensitive)."""
@@ -137,34 +162,178 @@ class KeywordIndex:
             keep &= (self.dates <= _date_key(filters.until)) & (self.dates > 0)
         return keep
 
+    def scores(self, query_terms: list[str]) -> np.ndarray | None:
+        """BM25 score of every chunk (None when no term is in the vocabulary)."""
+        if not len(self.table) or not query_terms:
+            return None
+        vocab = self.bm25.vocab_dict
+        known = [t for t in query_terms if t in vocab]
+        if not known:
+            return None
+        return np.asarray(self.bm25.get_scores(known), dtype=np.float64)
+
     def search(
         self, query_terms: list[str], k: int, mask: np.ndarray | None
     ) -> list[tuple[int, float]]:
         """Top-k (row, score) pairs with a positive score, best first."""
-        if not len(self.table) or not query_terms:
-            return []
-        vocab = self.bm25.vocab_dict
-        known = [t for t in query_terms if t in vocab]
+        return top_rows(self.scores(query_terms), k, mask)
+
+
+# Words of how questions about news are asked, not of what they ask about: every
+# article "reports", so they only pull in chunks that happen to say "report".
+QUESTION_WORDS = """article articles report reports reported reporting published publish
+according suggest suggests suggested indicate indicates indicated mention mentions mentioned
+claim claims claimed both whether consistent consistency inconsistency inconsistent change
+portrayal portray portrayed describe described coverage covered discuss discussed""".split()
+
+
+@lru_cache(maxsize=1)
+def _question_terms() -> frozenset[str]:
+    return frozenset(t for word in QUESTION_WORDS for t in terms(word))
+
+
+def query_terms(query: str, drop_question_words: bool) -> list[str]:
+    found = terms(query)
+    if not drop_question_words:
+        return found
+    skip = _question_terms()
+    return [t for t in found if t not in skip] or found
+
+
+def passage_text(search_text: str, meta: Mapping[str, Any]) -> str:
+    """The chunk's own text inside its search text (the header left out)."""
+    if "text" in meta:
+        return str(meta["text"])
+    return search_text[int(meta.get("text_offset", 0)) :]
+
+
+@dataclass
+class SentenceIndex:
+    """BM25 over each chunk's sentences; a chunk scores as its best sentence.
+
+    A MultiHop-RAG evidence fact is one sentence of a 256-token chunk; whole-chunk
+    BM25 dilutes it with nine other sentences, a sentence-level score does not.
+    """
+
+    bm25: Any
+    owner: np.ndarray  # chunk row of each sentence, ascending
+    starts: np.ndarray  # first sentence of each chunk that has any
+    chunk_rows: np.ndarray  # the chunks that have sentences
+    size: int
+
+    @classmethod
+    def build(cls, texts: Sequence[str], k1: float, b: float) -> SentenceIndex:
+        import bm25s
+
+        from .chunking import sentence_spans
+
+        sentences: list[str] = []
+        owner: list[int] = []
+        for row, text in enumerate(texts):
+            for start, end in sentence_spans(text):
+                sentences.append(text[start:end])
+                owner.append(row)
+        bm25 = bm25s.BM25(k1=k1, b=b)
+        if sentences:
+            bm25.index([doc or ["\x00empty"] for doc in terms_many(sentences)],
+                       show_progress=False)
+        owners = np.asarray(owner, dtype=np.int64)
+        rows, starts = np.unique(owners, return_index=True)
+        return cls(bm25=bm25, owner=owners, starts=starts, chunk_rows=rows, size=len(texts))
+
+    def best(self, query_terms: list[str]) -> np.ndarray | None:
+        """Per chunk, the BM25 score of its best-matching sentence."""
+        if not len(self.owner):
+            return None
+        known = [t for t in query_terms if t in self.bm25.vocab_dict]
         if not known:
-            return []
-        scores = self.bm25.get_scores(known)
-        if mask is not None:
-            scores = np.where(mask, scores, 0.0)
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
+            return None
+        scores = np.asarray(self.bm25.get_scores(known), dtype=np.float64)
+        out = np.zeros(self.size, dtype=np.float64)
+        out[self.chunk_rows] = np.maximum.reduceat(scores, self.starts)
+        return out
+
+
+def top_rows(scores: np.ndarray | None, k: int, mask: np.ndarray | None) -> list[tuple[int, float]]:
+    """Top-k (row, score) pairs with a positive score inside the mask, best first."""
+    if scores is None or k <= 0:
+        return []
+    if mask is not None:
+        scores = np.where(mask, scores, 0.0)
+    k = min(k, len(scores))
+    top = np.argpartition(-scores, k - 1)[:k]
+    top = top[np.argsort(-scores[top], kind="stable")]
+    return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
+
+
+_ENV_PREFIX = "NEWSQA_RETRIEVAL_"
 
 
 @dataclass(frozen=True)
 class FusionWeights:
-    """How much each retriever's rank counts; BM25 is the stronger one on news."""
+    """The retrieval levers, each measured on MultiHop-RAG (benchmarks/retrieval_levers.py).
+
+    Every field can be set from the environment as NEWSQA_RETRIEVAL_<FIELD>
+    (e.g. NEWSQA_RETRIEVAL_HINTS=0 turns off reading publishers and dates out of
+    the question).
+    """
 
     keyword: float = 1.0
     dense: float = 0.5
     rrf_k: int = 60
     candidates: int = 50  # per retriever, before fusion
     max_per_article: int = 2  # first pass of diversity; later slots fill in rank order
+    fusion: str = "rrf"  # "rrf" (weighted ranks) | "convex" (weighted normalised scores)
+    dense_candidates: int = 100  # one dense query; named-source slots reuse its hits
+    hints: bool = True  # publishers and days named in the question get their own slots
+    mention_slots: int = 2  # passages per named publisher/day before the global ranking
+    mention_min_chunks: int = 1  # a derived filter keeping fewer chunks is dropped
+    clause_weight: float = 1.0  # extra BM25 weight of the words about that publisher
+    drop_question_words: bool = False  # "report", "article", "suggest"... out of BM25 queries
+    sentence_weight: float = 0.5  # weight of a chunk's best sentence (BM25) beside the chunk's
+    bm25_k1: float = 1.2
+    bm25_b: float = 0.75
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> FusionWeights:
+        """Defaults overridden by NEWSQA_RETRIEVAL_* variables; a bad value names its variable."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(_ENV_PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse_field(f.name, str(f.type), raw)
+        weights = cls(**values)
+        if weights.fusion not in ("rrf", "convex"):
+            raise ConfigError(f"{_ENV_PREFIX}FUSION must be rrf or convex, got {weights.fusion!r}")
+        return weights
+
+
+def _parse_field(name: str, kind: str, raw: str) -> Any:
+    try:
+        if kind == "bool":
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        return raw
+    except ValueError:
+        raise ConfigError(f"{_ENV_PREFIX}{name.upper()}: not a valid {kind}: {raw!r}") from None
+
+
+@dataclass
+class Ranked:
+    """A fused ranking of table rows, with each retriever's score kept for explanations."""
+
+    rows: list[int]
+    fused: dict[int, float]
+    parts: dict[int, dict[str, float]]
 
 
 class Retriever:
@@ -180,7 +349,7 @@ class Retriever:
         self.index = index
         self.embedder = embedder
         self.settings = settings
-        self.weights = weights or FusionWeights()
+        self.weights = weights or FusionWeights.from_env()
         self._keyword: KeywordIndex | None = None
         self._lock = threading.Lock()
 
@@ -189,7 +358,9 @@ class Retriever:
         revision = self.index.revision
         with self._lock:
             if self._keyword is None or self._keyword.table.revision != revision:
-                self._keyword = KeywordIndex.build(self.index.all_chunks())
+                self._keyword = KeywordIndex.build(
+                    self.index.all_chunks(), k1=self.weights.bm25_k1, b=self.weights.bm25_b
+                )
             return self._keyword
 
     def search(self, query: str, *, top_k: int, filters: Filters | None = None) -> list[Passage]:
@@ -199,43 +370,144 @@ class Retriever:
         keyword = self.keyword_index()
         if not len(keyword.table):
             return []
-        n = max(self.weights.candidates, top_k * 3)
-        by_keyword = keyword.search(terms(query), n, keyword.mask(filters))
+        n = max(self.weights.dense_candidates, self.weights.candidates, top_k * 3)
         where = filters.where(keyword.resolve_sources(filters.sources))
         by_dense = self.index.dense_search(self.embedder.embed_query(query), n, where)
-        fused = self._fuse(keyword, by_keyword, by_dense)
-        return diversify(fused, top_k, self.weights.max_per_article)
+        return self.rank(keyword, query, by_dense, top_k=top_k, filters=filters)
+
+    def rank(
+        self,
+        keyword: KeywordIndex,
+        query: str,
+        by_dense: Sequence[Passage],
+        *,
+        top_k: int,
+        filters: Filters,
+    ) -> list[Passage]:
+        """Everything after the dense query: separate so benchmarks can reuse dense hits."""
+        w = self.weights
+        scores = self._keyword_scores(keyword, query)
+        base = keyword.mask(filters)
+        rows = keyword.rows
+        dense = [(rows[p.chunk_id], p.score) for p in by_dense if p.chunk_id in rows]
+        overall = self._fuse(scores, dense, base)
+        lists = []
+        if w.hints and w.mention_slots > 0:
+            hints = parse_query(query, keyword.matcher)
+            for mention, mask in mention_masks(keyword, hints, base, w):
+                sub = scores
+                if w.clause_weight and mention.clause and scores is not None:
+                    extra = self._keyword_scores(keyword, mention.clause)
+                    if extra is not None:
+                        sub = scores + w.clause_weight * extra
+                lists.append(self._fuse(sub, dense, mask).rows[: w.mention_slots])
+        order = interleave([*lists, overall.rows])
+        fused, parts = overall.fused, overall.parts
+        for mask_list in lists:
+            for row in mask_list:
+                fused.setdefault(row, 0.0)
+        ranked = [
+            keyword.table.passage(row, fused.get(row, 0.0)).model_copy(
+                update={"scores": {**parts.get(row, {}), "fused": fused.get(row, 0.0)}}
+            )
+            for row in order
+        ]
+        return diversify(ranked, top_k, w.max_per_article)
+
+    def _keyword_scores(self, keyword: KeywordIndex, text: str) -> np.ndarray | None:
+        w = self.weights
+        found = query_terms(text, w.drop_question_words)
+        scores = keyword.scores(found)
+        if scores is None or not w.sentence_weight:
+            return scores
+        best = keyword.sentences().best(found)
+        return scores if best is None else scores + w.sentence_weight * best
 
     def _fuse(
         self,
-        keyword: KeywordIndex,
-        by_keyword: list[tuple[int, float]],
-        by_dense: list[Passage],
-    ) -> list[Passage]:
+        scores: np.ndarray | None,
+        dense: list[tuple[int, float]],
+        mask: np.ndarray | None,
+    ) -> Ranked:
         w = self.weights
-        fused: dict[str, float] = {}
-        passages: dict[str, Passage] = {}
-        scores: dict[str, dict[str, float]] = {}
-        for rank, (row, score) in enumerate(by_keyword):
-            passage = keyword.table.passage(row, score)
-            passages[passage.chunk_id] = passage
-            scores.setdefault(passage.chunk_id, {})["bm25"] = score
-            fused[passage.chunk_id] = fused.get(passage.chunk_id, 0.0) + w.keyword / (
-                w.rrf_k + rank + 1
-            )
-        for rank, passage in enumerate(by_dense):
-            passages.setdefault(passage.chunk_id, passage)
-            scores.setdefault(passage.chunk_id, {})["dense"] = passage.score
-            fused[passage.chunk_id] = fused.get(passage.chunk_id, 0.0) + w.dense / (
-                w.rrf_k + rank + 1
-            )
-        ranked = sorted(fused, key=lambda cid: -fused[cid])
-        return [
-            passages[cid].model_copy(
-                update={"score": fused[cid], "scores": {**scores[cid], "fused": fused[cid]}}
-            )
-            for cid in ranked
-        ]
+        by_keyword = top_rows(scores, w.candidates, mask)
+        if mask is not None:
+            dense = [(row, s) for row, s in dense if mask[row]]
+        if w.fusion == "convex":
+            return _convex(by_keyword, dense, scores, w)
+        return _rrf(by_keyword, dense, w)
+
+
+def _rrf(by_keyword: list[tuple[int, float]], dense: list[tuple[int, float]],
+         w: FusionWeights) -> Ranked:
+    """Weighted reciprocal-rank fusion: only ranks count, so scales never clash."""
+    fused: dict[int, float] = {}
+    parts: dict[int, dict[str, float]] = {}
+    for name, weight, hits in (("bm25", w.keyword, by_keyword), ("dense", w.dense, dense)):
+        for rank, (row, score) in enumerate(hits):
+            parts.setdefault(row, {})[name] = score
+            fused[row] = fused.get(row, 0.0) + weight / (w.rrf_k + rank + 1)
+    return Ranked(sorted(fused, key=lambda r: -fused[r]), fused, parts)
+
+
+def _convex(by_keyword: list[tuple[int, float]], dense: list[tuple[int, float]],
+            scores: np.ndarray | None, w: FusionWeights) -> Ranked:
+    """Weighted sum of scores scaled to [0, 1]: keeps how far apart candidates are."""
+    top_bm25 = by_keyword[0][1] if by_keyword else 0.0
+    cos = [s for _, s in dense]
+    lo, hi = (min(cos), max(cos)) if cos else (0.0, 0.0)
+    span = hi - lo or 1.0
+    dense_norm = {row: (s - lo) / span for row, s in dense}
+    parts: dict[int, dict[str, float]] = {}
+    for row, score in by_keyword:
+        parts.setdefault(row, {})["bm25"] = score
+    for row, score in dense:
+        parts.setdefault(row, {})["dense"] = score
+    fused = {}
+    for row in parts:
+        bm25 = float(scores[row]) if scores is not None else 0.0
+        fused[row] = (w.keyword * (bm25 / top_bm25 if top_bm25 else 0.0)
+                      + w.dense * dense_norm.get(row, 0.0))
+    return Ranked(sorted(fused, key=lambda r: -fused[r]), fused, parts)
+
+
+def mention_masks(
+    keyword: KeywordIndex, hints: QueryHints, base: np.ndarray | None, w: FusionWeights
+) -> list[tuple[Mention, np.ndarray]]:
+    """One chunk mask per publisher or day the question names, inside the caller's filters.
+
+    A derived filter may be wrong (a day the paper did not publish on, a name
+    that is also a word), so one that keeps too few chunks falls back to a
+    looser one and is dropped when even that keeps too few.
+    """
+    out = []
+    everything = np.ones(len(keyword.table), dtype=bool) if base is None else base
+    for mention in hints.mentions():
+        by_source = (
+            np.isin(keyword.sources, list(mention.sources)) if mention.sources else everything
+        )
+        tries = [by_source]
+        if mention.day is not None:
+            on_day = keyword.dates == _date_key(mention.day)
+            tries = [by_source & on_day, on_day, by_source] if mention.sources else [on_day]
+        for candidate in tries:
+            mask = candidate & everything
+            if int(mask.sum()) >= w.mention_min_chunks and not candidate.all():
+                out.append((mention, mask))
+                break
+    return out
+
+
+def interleave(lists: Sequence[Sequence[int]]) -> list[int]:
+    """Round-robin over the lists (first of each, then second of each...), no repeats."""
+    seen: set[int] = set()
+    out: list[int] = []
+    for depth in range(max((len(x) for x in lists), default=0)):
+        for items in lists:
+            if depth < len(items) and items[depth] not in seen:
+                seen.add(items[depth])
+                out.append(items[depth])
+    return out
 
 
 def diversify(ranked: list[Passage], top_k: int, max_per_article: int) -> list[Passage]:

@@ -109,10 +109,15 @@ def test_each_day_belongs_to_the_publisher_named_before_it(matcher: SourceMatche
         "report published on October 7, 2023, and The Verge's take, what changed?",
         matcher,
     )
-    assert hints.mentions() == [
-        Mention(("TechCrunch",), dt.date(2023, 10, 6)),
-        Mention(("Fortune",), dt.date(2023, 10, 7)),
-        Mention(("The Verge",)),
+    assert _pairs(hints.mentions()) == [
+        (("TechCrunch",), dt.date(2023, 10, 6)),
+        (("Fortune",), dt.date(2023, 10, 7)),
+        (("The Verge",), None),
+    ]
+    assert [m.clause for m in hints.mentions()] == [
+        "TechCrunch report published on October 6, 2023, and the ",
+        "Fortune report published on October 7, 2023, and ",
+        "The Verge's take, what changed?",
     ]
 
 
@@ -121,17 +126,49 @@ def test_two_days_for_one_publisher_are_two_mentions(matcher: SourceMatcher) -> 
         "After TechCrunch reported on October 31, 2023, and again on December 15, 2023, ...",
         matcher,
     )
-    assert hints.mentions() == [
-        Mention(("TechCrunch",), dt.date(2023, 10, 31)),
-        Mention(("TechCrunch",), dt.date(2023, 12, 15)),
+    assert _pairs(hints.mentions()) == [
+        (("TechCrunch",), dt.date(2023, 10, 31)),
+        (("TechCrunch",), dt.date(2023, 12, 15)),
     ]
 
 
 def test_a_day_before_any_publisher_goes_to_the_first_one(matcher: SourceMatcher) -> None:
     hints = parse_query("On October 6, 2023, did Fortune say so?", matcher)
-    assert hints.mentions() == [Mention(("Fortune",), dt.date(2023, 10, 6))]
+    assert _pairs(hints.mentions()) == [(("Fortune",), dt.date(2023, 10, 6))]
+
+
+def test_a_day_with_no_publisher_named_is_a_mention_of_its_own(matcher: SourceMatcher) -> None:
+    question = "What happened on October 6, 2023?"
+    assert parse_query(question, matcher).mentions() == [
+        Mention(day=dt.date(2023, 10, 6), clause=question)
+    ]
+
+
+def test_one_publisher_named_twice_about_two_stories_gives_two_clauses(
+    matcher: SourceMatcher,
+) -> None:
+    hints = parse_query("Did the TechCrunch story on A and the TechCrunch story on B agree?",
+                        matcher)
+    assert [m.clause for m in hints.mentions()] == [
+        "TechCrunch story on A and the ", "TechCrunch story on B agree?"]
+
+
+def _pairs(mentions: list[Mention]) -> list[tuple[tuple[str, ...], dt.date | None]]:
+    return [(m.sources, m.day) for m in mentions]
 
 
 def test_no_names_no_mentions(matcher: SourceMatcher) -> None:
     assert parse_query("Who won the match?", matcher).mentions() == []
     assert SourceMatcher([]).find("The Verge") == []
+
+
+def test_attributed_claims_come_before_the_publisher(matcher: SourceMatcher) -> None:
+    hints = parse_query(
+        "Which firm lost in court, as reported by TechCrunch, and cut 16% of staff "
+        "according to another report by Fortune?",
+        matcher,
+    )
+    assert [m.clause for m in hints.mentions()] == [
+        "Which firm lost in court, as reported by TechCrunch",
+        ", and cut 16% of staff according to another report by Fortune",
+    ]

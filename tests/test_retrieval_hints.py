@@ -1,0 +1,129 @@
+"""Publishers and days named in a question steer retrieval (real Chroma, real model)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+
+import pytest
+
+from newsqa import Article, NewsQA
+from newsqa.errors import ConfigError
+from newsqa.lexical import terms
+from newsqa.retrieval import Filters, FusionWeights, Retriever, SentenceIndex, interleave
+
+
+def _story(title: str, source: str, day: dt.date, body: str) -> Article:
+    return Article(title=title, source=source, published_at=day, text=body)
+
+
+STRIKE = ("Dock workers in Rotterdam kept the port strike going over pay. The union said "
+          "the strike at the port of Rotterdam would go on until dock wages rose. ")
+STORIES = [
+    *[
+        _story(f"Rotterdam port strike, day {n}", "Harbor Times", dt.date(2024, 5, n),
+               STRIKE * 2 + f"Day {n} of the dock strike passed without talks.")
+        for n in range(1, 6)
+    ],
+    _story("Shipping lines reroute", "The Wire", dt.date(2024, 5, 3),
+           "Shipping lines diverted vessels to Antwerp while Rotterdam was shut. "
+           "Freight rates for the North Sea rose by a tenth."),
+    _story("Harvest festival", "The Wire", dt.date(2024, 5, 9),
+           "Farmers in Friesland celebrated a record tulip harvest with a parade."),
+]
+
+QUESTION = ("Did the dock workers' strike at the port of Rotterdam over pay, according to "
+            "Harbor Times, affect freight, according to The Wire?")
+
+
+@pytest.fixture(scope="module")
+def qa(tmp_path_factory: pytest.TempPathFactory) -> NewsQA:
+    qa = NewsQA(db=tmp_path_factory.mktemp("hints-db"), llm="extractive")
+    assert qa.ingest(STORIES).added == len(STORIES)
+    return qa
+
+
+def _search(qa: NewsQA, weights: FusionWeights, question: str, top_k: int = 3,
+            filters: Filters | None = None) -> list[str]:
+    retriever = Retriever(qa.index, qa.embedder, qa.settings, weights)
+    return [p.source for p in retriever.search(question, top_k=top_k, filters=filters)]
+
+
+def test_each_named_publisher_gets_a_slot_near_the_top(qa: NewsQA) -> None:
+    on = FusionWeights(hints=True, mention_slots=1, max_per_article=1)
+    off = replace(on, hints=False)
+    # Five near-identical strike stories crowd out the other publisher without hints.
+    assert "The Wire" not in _search(qa, off, QUESTION, top_k=2)
+    assert set(_search(qa, on, QUESTION, top_k=2)) == {"Harbor Times", "The Wire"}
+
+
+def test_a_named_day_puts_that_days_article_first(qa: NewsQA) -> None:
+    retriever = Retriever(qa.index, qa.embedder, qa.settings, FusionWeights(mention_slots=1))
+    for day in (2, 4):
+        question = f"What did Harbor Times report on May {day}, 2024 about the Rotterdam strike?"
+        top = retriever.search(question, top_k=3)[0]
+        assert top.published_at is not None and top.published_at.day == day
+
+
+def test_caller_filters_still_exclude_named_publishers(qa: NewsQA) -> None:
+    hits = _search(qa, FusionWeights(), QUESTION, top_k=5,
+                   filters=Filters.build(sources=["Harbor Times"]))
+    assert hits and set(hits) == {"Harbor Times"}
+    hits = _search(qa, FusionWeights(), QUESTION, top_k=5,
+                   filters=Filters.build(since="2024-05-09"))
+    assert hits == ["The Wire"]
+
+
+def test_a_day_nothing_was_published_on_falls_back_instead_of_emptying(qa: NewsQA) -> None:
+    question = "What did Harbor Times report on June 30, 2024 about the Rotterdam port strike?"
+    hits = _search(qa, FusionWeights(), question, top_k=3)
+    assert hits and set(hits) == {"Harbor Times"}
+
+
+def test_day_without_publisher_still_pins_the_day(qa: NewsQA) -> None:
+    # Two stories ran on May 3, by different publishers: both come first.
+    retriever = Retriever(qa.index, qa.embedder, qa.settings, FusionWeights(mention_slots=2))
+    top = retriever.search("Which article from May 3, 2024 covered the port?", top_k=2)
+    assert {p.published_at.day for p in top if p.published_at} == {3}
+
+
+def test_weights_come_from_the_environment() -> None:
+    weights = FusionWeights.from_env({
+        "NEWSQA_RETRIEVAL_HINTS": "off", "NEWSQA_RETRIEVAL_DENSE": "0.2",
+        "NEWSQA_RETRIEVAL_FUSION": "convex", "NEWSQA_RETRIEVAL_MENTION_SLOTS": "3",
+    })
+    assert (weights.hints, weights.dense, weights.fusion, weights.mention_slots) == (
+        False, 0.2, "convex", 3)
+    assert FusionWeights.from_env({}) == FusionWeights()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"NEWSQA_RETRIEVAL_DENSE": "lots"}, "NEWSQA_RETRIEVAL_DENSE"),
+        ({"NEWSQA_RETRIEVAL_HINTS": "maybe"}, "NEWSQA_RETRIEVAL_HINTS"),
+        ({"NEWSQA_RETRIEVAL_FUSION": "max"}, "rrf or convex"),
+    ],
+)
+def test_bad_environment_values_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        FusionWeights.from_env(env)
+
+
+def test_interleave_takes_turns_without_repeats() -> None:
+    assert interleave([[1, 2, 3], [4, 1], [], [5]]) == [1, 4, 5, 2, 3]
+    assert interleave([]) == []
+
+
+def test_a_chunk_scores_by_its_best_sentence() -> None:
+    texts = [
+        "Rain fell. Freight rates rose sharply in Rotterdam after the strike.",
+        "Freight was late. Rates of pay were discussed. Rotterdam had rain. The strike went on.",
+        "",
+    ]
+    index = SentenceIndex.build(texts, k1=1.2, b=0.75)
+    best = index.best(terms("freight rates rose rotterdam strike"))
+    assert best is not None and best.shape == (3,)
+    # Both chunks hold every word; only the first says it in one sentence.
+    assert best[0] > best[1] > 0 and best[2] == 0
+    assert index.best(terms("zebra")) is None
