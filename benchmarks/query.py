@@ -130,9 +130,10 @@ def real_material(qa: Any) -> tuple[Any, list[str], list[str]]:
 
     from newsqa.chunking import sentence_spans
 
-    vectors = []
-    got = qa.index._chunks.get(include=["embeddings"])
-    vectors.append(np.asarray(got["embeddings"], dtype=np.float32))
+    vectors, collection, page = [], qa.index._chunks, 1000
+    for offset in range(0, collection.count(), page):  # one huge get() fails in Chroma 1.x
+        got = collection.get(include=["embeddings"], limit=page, offset=offset)
+        vectors.append(np.asarray(got["embeddings"], dtype=np.float32))
     sentences: list[str] = []
     sources = sorted({info.source for info in qa.articles() if info.source})
     for info in sorted(qa.articles(), key=lambda i: i.id):
