@@ -114,6 +114,18 @@ class NewsQA:
 
         return LLM.from_settings(self.settings)
 
+    def close(self) -> None:
+        """Let go of an embedded index so another process can open it."""
+        index = self.__dict__.get("index")
+        if index is not None:
+            index.close()
+
+    def __enter__(self) -> NewsQA:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- ingest and manage ---------------------------------------------------------------
 
     def ingest(

@@ -35,6 +35,7 @@ import datetime as dt
 import functools
 import json
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from . import folderlock
 from .config import Settings
 from .errors import ArticleNotFound, ModelMismatch, NewsQAError, StoreError
 from .models import Article, ArticleInfo, Chunk, MetadataValue, Passage
@@ -160,16 +162,27 @@ class Index:
         self.model = embedder.name
         self.dimension = int(embedder.dimension)
         self.location = settings.chroma_url or str(settings.db)
-        self._client = _connect(settings)
-        self._chunks_name = f"{settings.collection}_chunks"
-        self._manifest_name = f"{settings.collection}_articles"
-        self._expected = self._expected_metadata()
-        self._manifest = self._open(self._manifest_name, {"newsqa_schema": SCHEMA_VERSION})
-        self._chunks = self._open(self._chunks_name, self._expected)
-        self._check_model()
-        self._max_batch = max(1, int(self._client.get_max_batch_size()))
+        key = _hold_folder(settings)
+        self._release = weakref.finalize(self, folderlock.release, key) if key else None
+        try:
+            self._client = _connect(settings)
+            self._chunks_name = f"{settings.collection}_chunks"
+            self._manifest_name = f"{settings.collection}_articles"
+            self._expected = self._expected_metadata()
+            self._manifest = self._open(self._manifest_name, {"newsqa_schema": SCHEMA_VERSION})
+            self._chunks = self._open(self._chunks_name, self._expected)
+            self._check_model()
+            self._max_batch = max(1, int(self._client.get_max_batch_size()))
+        except BaseException:
+            self.close()
+            raise
         self._cache: dict[str, _Entry] = {}
         self._cache_revision: str | None = None
+
+    def close(self) -> None:
+        """Let another process open this embedded folder (also done when garbage-collected)."""
+        if self._release is not None:
+            self._release()
 
     # -- opening --------------------------------------------------------------------------
 
@@ -481,6 +494,16 @@ class Index:
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def _hold_folder(settings: Settings) -> str | None:
+    """The process lock on an embedded folder (see folderlock); servers need none."""
+    if settings.chroma_url:
+        return None
+    db = Path(settings.db)
+    if db.exists() and not db.is_dir():
+        raise StoreError(f"{db}: index path exists and is not a folder")
+    return folderlock.acquire(db)
 
 
 def _connect(settings: Settings) -> ClientAPI:

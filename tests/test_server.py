@@ -38,8 +38,8 @@ Q_WARN = "What did he warn?"
 def _ingested_db(path: Path) -> Path:
     from newsqa.api import NewsQA
 
-    report = NewsQA(db=path, llm="extractive").ingest(SEEDS)
-    assert report.added == 2
+    with NewsQA(db=path, llm="extractive") as qa:  # let go: a `newsqa serve` may open it next
+        assert qa.ingest(SEEDS).added == 2
     return path
 
 

@@ -1,0 +1,99 @@
+"""One process at a time per embedded Chroma folder.
+
+Embedded Chroma is not safe across processes: each process keeps its own
+in-memory index and compaction state, and even a *reader* can trigger a
+compaction. Measured here: a second process querying a folder while
+`newsqa ingest` wrote to it left the folder failing with "Error in compaction:
+Failed to apply logs to the metadata segment" and later segfaulting on open.
+So an embedded index is held by one process; several processes (a server and
+an ingest job, a cluster of workers) share a Chroma server instead
+(`--chroma-url`), which is what it is for.
+
+Within a process any number of `Index` objects may share a folder: the lock is
+counted per folder.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import threading
+import time
+from pathlib import Path
+
+from .errors import StoreError
+
+LOCK_NAME = ".newsqa.lock"
+_held: dict[str, tuple[int, int]] = {}  # folder -> (fd, users in this process)
+_guard = threading.Lock()
+
+
+def default_timeout() -> float:
+    """Seconds to wait for another process to let go (NEWSQA_LOCK_TIMEOUT, default 10)."""
+    raw = os.environ.get("NEWSQA_LOCK_TIMEOUT", "10")
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        raise StoreError(f"NEWSQA_LOCK_TIMEOUT must be a number of seconds, got {raw!r}") from None
+
+
+def acquire(folder: Path, timeout: float | None = None) -> str:
+    """Hold `folder` for this process; returns the key to `release` it with."""
+    key = str(folder.resolve())
+    with _guard:
+        if key in _held:
+            fd, users = _held[key]
+            _held[key] = (fd, users + 1)
+            return key
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            _wait_for(fd, folder, default_timeout() if timeout is None else timeout)
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        _held[key] = (fd, 1)
+        return key
+
+
+def release(key: str) -> None:
+    with _guard:
+        if key not in _held:
+            return
+        fd, users = _held[key]
+        if users > 1:
+            _held[key] = (fd, users - 1)
+            return
+        del _held[key]
+        os.close(fd)  # closing the descriptor drops the flock
+
+
+def _wait_for(fd: int, folder: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise StoreError(f"{folder}: cannot lock the index: {exc}") from exc
+        if time.monotonic() >= deadline:
+            raise StoreError(
+                f"{folder} is in use by another process ({_holder(fd)}); an embedded index "
+                "serves one process at a time: wait for it, stop it, or share the index "
+                "through a Chroma server (`chroma run`, then --chroma-url)"
+            )
+        time.sleep(delay)  # polling a lock another process holds; nothing to wait on
+        delay = min(delay * 2, 0.5)
+
+
+def _holder(fd: int) -> str:
+    try:
+        pid = os.pread(fd, 32, 0).decode().strip()
+    except OSError:
+        pid = ""
+    return f"pid {pid}" if pid.isdigit() else "pid unknown"
