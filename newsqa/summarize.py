@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
+from .citations import citation_for
 from .errors import InputError
 from .models import (
     Article,
     Bullet,
-    Citation,
     Passage,
     RejectedCitation,
     Summary,
@@ -82,17 +82,6 @@ def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def citation_for(article: Article, start: int, end: int) -> Citation:
-    return Citation(
-        article_id=article.id,
-        title=article.title,
-        source=article.source,
-        published_at=article.published_at,
-        url=article.url,
-        quote=article.text[start:end],
-        start=start,
-        end=end,
-    )
 
 
 def _clean(text: str) -> str:
