@@ -187,8 +187,31 @@ def choose(candidates: list[Candidate]) -> list[Candidate]:
             break
         chosen.append(pool[i])
         covered |= pool[i].matched
+    follow = _continuation(best, candidates)
+    if follow is not None and not any(_same_sentence(follow, c) for c in chosen):
+        chosen.append(follow)
     return sorted(chosen, key=lambda c: (c.passage.article_id != best.passage.article_id,
                                          c.passage.article_id, c.passage.start + c.start))
+
+
+_PRONOUN_START = re.compile(r"^(?:He|She|They|It|This|That|These|Those|His|Her|Their)\b")
+
+
+def _continuation(best: Candidate, candidates: list[Candidate]) -> Candidate | None:
+    """The sentence right after the best one when it goes on about the same subject.
+
+    News often announces then explains: "Hegseth ... issued a strong warning. He
+    cautioned that ..."; the second sentence is the content and says "He".
+    """
+    end = best.passage.start + best.end  # article offsets: the next one may open a new chunk
+    after = [
+        c for c in candidates
+        if c.passage.article_id == best.passage.article_id and c.passage.start + c.start >= end
+    ]
+    if not after:
+        return None
+    nxt = min(after, key=lambda c: c.passage.start + c.start)
+    return nxt if _PRONOUN_START.match(nxt.text) else None
 
 
 def _same_sentence(a: Candidate, b: Candidate) -> bool:

@@ -28,6 +28,8 @@ ANSWERABLE = [
     ("Who was named to succeed Soleimani?", ["Esmail Qaani"]),
     ("What did Khamenei vow?", ["severe revenge"]),
     ("Who did Hegseth call?", ["al-Sudani"]),
+    # The warning's content is the next sentence ("He cautioned ..."), in the next chunk.
+    ("What did Hegseth warn al-Sudani about?", ["American military response"]),
 ]
 
 UNANSWERABLE = [
