@@ -645,8 +645,9 @@ def _answer_sections(summary: Mapping[str, Any]) -> list[str]:
     ]
     if answers["mode"] == "extractive":
         lines += [
-            "Extractive mode answers with retrieved sentences, so the lenient match is "
-            "nearly free and exact match nearly zero; neither compares with an LLM.",
+            "Extractive mode answers with retrieved sentences, not short answers: exact "
+            "match comes almost only from abstaining on null queries, and the lenient "
+            "match counts any shared word. Neither compares with an LLM's accuracy.",
             "",
         ]
     return lines
