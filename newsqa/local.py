@@ -22,6 +22,7 @@ a model; a stream holds the lock until it is consumed or closed.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import importlib.util
 import json
@@ -370,6 +371,19 @@ class _AsyncSSE(httpx.AsyncByteStream):
 
 _BACKENDS: dict[tuple[str, str], LlamaBackend] = {}
 _BACKENDS_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_backends() -> None:
+    """Free the models while the interpreter can still run llama.cpp's cleanup.
+
+    Left to garbage collection at shutdown, Llama.__del__ runs after the module
+    globals it needs are gone and prints a TypeError traceback on every exit.
+    """
+    with _BACKENDS_LOCK:
+        for backend in _BACKENDS.values():
+            backend.llama.close()
+        _BACKENDS.clear()
 
 
 def load_backend(
