@@ -1,9 +1,20 @@
 """Hybrid retrieval: BM25 keywords + dense vectors, filtered, fused, diversified.
 
-Why both: on news, BM25 over chunks with a title/source/date header beats a
-small dense model (names, numbers and publishers are exact-match facts), while
-the dense model rescues paraphrases. Plain reciprocal-rank fusion lets the
-weaker retriever drag the stronger one down, so the fusion is weighted.
+Why this shape (each choice measured on MultiHop-RAG dev ids with
+benchmarks/retrieval_levers.py; the table is in benchmarks/RESULTS.md):
+
+- BM25 over chunks with a title/source/date header beats the small dense model
+  on news (names, numbers and publishers are exact-match facts). The keyword
+  score of a chunk also counts its best single sentence (an evidence fact is
+  one sentence among ten) and adjacent word pairs ("class action").
+- Dense vectors rescue paraphrases but rank worse, so they enter a convex
+  combination of normalised scores with a small weight; plain reciprocal-rank
+  fusion let the weaker retriever drag the stronger one down.
+- Questions name publishers and days ("as reported by The Verge", "published on
+  October 7, 2023"). Each named publisher/day gets its own sub-ranking, weighted
+  toward the words about it, and the results take turns at the top, so every
+  evidence article gets a slot. Derived filters never override the caller's
+  and are dropped when they would keep nothing.
 
 Filters (sources, date range) run inside Chroma for the dense side and as a
 mask over the same metadata for the keyword side, so both see the same corpus.
@@ -12,6 +23,7 @@ mask over the same metadata for the keyword side, so both see the same corpus.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -113,6 +125,8 @@ class KeywordIndex:
     rows: dict[str, int] = field(default_factory=dict)  # chunk id -> row
     _matcher: SourceMatcher | None = None
     _sentences: SentenceIndex | None = None
+    _titles: tuple[Any, np.ndarray] | None = None  # (BM25 over titles, title row per chunk)
+    _bigrams: Any = None
 
     @classmethod
     def build(cls, table: ChunkTable, k1: float = 1.2, b: float = 0.75) -> KeywordIndex:
@@ -145,6 +159,38 @@ class KeywordIndex:
                 k1=self.bm25.k1, b=self.bm25.b,
             )
         return self._sentences
+
+    def title_scores(self, query_terms: list[str]) -> np.ndarray | None:
+        """Per chunk, the BM25 score of its article's title: what the story is about."""
+        if self._titles is None:
+            import bm25s
+
+            titles = [str(m.get("title", "")) for m in self.table.metadatas]
+            unique = list(dict.fromkeys(titles))
+            position = {t: i for i, t in enumerate(unique)}
+            bm25 = bm25s.BM25(k1=self.bm25.k1, b=self.bm25.b)
+            if unique:
+                bm25.index([d or ["\x00empty"] for d in terms_many(unique)], show_progress=False)
+            self._titles = (bm25, np.asarray([position[t] for t in titles], dtype=np.int64))
+        bm25, owner = self._titles
+        known = [t for t in query_terms if t in bm25.vocab_dict]
+        if not known or not len(owner):
+            return None
+        return np.asarray(bm25.get_scores(known), dtype=np.float64)[owner]
+
+    def bigram_scores(self, query_terms: list[str]) -> np.ndarray | None:
+        """BM25 over adjacent term pairs: "class action" is more than "class" and "action"."""
+        if self._bigrams is None:
+            import bm25s
+
+            self._bigrams = bm25s.BM25(k1=self.bm25.k1, b=self.bm25.b)
+            docs = [bigrams(d) or ["\x00empty"] for d in terms_many(self.table.texts)]
+            if docs:
+                self._bigrams.index(docs, show_progress=False)
+        known = [t for t in bigrams(query_terms) if t in self._bigrams.vocab_dict]
+        if not known:
+            return None
+        return np.asarray(self._bigrams.get_scores(known), dtype=np.float64)
 
     def resolve_sources(self, wanted: Iterable[str]) -> list[str]:
         """Stored spellings of the wanted sources (case-insensitive)."""
@@ -198,6 +244,10 @@ def query_terms(query: str, drop_question_words: bool) -> list[str]:
         return found
     skip = _question_terms()
     return [t for t in found if t not in skip] or found
+
+
+def bigrams(found: list[str]) -> list[str]:
+    return [f"{a}_{b}" for a, b in itertools.pairwise(found)]
 
 
 def passage_text(search_text: str, meta: Mapping[str, Any]) -> str:
@@ -279,18 +329,21 @@ class FusionWeights:
     """
 
     keyword: float = 1.0
-    dense: float = 0.5
+    dense: float = 0.1
     rrf_k: int = 60
     candidates: int = 50  # per retriever, before fusion
-    max_per_article: int = 2  # first pass of diversity; later slots fill in rank order
-    fusion: str = "rrf"  # "rrf" (weighted ranks) | "convex" (weighted normalised scores)
+    max_per_article: int = 5  # first pass of diversity; later slots fill in rank order
+    fusion: str = "convex"  # "rrf" (weighted ranks) | "convex" (weighted normalised scores)
     dense_candidates: int = 100  # one dense query; named-source slots reuse its hits
     hints: bool = True  # publishers and days named in the question get their own slots
-    mention_slots: int = 2  # passages per named publisher/day before the global ranking
+    mention_slots: int = 5  # passages per named publisher/day before the global ranking
     mention_min_chunks: int = 1  # a derived filter keeping fewer chunks is dropped
     clause_weight: float = 1.0  # extra BM25 weight of the words about that publisher
     drop_question_words: bool = False  # "report", "article", "suggest"... out of BM25 queries
     sentence_weight: float = 0.5  # weight of a chunk's best sentence (BM25) beside the chunk's
+    bigram_weight: float = 0.5  # weight of BM25 over adjacent term pairs
+    title_weight: float = 0.0  # weight of the article title's BM25 (an article prior)
+    dense_in_mentions: bool = True  # dense hits also count inside per-publisher sub-rankings
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
 
@@ -400,7 +453,8 @@ class Retriever:
                     extra = self._keyword_scores(keyword, mention.clause)
                     if extra is not None:
                         sub = scores + w.clause_weight * extra
-                lists.append(self._fuse(sub, dense, mask).rows[: w.mention_slots])
+                own = dense if w.dense_in_mentions else []
+                lists.append(self._fuse(sub, own, mask).rows[: w.mention_slots])
         order = interleave([*lists, overall.rows])
         fused, parts = overall.fused, overall.parts
         for mask_list in lists:
@@ -418,10 +472,21 @@ class Retriever:
         w = self.weights
         found = query_terms(text, w.drop_question_words)
         scores = keyword.scores(found)
-        if scores is None or not w.sentence_weight:
+        if scores is None:
             return scores
-        best = keyword.sentences().best(found)
-        return scores if best is None else scores + w.sentence_weight * best
+        if w.sentence_weight:
+            best = keyword.sentences().best(found)
+            if best is not None:
+                scores = scores + w.sentence_weight * best
+        if w.bigram_weight:
+            pairs = keyword.bigram_scores(found)
+            if pairs is not None:
+                scores = scores + w.bigram_weight * pairs
+        if w.title_weight:
+            titles = keyword.title_scores(found)
+            if titles is not None:
+                scores = scores + w.title_weight * titles
+        return scores
 
     def _fuse(
         self,

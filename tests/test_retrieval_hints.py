@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import replace
+from typing import Any
 
+import numpy as np
 import pytest
 
 from newsqa import Article, NewsQA
 from newsqa.errors import ConfigError
+from newsqa.index import ChunkTable
 from newsqa.lexical import terms
-from newsqa.retrieval import Filters, FusionWeights, Retriever, SentenceIndex, interleave
+from newsqa.retrieval import (
+    Filters,
+    FusionWeights,
+    KeywordIndex,
+    Retriever,
+    SentenceIndex,
+    _convex,
+    bigrams,
+    interleave,
+)
 
 
 def _story(title: str, source: str, day: dt.date, body: str) -> Article:
@@ -127,3 +139,30 @@ def test_a_chunk_scores_by_its_best_sentence() -> None:
     # Both chunks hold every word; only the first says it in one sentence.
     assert best[0] > best[1] > 0 and best[2] == 0
     assert index.best(terms("zebra")) is None
+
+
+def _table(texts: list[str]) -> ChunkTable:
+    metas: list[dict[str, Any]] = [{"source": "S", "title": f"t{i}"} for i in range(len(texts))]
+    return ChunkTable(ids=[f"c{i}" for i in range(len(texts))], texts=texts,
+                      metadatas=metas, revision="r")
+
+
+def test_adjacent_word_pairs_outscore_the_same_words_apart() -> None:
+    keyword = KeywordIndex.build(_table([
+        "The suit was filed by a class of workers; the action was swift.",
+        "A class action suit was filed against the company.",
+        "Nothing related here at all.",
+    ]))
+    pairs = keyword.bigram_scores(terms("class action suit"))
+    assert pairs is not None and pairs[1] > 0 == pairs[0] == pairs[2]
+    assert bigrams(["class", "action", "suit"]) == ["class_action", "action_suit"]
+    assert keyword.bigram_scores(terms("zebra crossing")) is None
+
+
+def test_convex_fusion_keeps_score_gaps_and_scales_each_side() -> None:
+    weights = FusionWeights(fusion="convex", keyword=1.0, dense=0.5)
+    scores = np.array([10.0, 9.0, 1.0, 0.0])
+    ranked = _convex([(0, 10.0), (1, 9.0), (2, 1.0)], [(3, 0.9), (2, 0.5)], scores, weights)
+    # bm25/10 + 0.5 * (cos - 0.5) / 0.4: row 3 has no keyword score but the best cosine.
+    assert ranked.rows == [0, 1, 3, 2]
+    assert ranked.fused[3] == pytest.approx(0.5) and ranked.fused[2] == pytest.approx(0.1)
