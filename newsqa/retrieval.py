@@ -127,21 +127,31 @@ class KeywordIndex:
     _sentences: SentenceIndex | None = None
     _titles: tuple[Any, np.ndarray] | None = None  # (BM25 over titles, title row per chunk)
     _bigrams: Any = None
+    _split: SplitUnits | None = None  # term lists kept for the side indexes
 
     @classmethod
     def build(cls, table: ChunkTable, k1: float = 1.2, b: float = 0.75) -> KeywordIndex:
         import bm25s
 
+        split = _split_units(table)
         bm25 = bm25s.BM25(k1=k1, b=b)
         if len(table):
-            corpus = [doc or ["\x00empty"] for doc in terms_many(table.texts)]
-            bm25.index(corpus, show_progress=False)
+            bm25.index([doc or ["\x00empty"] for doc in split.chunk_terms], show_progress=False)
         sources = np.array([str(m.get("source", "")) for m in table.metadatas], dtype=object)
         dates = np.array([int(m.get("published_date", 0)) for m in table.metadatas], dtype=np.int64)
         names = {str(s).lower(): str(s) for s in set(sources.tolist()) if s}
         rows = {cid: i for i, cid in enumerate(table.ids)}
         return cls(table=table, bm25=bm25, sources=sources, dates=dates, source_names=names,
-                   rows=rows)
+                   rows=rows, _split=split)
+
+    def prepare(self, weights: FusionWeights) -> None:
+        """Build the side indexes the weights use now, not inside some later search."""
+        if weights.sentence_weight:
+            self.sentences()
+        if weights.bigram_weight:
+            self.bigram_scores([])
+        if weights.title_weight:
+            self.title_scores([])
 
     @property
     def matcher(self) -> SourceMatcher:
@@ -153,9 +163,9 @@ class KeywordIndex:
     def sentences(self) -> SentenceIndex:
         """BM25 over single sentences, built on first need (most searches never ask)."""
         if self._sentences is None:
+            split = self._split or _split_units(self.table)
             self._sentences = SentenceIndex.build(
-                [passage_text(t, m) for t, m in zip(self.table.texts, self.table.metadatas,
-                                                    strict=True)],
+                split.sentence_terms, split.sentence_owner, len(self.table),
                 k1=self.bm25.k1, b=self.bm25.b,
             )
         return self._sentences
@@ -183,8 +193,9 @@ class KeywordIndex:
         if self._bigrams is None:
             import bm25s
 
+            split = self._split or _split_units(self.table)
             self._bigrams = bm25s.BM25(k1=self.bm25.k1, b=self.bm25.b)
-            docs = [bigrams(d) or ["\x00empty"] for d in terms_many(self.table.texts)]
+            docs = [bigrams(d) or ["\x00empty"] for d in split.chunk_terms]
             if docs:
                 self._bigrams.index(docs, show_progress=False)
         known = [t for t in bigrams(query_terms) if t in self._bigrams.vocab_dict]
@@ -250,6 +261,47 @@ def bigrams(found: list[str]) -> list[str]:
     return [f"{a}_{b}" for a, b in itertools.pairwise(found)]
 
 
+@dataclass
+class SplitUnits:
+    """One tokenisation pass serving three indexes: chunks, their sentences, word pairs."""
+
+    chunk_terms: list[list[str]]
+    sentence_terms: list[list[str]]
+    sentence_owner: list[int]
+
+
+def _split_units(table: ChunkTable) -> SplitUnits:
+    """A chunk's terms are its header's plus its sentences' (words never cross sentences).
+
+    When a search text is not header + chunk, it is tokenised whole as well.
+    """
+    from .chunking import sentence_spans
+
+    units: list[str] = []
+    layout: list[tuple[int, int, int]] = []  # per chunk: first unit, sentences, whole-text flag
+    owner: list[int] = []
+    for row, (text, meta) in enumerate(zip(table.texts, table.metadatas, strict=True)):
+        passage = passage_text(text, meta)
+        tail = text.endswith(passage)
+        first = len(units)
+        units.append(text[: len(text) - len(passage)] if tail else text)
+        spans = sentence_spans(passage)
+        units.extend(passage[a:e] for a, e in spans)
+        owner.extend([row] * len(spans))
+        layout.append((first, len(spans), int(tail)))
+    found = terms_many(units)
+    chunk_terms, sentence_terms = [], []
+    for first, count, is_tail in layout:
+        sentences = found[first + 1 : first + 1 + count]
+        sentence_terms.extend(sentences)
+        whole = list(found[first])
+        if is_tail:
+            for terms_of in sentences:
+                whole.extend(terms_of)
+        chunk_terms.append(whole)
+    return SplitUnits(chunk_terms, sentence_terms, owner)
+
+
 def passage_text(search_text: str, meta: Mapping[str, Any]) -> str:
     """The chunk's own text inside its search text (the header left out)."""
     if "text" in meta:
@@ -272,24 +324,29 @@ class SentenceIndex:
     size: int
 
     @classmethod
-    def build(cls, texts: Sequence[str], k1: float, b: float) -> SentenceIndex:
+    def build(
+        cls, sentence_terms: Sequence[list[str]], owner: Sequence[int], size: int,
+        k1: float, b: float,
+    ) -> SentenceIndex:
+        """`owner[i]` is the chunk row of sentence i (ascending); `size` the number of chunks."""
         import bm25s
 
-        from .chunking import sentence_spans
-
-        sentences: list[str] = []
-        owner: list[int] = []
-        for row, text in enumerate(texts):
-            for start, end in sentence_spans(text):
-                sentences.append(text[start:end])
-                owner.append(row)
         bm25 = bm25s.BM25(k1=k1, b=b)
-        if sentences:
-            bm25.index([doc or ["\x00empty"] for doc in terms_many(sentences)],
-                       show_progress=False)
+        if len(sentence_terms):
+            bm25.index([doc or ["\x00empty"] for doc in sentence_terms], show_progress=False)
         owners = np.asarray(owner, dtype=np.int64)
         rows, starts = np.unique(owners, return_index=True)
-        return cls(bm25=bm25, owner=owners, starts=starts, chunk_rows=rows, size=len(texts))
+        return cls(bm25=bm25, owner=owners, starts=starts, chunk_rows=rows, size=size)
+
+    @classmethod
+    def from_texts(cls, texts: Sequence[str], k1: float = 1.2, b: float = 0.75) -> SentenceIndex:
+        """Each text is one chunk; its sentences are the units."""
+        from .chunking import sentence_spans
+
+        pieces = [(row, text[a:e]) for row, text in enumerate(texts)
+                  for a, e in sentence_spans(text)]
+        found = terms_many(p for _, p in pieces)
+        return cls.build(found, [row for row, _ in pieces], len(texts), k1, b)
 
     def best(self, query_terms: list[str]) -> np.ndarray | None:
         """Per chunk, the BM25 score of its best-matching sentence."""
@@ -411,9 +468,11 @@ class Retriever:
         revision = self.index.revision
         with self._lock:
             if self._keyword is None or self._keyword.table.revision != revision:
-                self._keyword = KeywordIndex.build(
+                keyword = KeywordIndex.build(
                     self.index.all_chunks(), k1=self.weights.bm25_k1, b=self.weights.bm25_b
                 )
+                keyword.prepare(self.weights)
+                self._keyword = keyword
             return self._keyword
 
     def search(self, query: str, *, top_k: int, filters: Filters | None = None) -> list[Passage]:
@@ -425,7 +484,11 @@ class Retriever:
             return []
         n = max(self.weights.dense_candidates, self.weights.candidates, top_k * 3)
         where = filters.where(keyword.resolve_sources(filters.sources))
-        by_dense = self.index.dense_search(self.embedder.embed_query(query), n, where)
+        by_dense = (  # NEWSQA_RETRIEVAL_DENSE=0 saves the query embedding (most of the latency)
+            self.index.dense_search(self.embedder.embed_query(query), n, where)
+            if self.weights.dense > 0
+            else []
+        )
         return self.rank(keyword, query, by_dense, top_k=top_k, filters=filters)
 
     def rank(

@@ -20,6 +20,7 @@ from newsqa.retrieval import (
     Retriever,
     SentenceIndex,
     _convex,
+    _split_units,
     bigrams,
     interleave,
 )
@@ -133,7 +134,7 @@ def test_a_chunk_scores_by_its_best_sentence() -> None:
         "Freight was late. Rates of pay were discussed. Rotterdam had rain. The strike went on.",
         "",
     ]
-    index = SentenceIndex.build(texts, k1=1.2, b=0.75)
+    index = SentenceIndex.from_texts(texts)
     best = index.best(terms("freight rates rose rotterdam strike"))
     assert best is not None and best.shape == (3,)
     # Both chunks hold every word; only the first says it in one sentence.
@@ -145,6 +146,18 @@ def _table(texts: list[str]) -> ChunkTable:
     metas: list[dict[str, Any]] = [{"source": "S", "title": f"t{i}"} for i in range(len(texts))]
     return ChunkTable(ids=[f"c{i}" for i in range(len(texts))], texts=texts,
                       metadatas=metas, revision="r")
+
+
+def test_one_tokenisation_pass_gives_the_same_chunk_terms_as_the_whole_text() -> None:
+    texts = ["Title | Source | 2024-05-01\nDock workers struck. Rates rose!\n\nShips waited.",
+             "No header here. Just text."]
+    metas: list[dict[str, Any]] = [{"text_offset": texts[0].index("Dock")},
+                                   {"text": "Something else entirely."}]
+    split = _split_units(ChunkTable(ids=["a", "b"], texts=texts, metadatas=metas, revision="r"))
+    assert split.chunk_terms == [terms(texts[0]), terms(texts[1])]
+    assert split.sentence_owner == [0, 0, 0, 1]
+    assert split.sentence_terms[:3] == [terms("Dock workers struck."), terms("Rates rose!"),
+                                        terms("Ships waited.")]
 
 
 def test_adjacent_word_pairs_outscore_the_same_words_apart() -> None:
