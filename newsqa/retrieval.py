@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import keywordcache
 from .config import Settings
 from .errors import ConfigError, InputError
 from .lexical import terms, terms_many
@@ -468,12 +469,19 @@ class Retriever:
         revision = self.index.revision
         with self._lock:
             if self._keyword is None or self._keyword.table.revision != revision:
-                keyword = KeywordIndex.build(
-                    self.index.all_chunks(), k1=self.weights.bm25_k1, b=self.weights.bm25_b
+                self._keyword = keywordcache.load_or_build(
+                    keywordcache.cache_folder(self.settings),
+                    keywordcache.cache_key(revision, repr(self.weights)),
+                    self._build_keyword_index,
                 )
-                keyword.prepare(self.weights)
-                self._keyword = keyword
             return self._keyword
+
+    def _build_keyword_index(self) -> KeywordIndex:
+        keyword = KeywordIndex.build(
+            self.index.all_chunks(), k1=self.weights.bm25_k1, b=self.weights.bm25_b
+        )
+        keyword.prepare(self.weights)
+        return keyword
 
     def search(self, query: str, *, top_k: int, filters: Filters | None = None) -> list[Passage]:
         filters = filters or Filters()

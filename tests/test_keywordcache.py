@@ -1,0 +1,62 @@
+"""The keyword indexes are saved beside the store and reused by the next process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from newsqa import Article, NewsQA
+from newsqa.index import Index
+
+SEEDS = Path(__file__).resolve().parent.parent / "seeds"
+QUESTION = "How many troops were sent to Kuwait?"
+
+
+def _cached(db: Path) -> list[Path]:
+    return sorted((db / "newsqa-cache").glob("keyword-*.pkl"))
+
+
+def _ids(qa: NewsQA) -> list[str]:
+    return [p.chunk_id for p in qa.search(QUESTION, top_k=5)]
+
+
+def test_a_new_process_loads_the_saved_index_instead_of_rebuilding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "db"
+    with NewsQA(db=db) as qa:
+        qa.ingest([SEEDS])
+        first = _ids(qa)
+    assert len(_cached(db)) == 1
+
+    def no_rebuild(self: Index) -> None:
+        raise AssertionError("the keyword index was rebuilt although a saved one matched")
+
+    monkeypatch.setattr(Index, "all_chunks", no_rebuild)
+    with NewsQA(db=db) as qa:
+        assert _ids(qa) == first
+
+
+def test_a_write_makes_a_new_index_and_drops_the_old_file(tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    with NewsQA(db=db) as qa:
+        qa.ingest([SEEDS])
+        _ids(qa)
+        before = _cached(db)
+        qa.ingest([Article(title="Troops", source="Wire", text="Kuwait received 90 troops.")])
+        assert any("Kuwait received" in p.text for p in qa.search(QUESTION, top_k=8))
+    after = _cached(db)
+    assert len(after) == 1 and after != before
+
+
+def test_a_damaged_file_is_ignored_and_replaced(tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    with NewsQA(db=db) as qa:
+        qa.ingest([SEEDS])
+        first = _ids(qa)
+    (path,) = _cached(db)
+    path.write_bytes(b"not a pickle")
+    with NewsQA(db=db) as qa:
+        assert _ids(qa) == first
+    assert path.read_bytes() != b"not a pickle"
