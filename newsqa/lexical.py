@@ -55,10 +55,20 @@ def _stemmer() -> Any:
     return Stemmer.Stemmer("english")
 
 
+_APOSTROPHES = str.maketrans({"’": "'", "‘": "'"})
+_COMBINING = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+
+
 def _fold(text: str) -> str:
-    # Curly apostrophes and accents should not split "Qaani’s" from "Qaani's" or "Sudani".
-    text = unicodedata.normalize("NFKD", text)
-    return "".join(ch for ch in text if not unicodedata.combining(ch)).replace("’", "'").lower()
+    """Curly apostrophes and accents must not split "Qaani’s" from "Qaani's" or "Sūdani".
+
+    Runs over every chunk, sentence and word pair of the corpus when the keyword
+    index is built, so ASCII text skips Unicode decomposition altogether.
+    """
+    text = text.translate(_APOSTROPHES)
+    if not text.isascii():
+        text = _COMBINING.sub("", unicodedata.normalize("NFKD", text))
+    return text.lower()
 
 
 def words(text: str) -> list[str]:
