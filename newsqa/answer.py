@@ -107,17 +107,12 @@ def stream_answer(
     question: str, passages: Sequence[Passage], index: Index, llm: LLM | None, settings: Settings
 ) -> Iterator[str | Answer]:
     """Text deltas as the model writes its claims, then the final verified `Answer`."""
-    if llm is None:
-        result = _extractive(question, passages, index, settings)
-        yield result.answer
-        yield result
+    used = _settled(question, passages, index, llm, settings)
+    if isinstance(used, Answer):
+        yield used.answer
+        yield used
         return
-    used = fit_passages(question, passages, llm, settings)
-    if not used:
-        result = _no_passages(question, passages, llm)
-        yield result.answer
-        yield result
-        return
+    assert llm is not None  # _settled answers without a model
     from .llm import InvalidReply, StreamStats, parse_reply
 
     messages = build_messages(question, used)
@@ -140,17 +135,12 @@ def stream_answer(
 async def astream_answer(
     question: str, passages: Sequence[Passage], index: Index, llm: LLM | None, settings: Settings
 ) -> AsyncIterator[str | Answer]:
-    if llm is None:
-        result = await asyncio.to_thread(_extractive, question, passages, index, settings)
-        yield result.answer
-        yield result
+    used = await asyncio.to_thread(_settled, question, passages, index, llm, settings)
+    if isinstance(used, Answer):
+        yield used.answer
+        yield used
         return
-    used = fit_passages(question, passages, llm, settings)
-    if not used:
-        result = _no_passages(question, passages, llm)
-        yield result.answer
-        yield result
-        return
+    assert llm is not None  # _settled answers without a model
     from .llm import InvalidReply, StreamStats, parse_reply
 
     messages = build_messages(question, used)
@@ -173,6 +163,16 @@ async def astream_answer(
 
 
 # -- the engine's parts -------------------------------------------------------------------
+
+
+def _settled(
+    question: str, passages: Sequence[Passage], index: Index, llm: LLM | None, settings: Settings
+) -> Answer | list[Passage]:
+    """The whole answer when no model call is needed, else the passages that fit its window."""
+    if llm is None:
+        return _extractive(question, passages, index, settings)
+    used = fit_passages(question, passages, llm, settings)
+    return list(used) if used else _no_passages(question, passages, llm)
 
 
 def build_messages(question: str, passages: Sequence[Passage]) -> list[dict[str, str]]:
