@@ -295,12 +295,13 @@ class Index:
             raise ArticleNotFound(article_id)
         meta = (got["metadatas"] or [{}])[0]
         text = (got["documents"] or [""])[0]
+        info = _info(article_id, dict(meta))  # the reading of the manifest `articles()` uses
         return Article(
             id=article_id,
-            title=str(meta.get("title", "")),
-            source=str(meta.get("source", "")),
-            published_at=_parse_iso(str(meta.get("published_iso", ""))),
-            url=str(meta["url"]) if meta.get("url") else None,
+            title=info.title,
+            source=info.source,
+            published_at=info.published_at,
+            url=info.url,
             text=str(text),
             metadata=json.loads(str(meta.get("metadata_json", "{}"))),
         )
