@@ -25,6 +25,7 @@ import pytest
 from pydantic import BaseModel
 
 from newsqa.models import Answer, Citation, Summary
+from tests.conftest import stop_process
 
 if TYPE_CHECKING:
     from newsqa import NewsQA
@@ -107,12 +108,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         _wait_until_serving(proc, url, log)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def _or_typed_failure(call: Callable[[], R]) -> R | None:

@@ -23,7 +23,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import REPO, free_port, wait_until
+from tests.conftest import REPO, free_port, stop_process, wait_until
 from tests.openai_server import FakeOpenAIServer, Recorded, Reply
 
 SEEDS = REPO / "seeds"
@@ -72,12 +72,7 @@ def offline_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             wait_until(up, START_DEADLINE, f"newsqa serve at {url}")
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, timeout=15)
 
 
 @pytest.fixture
