@@ -27,7 +27,7 @@ import itertools
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,7 @@ from .errors import ConfigError, InputError
 from .lexical import terms, terms_many
 from .models import Passage
 from .query import Mention, QueryHints, SourceMatcher, parse_query
+from .rerank import FirstStage, MentionRanking, build_features, idf_weight, load_ranker
 
 if TYPE_CHECKING:
     from .embedding import Embedder
@@ -68,7 +69,7 @@ def parse_date(value: dt.date | dt.datetime | str | None, what: str) -> dt.date 
         raise InputError(f"--{what}", f"not a date: {value!r} (use YYYY-MM-DD)") from None
 
 
-def _date_key(day: dt.date) -> int:
+def date_key(day: dt.date) -> int:
     return day.year * 10000 + day.month * 100 + day.day
 
 
@@ -106,9 +107,9 @@ class Filters:
         if self.sources:
             clauses.append({"source": {"$in": list(sources) or ["\x00no-such-source"]}})
         if self.since:
-            clauses.append({"published_date": {"$gte": _date_key(self.since)}})
+            clauses.append({"published_date": {"$gte": date_key(self.since)}})
         if self.until:
-            clauses.append({"published_date": {"$lte": _date_key(self.until)}})
+            clauses.append({"published_date": {"$lte": date_key(self.until)}})
         if not clauses:
             return None
         return clauses[0] if len(clauses) == 1 else {"$and": clauses}
@@ -129,6 +130,7 @@ class KeywordIndex:
     _titles: tuple[Any, np.ndarray] | None = None  # (BM25 over titles, title row per chunk)
     _bigrams: Any = None
     _split: SplitUnits | None = None  # term lists kept for the side indexes
+    _doc_freq: dict[str, int] | None = None  # chunks holding each term (the reranker's IDF)
 
     @classmethod
     def build(cls, table: ChunkTable, k1: float = 1.2, b: float = 0.75) -> KeywordIndex:
@@ -153,6 +155,37 @@ class KeywordIndex:
             self.bigram_scores([])
         if weights.title_weight:
             self.title_scores([])
+        if weights.rerank:
+            self.idf("")
+
+    def units(self) -> SplitUnits:
+        """The tokenised chunks and sentences (kept from the build, or split again)."""
+        if self._split is None:
+            self._split = _split_units(self.table)
+        return self._split
+
+    def idf(self, term: str) -> float:
+        """BM25's IDF of a term over chunks (an unknown term is as rare as can be)."""
+        if self._doc_freq is None:
+            split = self.units()
+            freq: dict[str, int] = {}
+            for found in split.chunk_terms:
+                for t in set(found):
+                    freq[t] = freq.get(t, 0) + 1
+            self._doc_freq = freq
+        return idf_weight(self._doc_freq.get(term, 0), len(self.table))
+
+    def sentence_terms(self, row: int) -> list[list[str]]:
+        """The terms of each sentence of one chunk."""
+        owner = self.sentences().owner
+        start, end = np.searchsorted(owner, [row, row + 1])
+        return self.units().sentence_terms[int(start) : int(end)]
+
+    def article_of(self, row: int) -> str:
+        return str(self.table.metadatas[row].get("article_id", ""))
+
+    def chunk_index(self, row: int) -> int:
+        return int(self.table.metadatas[row].get("chunk_index", 0))
 
     @property
     def matcher(self) -> SourceMatcher:
@@ -164,7 +197,7 @@ class KeywordIndex:
     def sentences(self) -> SentenceIndex:
         """BM25 over single sentences, built on first need (most searches never ask)."""
         if self._sentences is None:
-            split = self._split or _split_units(self.table)
+            split = self.units()
             self._sentences = SentenceIndex.build(
                 split.sentence_terms, split.sentence_owner, len(self.table),
                 k1=self.bm25.k1, b=self.bm25.b,
@@ -194,7 +227,7 @@ class KeywordIndex:
         if self._bigrams is None:
             import bm25s
 
-            split = self._split or _split_units(self.table)
+            split = self.units()
             self._bigrams = bm25s.BM25(k1=self.bm25.k1, b=self.bm25.b)
             docs = [bigrams(d) or ["\x00empty"] for d in split.chunk_terms]
             if docs:
@@ -215,9 +248,9 @@ class KeywordIndex:
         if filters.sources:
             keep &= np.isin(self.sources, self.resolve_sources(filters.sources))
         if filters.since:
-            keep &= self.dates >= _date_key(filters.since)
+            keep &= self.dates >= date_key(filters.since)
         if filters.until:
-            keep &= (self.dates <= _date_key(filters.until)) & (self.dates > 0)
+            keep &= (self.dates <= date_key(filters.until)) & (self.dates > 0)
         return keep
 
     def scores(self, query_terms: list[str]) -> np.ndarray | None:
@@ -404,6 +437,8 @@ class FusionWeights:
     dense_in_mentions: bool = True  # dense hits also count inside per-publisher sub-rankings
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
+    rerank: bool = True  # the learned second stage (rerank.py) reorders the first stage's pool
+    rerank_pool: int = 50  # first-stage passages the second stage sees
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> FusionWeights:
@@ -509,55 +544,84 @@ class Retriever:
         filters: Filters,
     ) -> list[Passage]:
         """Everything after the dense query: separate so benchmarks can reuse dense hits."""
+        stage = self.first_stage(keyword, query, by_dense, filters)
+        if not self.weights.rerank:
+            return self._passages(keyword, stage, stage.order, top_k)
+        rows, features = self.candidates(keyword, stage)
+        return self._passages(keyword, stage, load_ranker().order(rows, features), top_k)
+
+    def candidates(self, keyword: KeywordIndex, stage: FirstStage) -> tuple[list[int], np.ndarray]:
+        """The second stage's pool (first stage's best, spread over articles) and its features."""
+        order = diversify(stage.order, [keyword.article_of(r) for r in stage.order],
+                          self.weights.rerank_pool, self.weights.max_per_article)
+        return build_features(keyword, replace(stage, order=order))
+
+    def first_stage(
+        self, keyword: KeywordIndex, query: str, by_dense: Sequence[Passage], filters: Filters
+    ) -> FirstStage:
+        """Fused keyword + dense ranking, with a turn at the top for each named publisher/day."""
         w = self.weights
-        scores = self._keyword_scores(keyword, query)
+        found = query_terms(query, w.drop_question_words)
+        chunk, sentence, pairs, scores = self._keyword_parts(keyword, found)
         base = keyword.mask(filters)
         rows = keyword.rows
         dense = [(rows[p.chunk_id], p.score) for p in by_dense if p.chunk_id in rows]
         overall = self._fuse(scores, dense, base)
-        lists = []
+        mentions: list[MentionRanking] = []
         if w.hints and w.mention_slots > 0:
             hints = parse_query(query, keyword.matcher)
             for mention, mask in mention_masks(keyword, hints, base, w):
-                sub = scores
+                sub, clause_chunk, clause_sentence = scores, None, None
                 if w.clause_weight and mention.clause and scores is not None:
-                    extra = self._keyword_scores(keyword, mention.clause)
+                    clause_chunk, clause_sentence, _, extra = self._keyword_parts(
+                        keyword, query_terms(mention.clause, w.drop_question_words)
+                    )
                     if extra is not None:
                         sub = scores + w.clause_weight * extra
                 own = dense if w.dense_in_mentions else []
-                lists.append(self._fuse(sub, own, mask).rows[: w.mention_slots])
-        order = interleave([*lists, overall.rows])
-        fused, parts = overall.fused, overall.parts
-        for mask_list in lists:
-            for row in mask_list:
-                fused.setdefault(row, 0.0)
-        ranked = [
-            keyword.table.passage(row, fused.get(row, 0.0)).model_copy(
-                update={"scores": {**parts.get(row, {}), "fused": fused.get(row, 0.0)}}
-            )
-            for row in order
-        ]
-        return diversify(ranked, top_k, w.max_per_article)
+                ranking = self._fuse(sub, own, mask).rows
+                mentions.append(
+                    MentionRanking(mention, mask, clause_chunk, clause_sentence, ranking)
+                )
+        order = interleave([*(m.ranking[: w.mention_slots] for m in mentions), overall.rows])
+        return FirstStage(
+            question=query, question_terms=found, order=order, chunk=chunk, sentence=sentence,
+            pairs=pairs, dense=dict(dense), mentions=mentions, base=base,
+            fused=overall.fused, parts=overall.parts,
+        )
 
-    def _keyword_scores(self, keyword: KeywordIndex, text: str) -> np.ndarray | None:
+    def _passages(
+        self, keyword: KeywordIndex, stage: FirstStage, order: Sequence[int], top_k: int
+    ) -> list[Passage]:
+        rows = diversify(order, [keyword.article_of(r) for r in order], top_k,
+                         self.weights.max_per_article)
+        return [
+            keyword.table.passage(row, stage.fused.get(row, 0.0)).model_copy(
+                update={"scores": {**stage.parts.get(row, {}), "fused": stage.fused.get(row, 0.0)}}
+            )
+            for row in rows
+        ]
+
+    def _keyword_parts(
+        self, keyword: KeywordIndex, found: list[str]
+    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """BM25 of the chunk, of its best sentence, of word pairs; and their weighted sum."""
         w = self.weights
-        found = query_terms(text, w.drop_question_words)
-        scores = keyword.scores(found)
-        if scores is None:
-            return scores
-        if w.sentence_weight:
-            best = keyword.sentences().best(found)
-            if best is not None:
-                scores = scores + w.sentence_weight * best
-        if w.bigram_weight:
-            pairs = keyword.bigram_scores(found)
-            if pairs is not None:
-                scores = scores + w.bigram_weight * pairs
+        chunk = keyword.scores(found)
+        if chunk is None:
+            return None, None, None, None
+        sentence = keyword.sentences().best(found) if w.sentence_weight else None
+        pairs = keyword.bigram_scores(found) if w.bigram_weight else None
+        total = chunk
+        if sentence is not None:
+            total = total + w.sentence_weight * sentence
+        if pairs is not None:
+            total = total + w.bigram_weight * pairs
         if w.title_weight:
             titles = keyword.title_scores(found)
             if titles is not None:
-                scores = scores + w.title_weight * titles
-        return scores
+                total = total + w.title_weight * titles
+        return chunk, sentence, pairs, total
 
     def _fuse(
         self,
@@ -624,7 +688,7 @@ def mention_masks(
         )
         tries = [by_source]
         if mention.day is not None:
-            on_day = keyword.dates == _date_key(mention.day)
+            on_day = keyword.dates == date_key(mention.day)
             tries = [by_source & on_day, on_day, by_source] if mention.sources else [on_day]
         for candidate in tries:
             mask = candidate & everything
@@ -646,17 +710,19 @@ def interleave(lists: Sequence[Sequence[int]]) -> list[int]:
     return out
 
 
-def diversify(ranked: list[Passage], top_k: int, max_per_article: int) -> list[Passage]:
+def diversify(
+    order: Sequence[int], articles: Sequence[str], top_k: int, max_per_article: int
+) -> list[int]:
     """Keep rank order but let no article take more than its share until others had a turn."""
-    chosen: list[Passage] = []
+    chosen: list[int] = []
     per_article: dict[str, int] = {}
-    later: list[Passage] = []
-    for passage in ranked:
-        if per_article.get(passage.article_id, 0) < max_per_article:
-            chosen.append(passage)
-            per_article[passage.article_id] = per_article.get(passage.article_id, 0) + 1
+    later: list[int] = []
+    for row, article in zip(order, articles, strict=True):
+        if per_article.get(article, 0) < max_per_article:
+            chosen.append(row)
+            per_article[article] = per_article.get(article, 0) + 1
         else:
-            later.append(passage)
+            later.append(row)
         if len(chosen) == top_k:
             return chosen
     return chosen + later[: top_k - len(chosen)]

@@ -1,0 +1,286 @@
+"""Second-stage ranking: a learned model over the first stage's own signals.
+
+Why a learned ranker, and why this one: the first stage (retrieval.py) mixes
+its signals with hand-set weights, and measured on MultiHop-RAG it puts *an*
+evidence chunk first often but rarely *all* of a question's 2-4 evidence chunks
+near the top. No cross-encoder or better embedding model ships as offline
+weights on PyPI, so the second stage learns how to weigh what is already
+computed: BM25 of the chunk, of its best sentence and of word pairs; dense
+cosine; which publisher/day the question names and the words about it; how
+much of each part of the question one sentence of the chunk covers. A
+LightGBM LambdaRank model (a few MB, <1 ms for 55 candidates) trained on the
+MultiHop-RAG dev split by benchmarks/train_ranker.py does the weighing; its
+cross-validated gain is in benchmarks/RESULTS.md.
+
+The features are generic retrieval signals, not MultiHop-RAG ids or words, so
+the model applies to any news corpus; `NEWSQA_RETRIEVAL_RERANK=0` turns it off.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import ConfigError
+from .lexical import terms
+
+if TYPE_CHECKING:
+    from .query import Mention
+    from .retrieval import KeywordIndex
+
+MODEL_FILE = Path(__file__).parent / "rankers" / "multihop-dev.txt"
+
+# Order matters: it is the column order the shipped model was trained on.
+FEATURES = (
+    "position",  # rank in the first stage's ordering
+    "bm25_chunk",  # BM25 of the whole question, scaled by the best chunk's
+    "bm25_sentence",  # ... of the chunk's best sentence
+    "bm25_pairs",  # ... over adjacent word pairs
+    "dense",  # cosine with the question (0 outside the dense hits)
+    "in_mention",  # the chunk's publisher/day is one the question names
+    "clause_chunk",  # BM25 of the words about that publisher/day
+    "clause_sentence",  # ... of the chunk's best sentence for them
+    "mention_rank",  # rank inside that publisher/day's own ranking (20 = not in it)
+    "day_match",  # published on a day the question names
+    "source_match",  # from a publisher the question names
+    "article_best",  # best chunk+sentence score of its article among the candidates
+    "rank_in_article",  # how many of its article's chunks rank above it
+    "chunk_index",  # where the chunk sits in its article
+    "mentions",  # publishers/days the question names
+    "segments",  # parts of the question (split at commas, "while", "and"...)
+    "question_terms",
+    "segment_sentence",  # best sentence BM25 for any one part of the question
+    "segment_rank",  # best rank in any part's sentence ranking (20 = none)
+    "segment_tops",  # parts for which the chunk is in the top 3
+    "coverage",  # share of the question's IDF mass inside one sentence
+    "segment_coverage",  # best share of one part's IDF mass inside one sentence
+    "segment_coverage_2",  # second best (a chunk answering two parts)
+    "clause_coverage",  # best share of a publisher clause's IDF mass in one sentence
+)
+MENTION_DEPTH = 20  # ranks looked at inside each publisher/day and each question part
+SEGMENT_EXTRA = 5  # each part's top sentences join the candidates
+_SEGMENT_CUT = re.compile(r"[,;:?]|\b(?:while|whereas|and|who|which|that|but)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class MentionRanking:
+    """What the first stage computed for one publisher/day: its mask, clause and ranking."""
+
+    mention: Mention
+    mask: np.ndarray
+    clause_chunk: np.ndarray | None  # BM25 of the clause, per chunk
+    clause_sentence: np.ndarray | None
+    ranking: Sequence[int]  # rows, best first
+
+
+@dataclass(frozen=True)
+class FirstStage:
+    """Everything the first stage knows about one question, for the features."""
+
+    question: str
+    question_terms: list[str]
+    order: list[int]  # rows, best first (the pool to rerank)
+    chunk: np.ndarray | None
+    sentence: np.ndarray | None
+    pairs: np.ndarray | None
+    dense: Mapping[int, float]
+    mentions: Sequence[MentionRanking]
+    base: np.ndarray | None  # the caller's filter mask
+    fused: Mapping[int, float]  # first-stage scores and their parts, kept for explanations
+    parts: Mapping[int, Mapping[str, float]]
+
+
+def segments(question: str) -> list[str]:
+    """The parts of a question, each likely asking for a different fact."""
+    return [p for p in _SEGMENT_CUT.split(question) if len(terms(p)) >= 2]
+
+
+def _scaled(scores: np.ndarray | None, size: int) -> np.ndarray:
+    if scores is None:
+        return np.zeros(size)
+    top = float(scores.max()) if len(scores) else 0.0
+    return scores / top if top > 0 else np.zeros(size)
+
+
+def build_features(keyword: KeywordIndex, stage: FirstStage) -> tuple[list[int], np.ndarray]:
+    """The candidate rows (the first stage's pool plus each part's best) and their features."""
+    size = len(keyword.table)
+    rows = list(stage.order)
+    parts = segments(stage.question)
+    seg_best, seg_tops = np.zeros(size), np.zeros(size)
+    seg_rank = np.full(size, float(MENTION_DEPTH))
+    sentence_index = keyword.sentences()
+    for part in parts:
+        best = sentence_index.best(terms(part))
+        if best is None:
+            continue
+        seg_best = np.maximum(seg_best, _scaled(best, size))
+        for rank, (row, _) in enumerate(_top(best, MENTION_DEPTH, stage.base)):
+            seg_rank[row] = min(seg_rank[row], rank)
+            seg_tops[row] += rank < 3
+            if rank < SEGMENT_EXTRA and row not in rows:
+                rows.append(row)
+    at = np.asarray(rows, dtype=np.int64)
+    chunk, sentence = _scaled(stage.chunk, size)[at], _scaled(stage.sentence, size)[at]
+    pairs = _scaled(stage.pairs, size)[at]
+    articles = [keyword.article_of(r) for r in rows]
+    article_best: dict[str, float] = {}
+    for art, value in zip(articles, sentence + chunk, strict=True):
+        article_best[art] = max(article_best.get(art, 0.0), float(value))
+    seen: dict[str, int] = {}
+    above = []
+    for art in articles:
+        above.append(seen.get(art, 0))
+        seen[art] = seen.get(art, 0) + 1
+    idf = keyword.idf
+    maps = [{t: idf(t) for t in dict.fromkeys(stage.question_terms)}]
+    maps += [{t: idf(t) for t in dict.fromkeys(terms(p))} for p in parts]
+    clauses = [m.mention.clause for m in stage.mentions if m.mention.clause]
+    maps += [{t: idf(t) for t in dict.fromkeys(terms(c))} for c in clauses]
+    cover = coverage(keyword, rows, maps)  # (rows, 1 + parts + clauses)
+    part_cover = -np.sort(-cover[:, 1 : 1 + len(parts)], axis=1)
+    part_cover = np.hstack([part_cover, np.zeros((len(rows), 2))])
+    clause_cover = cover[:, 1 + len(parts) :]
+    columns = [
+        np.arange(len(rows)), chunk, sentence, pairs,
+        np.asarray([stage.dense.get(r, 0.0) for r in rows]),
+        *_mention_columns(keyword, stage.mentions, at),
+        np.asarray([article_best[a] for a in articles]), np.asarray(above),
+        np.asarray([keyword.chunk_index(r) for r in rows]),
+        np.full(len(rows), len(stage.mentions)), np.full(len(rows), len(parts)),
+        np.full(len(rows), len(stage.question_terms)),
+        seg_best[at], seg_rank[at], seg_tops[at],
+        cover[:, 0], part_cover[:, 0], part_cover[:, 1],
+        clause_cover.max(axis=1) if clause_cover.shape[1] else np.zeros(len(rows)),
+    ]
+    return rows, np.column_stack(columns).astype(np.float64)
+
+
+def coverage(
+    keyword: KeywordIndex, rows: Sequence[int], maps: Sequence[Mapping[str, float]]
+) -> np.ndarray:
+    """Per row and word map: the largest share of the map's weight one sentence holds.
+
+    A multi-hop question's facts are single sentences, each restating one part
+    of the question; BM25 over the whole chunk cannot see that one sentence
+    holds a part whole.
+    """
+    vocab = {t: i for i, t in enumerate(dict.fromkeys(t for m in maps for t in m))}
+    weights = np.zeros((len(vocab), len(maps)))
+    for j, m in enumerate(maps):
+        total = sum(m.values())
+        for t, w in m.items():
+            if total:
+                weights[vocab[t], j] = w / total
+    hits: list[list[int]] = []
+    owner: list[int] = []
+    for i, row in enumerate(rows):
+        for found in keyword.sentence_terms(row):
+            hits.append([vocab[t] for t in set(found) if t in vocab])
+            owner.append(i)
+    out = np.zeros((len(rows), len(maps)))
+    if not hits or not vocab:
+        return out
+    matrix = np.zeros((len(hits), len(vocab)))
+    for k, idx in enumerate(hits):
+        matrix[k, idx] = 1.0
+    per_sentence = matrix @ weights
+    owners = np.asarray(owner)
+    have, starts = np.unique(owners, return_index=True)
+    out[have] = np.maximum.reduceat(per_sentence, starts, axis=0)
+    return out
+
+
+def _mention_columns(
+    keyword: KeywordIndex, mentions: Sequence[MentionRanking], at: np.ndarray
+) -> list[np.ndarray]:
+    """in_mention, clause_chunk, clause_sentence, mention_rank, day_match, source_match."""
+    from .retrieval import date_key
+
+    size, n = len(keyword.table), len(at)
+    inside, clause_chunk, clause_sentence = np.zeros(n), np.zeros(n), np.zeros(n)
+    rank, day, source = np.full(n, float(MENTION_DEPTH)), np.zeros(n), np.zeros(n)
+    position = {int(r): i for i, r in enumerate(at)}
+    for m in mentions:
+        mask = m.mask[at].astype(np.float64)
+        inside = np.maximum(inside, mask)
+        clause_chunk = np.maximum(clause_chunk, _scaled(m.clause_chunk, size)[at] * mask)
+        clause_sentence = np.maximum(clause_sentence, _scaled(m.clause_sentence, size)[at] * mask)
+        for depth, row in enumerate(m.ranking[:MENTION_DEPTH]):
+            if row in position:
+                rank[position[row]] = min(rank[position[row]], depth)
+        if m.mention.sources:
+            source = np.maximum(source, np.isin(keyword.sources[at], list(m.mention.sources)))
+        if m.mention.day is not None:
+            day = np.maximum(day, keyword.dates[at] == date_key(m.mention.day))
+    return [inside, clause_chunk, clause_sentence, rank, day, source]
+
+
+def _top(scores: np.ndarray, k: int, mask: np.ndarray | None) -> list[tuple[int, float]]:
+    from .retrieval import top_rows
+
+    return top_rows(scores, k, mask)
+
+
+class Ranker:
+    """A LightGBM ranking model whose columns are FEATURES, in that order."""
+
+    def __init__(self, path: Path) -> None:
+        import lightgbm
+
+        if not path.is_file():
+            raise ConfigError(f"ranking model not found: {path}")
+        try:
+            self.booster = lightgbm.Booster(model_file=str(path))
+        except lightgbm.basic.LightGBMError as exc:
+            raise ConfigError(f"ranking model {path} is unreadable: {exc}") from None
+        names = tuple(self.booster.feature_name())
+        if names != FEATURES:
+            raise ConfigError(
+                f"ranking model {path} was trained on other features "
+                f"({len(names)} columns); retrain it with benchmarks/train_ranker.py"
+            )
+        self.path = path
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        if not len(features):
+            return np.zeros(0)
+        # One thread: the query path already shares two cores with onnxruntime.
+        return np.asarray(self.booster.predict(features, num_threads=1), dtype=np.float64)
+
+    def order(self, rows: Sequence[int], features: np.ndarray) -> list[int]:
+        """The rows best first; ties keep the first stage's order."""
+        scores = self.scores(features)
+        return [rows[i] for i in np.argsort(-scores, kind="stable")]
+
+
+@lru_cache(maxsize=4)
+def load_ranker(path: Path = MODEL_FILE) -> Ranker:
+    """Loaded once per process: a few MB of trees."""
+    return Ranker(path)
+
+
+def idf_weight(doc_freq: int, size: int) -> float:
+    """BM25's IDF, always positive."""
+    return math.log((size - doc_freq + 0.5) / (doc_freq + 0.5) + 1.0)
+
+
+def train(
+    groups: Sequence[tuple[np.ndarray, np.ndarray]], params: Mapping[str, Any], rounds: int
+) -> Any:
+    """A LambdaRank booster from (features, labels) per question (for train_ranker.py)."""
+    import lightgbm
+
+    x = np.vstack([f for f, _ in groups])
+    y = np.concatenate([labels for _, labels in groups])
+    data = lightgbm.Dataset(x, y, group=[len(labels) for _, labels in groups],
+                            feature_name=list(FEATURES), free_raw_data=False)
+    settings = {"objective": "lambdarank", "verbose": -1, "num_threads": 2, **params}
+    return lightgbm.train(settings, data, num_boost_round=rounds)

@@ -1,0 +1,149 @@
+"""The learned second stage: features, shipped model, guards (real index, real model)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from newsqa import Article, NewsQA
+from newsqa.errors import ConfigError
+from newsqa.index import ChunkTable
+from newsqa.lexical import terms
+from newsqa.rerank import FEATURES, MODEL_FILE, Ranker, coverage, load_ranker, segments, train
+from newsqa.retrieval import Filters, FusionWeights, KeywordIndex, Retriever
+
+
+def _table(texts: list[str]) -> ChunkTable:
+    metas: list[dict[str, Any]] = [{"source": "S", "article_id": f"a{i}", "chunk_index": 0}
+                                   for i in range(len(texts))]
+    return ChunkTable(ids=[f"c{i}" for i in range(len(texts))], texts=texts,
+                      metadatas=metas, revision="r")
+
+
+def test_questions_split_into_the_parts_that_ask_for_separate_facts() -> None:
+    question = ("Did the port strike in Rotterdam raise freight rates, while the tulip "
+                "harvest in Friesland broke a record?")
+    parts = segments(question)
+    assert len(parts) == 2
+    assert "Rotterdam" in parts[0] and "Friesland" in parts[1]
+    assert segments("Why?") == []
+
+
+def test_coverage_is_the_share_of_a_parts_weight_inside_one_sentence() -> None:
+    keyword = KeywordIndex.build(_table([
+        "Freight rates rose in Rotterdam. The tulip harvest was late.",
+        "Freight was late. Rates were discussed in Rotterdam.",
+        "Nothing related here at all.",
+    ]))
+    part = {t: keyword.idf(t) for t in terms("freight rates Rotterdam")}
+    cover = coverage(keyword, [0, 1, 2], [part])
+    assert cover.shape == (3, 1)
+    # Chunk 1 holds every word too, but split over two sentences.
+    assert cover[0, 0] == pytest.approx(1.0)
+    assert 0 < cover[1, 0] < 1 and cover[2, 0] == 0
+    assert keyword.idf("zebra") > keyword.idf("freight") > 0
+
+
+def test_the_shipped_model_matches_the_features_it_is_fed() -> None:
+    ranker = load_ranker()
+    assert ranker.path == MODEL_FILE
+    assert ranker.booster.num_feature() == len(FEATURES)
+    scores = ranker.scores(np.zeros((3, len(FEATURES))))
+    assert scores.shape == (3,) and np.all(scores == scores[0])
+    # Equal scores keep the first stage's order.
+    assert ranker.order([7, 3, 5], np.zeros((3, len(FEATURES)))) == [7, 3, 5]
+
+
+def _toy_model(tmp_path: Path, names: list[str]) -> Path:
+    import lightgbm
+
+    rng = np.random.RandomState(0)
+    x, y = rng.rand(40, len(names)), (rng.rand(40) > 0.5).astype(float)
+    data = lightgbm.Dataset(x, y, group=[10] * 4, feature_name=names)
+    model = lightgbm.train({"objective": "lambdarank", "verbose": -1, "min_data_in_leaf": 1},
+                           data, num_boost_round=2)
+    path = tmp_path / "model.txt"
+    model.save_model(str(path))
+    return path
+
+
+def test_a_model_trained_on_other_features_is_refused_by_name(tmp_path: Path) -> None:
+    path = _toy_model(tmp_path, [f"f{i}" for i in range(len(FEATURES) - 1)])
+    with pytest.raises(ConfigError, match="trained on other features"):
+        Ranker(path)
+    (tmp_path / "broken.txt").write_text("tree\nnot a model", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"broken\.txt"):
+        Ranker(tmp_path / "broken.txt")
+    with pytest.raises(ConfigError, match="not found"):
+        Ranker(tmp_path / "absent.txt")
+
+
+def test_train_gives_a_model_the_ranker_accepts(tmp_path: Path) -> None:
+    rng = np.random.RandomState(1)
+    groups = [(rng.rand(12, len(FEATURES)), (rng.rand(12) > 0.7).astype(float)) for _ in range(6)]
+    model = train(groups, {"min_data_in_leaf": 1}, rounds=3)
+    model.save_model(str(tmp_path / "m.txt"))
+    assert Ranker(tmp_path / "m.txt").scores(groups[0][0]).shape == (12,)
+
+
+def _story(title: str, source: str, day: int, body: str) -> Article:
+    return Article(title=title, source=source, published_at=dt.date(2024, 5, day), text=body)
+
+
+STORIES = [
+    _story("Port strike", "Harbor Times", 1,
+           "Dock workers in Rotterdam kept the port strike going over pay. "
+           "The union said talks had failed. Freight rates for the North Sea rose by a tenth."),
+    _story("Tulips", "The Wire", 2,
+           "Farmers in Friesland celebrated a record tulip harvest with a parade. "
+           "Growers said the spring had been mild."),
+    _story("Ferries", "The Wire", 3,
+           "Ferry operators added sailings to Hull while the Rotterdam port was shut."),
+]
+QUESTION = ("Did freight rates for the North Sea rise during the Rotterdam port strike, "
+            "according to Harbor Times, while Friesland farmers had a record tulip harvest, "
+            "according to The Wire?")
+
+
+@pytest.fixture(scope="module")
+def qa(tmp_path_factory: pytest.TempPathFactory) -> NewsQA:
+    qa = NewsQA(db=tmp_path_factory.mktemp("rerank-db"), llm="extractive")
+    assert qa.ingest(STORIES).added == len(STORIES)
+    return qa
+
+
+def test_second_stage_puts_each_parts_fact_on_top(qa: NewsQA) -> None:
+    retriever = Retriever(qa.index, qa.embedder, qa.settings, FusionWeights())
+    top = retriever.search(QUESTION, top_k=2)
+    assert {p.title for p in top} == {"Port strike", "Tulips"}
+
+
+def test_second_stage_respects_the_callers_filters(qa: NewsQA) -> None:
+    retriever = Retriever(qa.index, qa.embedder, qa.settings, FusionWeights())
+    hits = retriever.search(QUESTION, top_k=5, filters=Filters.build(sources=["The Wire"]))
+    assert hits and {p.source for p in hits} == {"The Wire"}
+    hits = retriever.search(QUESTION, top_k=5, filters=Filters.build(until="2024-05-01"))
+    assert [p.title for p in hits] == ["Port strike"]
+
+
+def test_features_cover_the_pool_and_each_parts_best(qa: NewsQA) -> None:
+    weights = replace(FusionWeights(), rerank_pool=1)
+    retriever = Retriever(qa.index, qa.embedder, qa.settings, weights)
+    keyword = retriever.keyword_index()
+    stage = retriever.first_stage(keyword, QUESTION, [], Filters())
+    rows, features = retriever.candidates(keyword, stage)
+    assert features.shape == (len(rows), len(FEATURES))
+    # A pool of one, plus the best chunk of each part of the question.
+    assert len(rows) > 1 and len(set(rows)) == len(rows)
+    assert np.isfinite(features).all()
+    assert features[:, FEATURES.index("position")].tolist() == list(range(len(rows)))
+
+
+def test_rerank_can_be_turned_off_from_the_environment() -> None:
+    assert FusionWeights.from_env({"NEWSQA_RETRIEVAL_RERANK": "0"}).rerank is False
+    assert FusionWeights().rerank is True
