@@ -65,10 +65,10 @@ def dev_queries(n: int) -> list[str]:
     return [q.query for q in load_multihop_queries(DATA / "queries.jsonl", ids)]
 
 
-def open_corpus(log: Callable[[str], None]) -> Any:
+def open_corpus(db: str | Path, log: Callable[[str], None]) -> Any:
     from newsqa import NewsQA
 
-    qa = NewsQA(db=CORPUS_DB, llm="extractive")
+    qa = NewsQA(db=db, llm="extractive")
     report, ms = timed(lambda: qa.ingest([DATA / "corpus.jsonl"]))
     log(f"corpus index: {qa.index.chunk_count()} chunks, ingest pass {ms / 1000:.1f}s "
         f"(added {report.added}, unchanged {report.unchanged})")
@@ -210,6 +210,8 @@ def main() -> int:
     parser.add_argument("--answers", type=int, default=100, help="queries for ask latency")
     parser.add_argument("--synthetic-chunks", type=int, default=100_000)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--corpus-db", default=str(CORPUS_DB),
+                        help="a built MultiHop-RAG index (default: the eval command's)")
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"skipped: {DATA} is absent (see ../shared/eval/README.md)")
@@ -221,7 +223,7 @@ def main() -> int:
 
     log(f"machine: {machine()}")
     queries = dev_queries(args.queries)
-    corpus = open_corpus(log)
+    corpus = open_corpus(args.corpus_db, log)
     results: dict[str, Any] = {"machine": machine(), "corpus": measure(corpus, queries, log)}
     results["answers"] = measure_answers(corpus, queries[: args.answers], log)
     if args.synthetic_chunks > 0:

@@ -170,32 +170,46 @@ def coverage(
 
     A multi-hop question's facts are single sentences, each restating one part
     of the question; BM25 over the whole chunk cannot see that one sentence
-    holds a part whole.
+    holds a part whole. Vectorised over the candidates' sentences (numpy, no
+    per-sentence Python) because it runs on every query.
     """
-    vocab = {t: i for i, t in enumerate(dict.fromkeys(t for m in maps for t in m))}
-    weights = np.zeros((len(vocab), len(maps)))
+    out = np.zeros((len(rows), len(maps)))
+    table = keyword.sentence_terms()
+    wanted = sorted({table.vocab[t] for m in maps for t in m if t in table.vocab})
+    if not len(rows) or not wanted:
+        return out
+    weights = np.zeros((len(wanted), len(maps)))
     for j, m in enumerate(maps):
         total = sum(m.values())
         for t, w in m.items():
-            if total:
-                weights[vocab[t], j] = w / total
-    hits: list[list[int]] = []
-    owner: list[int] = []
-    for i, row in enumerate(rows):
-        for found in keyword.sentence_terms(row):
-            hits.append([vocab[t] for t in set(found) if t in vocab])
-            owner.append(i)
-    out = np.zeros((len(rows), len(maps)))
-    if not hits or not vocab:
-        return out
-    matrix = np.zeros((len(hits), len(vocab)))
-    for k, idx in enumerate(hits):
-        matrix[k, idx] = 1.0
-    per_sentence = matrix @ weights
-    owners = np.asarray(owner)
-    have, starts = np.unique(owners, return_index=True)
-    out[have] = np.maximum.reduceat(per_sentence, starts, axis=0)
+            if total and t in table.vocab:
+                weights[wanted.index(table.vocab[t]), j] = w / total
+    owner = keyword.sentences().owner
+    at = np.asarray(rows, dtype=np.int64)
+    first, last = np.searchsorted(owner, at), np.searchsorted(owner, at + 1)
+    counts = last - first
+    sentences = _ranges(first, counts)  # the candidates' sentences, row by row
+    lengths = table.offsets[sentences + 1] - table.offsets[sentences]
+    tokens = table.ids[_ranges(table.offsets[sentences], lengths)]
+    token_sentence = np.repeat(np.arange(len(sentences)), lengths)
+    keep = np.isin(tokens, wanted)
+    per_sentence = np.zeros((len(sentences), len(maps)))
+    np.add.at(per_sentence, token_sentence[keep],
+              weights[np.searchsorted(wanted, tokens[keep])])
+    have = counts > 0
+    if have.any():
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[have]
+        out[have] = np.maximum.reduceat(per_sentence, starts, axis=0)
     return out
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenated aranges: starts[i] .. starts[i] + lengths[i] - 1, for every i."""
+    total = int(lengths.sum())
+    if not total:
+        return np.zeros(0, dtype=np.int64)
+    shift = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    return shift + np.arange(total)
 
 
 def _mention_columns(

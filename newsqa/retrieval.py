@@ -131,6 +131,7 @@ class KeywordIndex:
     _bigrams: Any = None
     _split: SplitUnits | None = None  # term lists kept for the side indexes
     _doc_freq: dict[str, int] | None = None  # chunks holding each term (the reranker's IDF)
+    _sentence_ids: SentenceTerms | None = None
 
     @classmethod
     def build(cls, table: ChunkTable, k1: float = 1.2, b: float = 0.75) -> KeywordIndex:
@@ -157,6 +158,7 @@ class KeywordIndex:
             self.title_scores([])
         if weights.rerank:
             self.idf("")
+            self.sentence_terms()
 
     def units(self) -> SplitUnits:
         """The tokenised chunks and sentences (kept from the build, or split again)."""
@@ -175,11 +177,11 @@ class KeywordIndex:
             self._doc_freq = freq
         return idf_weight(self._doc_freq.get(term, 0), len(self.table))
 
-    def sentence_terms(self, row: int) -> list[list[str]]:
-        """The terms of each sentence of one chunk."""
-        owner = self.sentences().owner
-        start, end = np.searchsorted(owner, [row, row + 1])
-        return self.units().sentence_terms[int(start) : int(end)]
+    def sentence_terms(self) -> SentenceTerms:
+        """Each sentence's distinct terms as ids, flat: the reranker reads them per query."""
+        if self._sentence_ids is None:
+            self._sentence_ids = SentenceTerms.build(self.units().sentence_terms)
+        return self._sentence_ids
 
     def article_of(self, row: int) -> str:
         return str(self.table.metadatas[row].get("article_id", ""))
@@ -334,6 +336,25 @@ def _split_units(table: ChunkTable) -> SplitUnits:
                 whole.extend(terms_of)
         chunk_terms.append(whole)
     return SplitUnits(chunk_terms, sentence_terms, owner)
+
+
+@dataclass
+class SentenceTerms:
+    """Sentence i's distinct term ids are ids[offsets[i]:offsets[i + 1]]."""
+
+    vocab: dict[str, int]
+    ids: np.ndarray
+    offsets: np.ndarray
+
+    @classmethod
+    def build(cls, sentence_terms: Sequence[list[str]]) -> SentenceTerms:
+        vocab: dict[str, int] = {}
+        flat: list[int] = []
+        offsets = [0]
+        for found in sentence_terms:
+            flat.extend({vocab.setdefault(t, len(vocab)) for t in found})
+            offsets.append(len(flat))
+        return cls(vocab, np.asarray(flat, dtype=np.int64), np.asarray(offsets, dtype=np.int64))
 
 
 def passage_text(search_text: str, meta: Mapping[str, Any]) -> str:
