@@ -63,7 +63,13 @@ FEATURES = (
     "segment_coverage",  # best share of one part's IDF mass inside one sentence
     "segment_coverage_2",  # second best (a chunk answering two parts)
     "clause_coverage",  # best share of a publisher clause's IDF mass in one sentence
+    "part_rank",  # best rank among the candidates by one part's coverage
+    "part_margin",  # that coverage minus the best candidate's (0 = it is the best)
+    "own_clause_coverage",  # clause coverage, only for the publisher/day the chunk belongs to
+    "own_clause_rank",  # rank by it among the candidates of that publisher/day
+    "title_coverage",  # share of the question's IDF mass in the article title
 )
+NO_RANK = 60.0  # rank feature value for "not ranked at all"
 MENTION_DEPTH = 20  # ranks looked at inside each publisher/day and each question part
 SEGMENT_EXTRA = 5  # each part's top sentences join the candidates
 _SEGMENT_CUT = re.compile(r"[,;:?]|\b(?:while|whereas|and|who|which|that|but)\b", re.IGNORECASE)
@@ -142,11 +148,10 @@ def build_features(keyword: KeywordIndex, stage: FirstStage) -> tuple[list[int],
     idf = keyword.idf
     maps = [{t: idf(t) for t in dict.fromkeys(stage.question_terms)}]
     maps += [{t: idf(t) for t in dict.fromkeys(terms(p))} for p in parts]
-    clauses = [m.mention.clause for m in stage.mentions if m.mention.clause]
-    maps += [{t: idf(t) for t in dict.fromkeys(terms(c))} for c in clauses]
-    cover = coverage(keyword, rows, maps)  # (rows, 1 + parts + clauses)
-    part_cover = -np.sort(-cover[:, 1 : 1 + len(parts)], axis=1)
-    part_cover = np.hstack([part_cover, np.zeros((len(rows), 2))])
+    maps += [{t: idf(t) for t in dict.fromkeys(terms(m.mention.clause))} for m in stage.mentions]
+    cover = coverage(keyword, rows, maps)  # (rows, 1 + parts + mentions)
+    by_part = cover[:, 1 : 1 + len(parts)]
+    part_cover = np.hstack([-np.sort(-by_part, axis=1), np.zeros((len(rows), 2))])
     clause_cover = cover[:, 1 + len(parts) :]
     columns = [
         np.arange(len(rows)), chunk, sentence, pairs,
@@ -159,8 +164,47 @@ def build_features(keyword: KeywordIndex, stage: FirstStage) -> tuple[list[int],
         seg_best[at], seg_rank[at], seg_tops[at],
         cover[:, 0], part_cover[:, 0], part_cover[:, 1],
         clause_cover.max(axis=1) if clause_cover.shape[1] else np.zeros(len(rows)),
+        *_relative_columns(by_part),
+        *_own_clause_columns(stage.mentions, at, clause_cover),
+        _title_coverage(keyword, rows, maps[0]),
     ]
     return rows, np.column_stack(columns).astype(np.float64)
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """0 for the largest value of each column, 1 for the next... (ties by row order)."""
+    order = np.argsort(-values, axis=0, kind="stable")
+    return np.argsort(order, axis=0, kind="stable").astype(np.float64)
+
+
+def _relative_columns(by_part: np.ndarray) -> list[np.ndarray]:
+    """part_rank, part_margin: is this the candidate that best holds some part of the question?"""
+    if not by_part.shape[1]:
+        return [np.full(len(by_part), NO_RANK), np.zeros(len(by_part))]
+    margin = (by_part - by_part.max(axis=0, keepdims=True)).max(axis=1)
+    return [_ranks(by_part).min(axis=1), margin]
+
+
+def _own_clause_columns(
+    mentions: Sequence[MentionRanking], at: np.ndarray, clause_cover: np.ndarray
+) -> list[np.ndarray]:
+    """own_clause_coverage, own_clause_rank: the words about the chunk's own publisher/day."""
+    own, rank = np.zeros(len(at)), np.full(len(at), NO_RANK)
+    for k, m in enumerate(mentions):
+        inside = m.mask[at]
+        values = np.where(inside, clause_cover[:, k], -1.0)
+        own = np.maximum(own, np.where(inside, clause_cover[:, k], 0.0))
+        rank = np.where(inside, np.minimum(rank, _ranks(values[:, None])[:, 0]), rank)
+    return [own, rank]
+
+
+def _title_coverage(
+    keyword: KeywordIndex, rows: Sequence[int], weights: Mapping[str, float]
+) -> np.ndarray:
+    total = sum(weights.values()) or 1.0
+    return np.asarray([
+        sum(w for t, w in weights.items() if t in keyword.title_terms(r)) / total for r in rows
+    ])
 
 
 def coverage(

@@ -132,6 +132,7 @@ class KeywordIndex:
     _split: SplitUnits | None = None  # term lists kept for the side indexes
     _doc_freq: dict[str, int] | None = None  # chunks holding each term (the reranker's IDF)
     _sentence_ids: SentenceTerms | None = None
+    _title_terms: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, table: ChunkTable, k1: float = 1.2, b: float = 0.75) -> KeywordIndex:
@@ -182,6 +183,14 @@ class KeywordIndex:
         if self._sentence_ids is None:
             self._sentence_ids = SentenceTerms.build(self.units().sentence_terms)
         return self._sentence_ids
+
+    def title_terms(self, row: int) -> frozenset[str]:
+        """The terms of the chunk's article title (cached per title)."""
+        title = str(self.table.metadatas[row].get("title", ""))
+        found = self._title_terms.get(title)
+        if found is None:
+            found = self._title_terms[title] = frozenset(terms(title))
+        return found
 
     def article_of(self, row: int) -> str:
         return str(self.table.metadatas[row].get("article_id", ""))
