@@ -15,6 +15,9 @@ benchmarks/retrieval_levers.py; the table is in benchmarks/RESULTS.md):
   toward the words about it, and the results take turns at the top, so every
   evidence article gets a slot. Derived filters never override the caller's
   and are dropped when they would keep nothing.
+- That first stage ranks *an* evidence chunk first often but rarely *all* of a
+  question's facts near the top, so a learned second stage (rerank.py) reorders
+  its best 50, weighing the same signals per candidate.
 
 Filters (sources, date range) run inside Chroma for the dense side and as a
 mask over the same metadata for the keyword side, so both see the same corpus.

@@ -180,6 +180,12 @@ def test_summary_scores_abstention_citations_and_answers() -> None:
     assert summary["answers"]["exact_match"] == 0.5
     assert summary["latency_ms"]["search"]["p50"] == 3.0
     assert "| **" in render_report(summary)
+    assert "In-sample" not in render_report(summary)
+    # The shipped ranker learned from the dev split: a dev run says its figures are in-sample.
+    summary["settings"] = {"ids": "../shared/eval/multihop/dev_ids.txt", "rerank": True}
+    assert "In-sample" in render_report(summary)
+    summary["settings"] = {"ids": "other_ids.txt", "rerank": True}
+    assert "In-sample" not in render_report(summary)
 
 
 def test_percentile_interpolates_like_numpy() -> None:
