@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -306,12 +307,16 @@ class Ranker:
                 f"({len(names)} columns); retrain it with benchmarks/train_ranker.py"
             )
         self.path = path
+        self._lock = threading.Lock()
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         if not len(features):
             return np.zeros(0)
-        # One thread: the query path already shares two cores with onnxruntime.
-        return np.asarray(self.booster.predict(features, num_threads=1), dtype=np.float64)
+        # One thread: the query path already shares two cores with onnxruntime. The lock:
+        # LightGBM documents no thread-safety for one Booster; 1-2 ms is cheap to serialise.
+        with self._lock:
+            predicted = self.booster.predict(features, num_threads=1)
+        return np.asarray(predicted, dtype=np.float64)
 
     def order(self, rows: Sequence[int], features: np.ndarray) -> list[int]:
         """The rows best first; ties keep the first stage's order."""

@@ -581,7 +581,11 @@ class Retriever:
         if not self.weights.rerank:
             return self._passages(keyword, stage, stage.order, top_k)
         rows, features = self.candidates(keyword, stage)
-        return self._passages(keyword, stage, load_ranker().order(rows, features), top_k)
+        head = load_ranker().order(rows, features)
+        taken = set(head)  # asked for more than the pool: the first stage's order continues
+        return self._passages(
+            keyword, stage, head + [r for r in stage.order if r not in taken], top_k
+        )
 
     def candidates(self, keyword: KeywordIndex, stage: FirstStage) -> tuple[list[int], np.ndarray]:
         """The second stage's pool (first stage's best, spread over articles) and its features."""

@@ -147,3 +147,17 @@ def test_features_cover_the_pool_and_each_parts_best(qa: NewsQA) -> None:
 def test_rerank_can_be_turned_off_from_the_environment() -> None:
     assert FusionWeights.from_env({"NEWSQA_RETRIEVAL_RERANK": "0"}).rerank is False
     assert FusionWeights().rerank is True
+
+
+def test_more_passages_than_the_pool_continue_in_first_stage_order(qa: NewsQA) -> None:
+    weights = replace(FusionWeights(), rerank_pool=1, max_per_article=1)
+    retriever = Retriever(qa.index, qa.embedder, qa.settings, weights)
+    # One word: no parts to add candidates, so the second stage sees a pool of one.
+    everything = retriever.search("Rotterdam?", top_k=50)
+    assert len({p.chunk_id for p in everything}) == len(everything) == qa.index.chunk_count()
+
+
+def test_a_question_of_unknown_words_still_ranks(qa: NewsQA) -> None:
+    retriever = Retriever(qa.index, qa.embedder, qa.settings, FusionWeights())
+    hits = retriever.search("Zebra xylophone quokka?", top_k=3)
+    assert len(hits) <= 3  # dense neighbours only, reordered without error
