@@ -134,6 +134,8 @@ def build_features(keyword: KeywordIndex, stage: FirstStage) -> tuple[list[int],
             seg_tops[row] += rank < 3
             if rank < SEGMENT_EXTRA and row not in rows:
                 rows.append(row)
+    if not rows:  # the caller's filters kept nothing
+        return [], np.zeros((0, len(FEATURES)))
     at = np.asarray(rows, dtype=np.int64)
     chunk, sentence = _scaled(stage.chunk, size)[at], _scaled(stage.sentence, size)[at]
     pairs = _scaled(stage.pairs, size)[at]
