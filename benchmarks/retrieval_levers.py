@@ -99,19 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=str(DEFAULT_MULTIHOP_DATA))
     parser.add_argument("--only", nargs="*", help="variant names to run (substring match)")
     args = parser.parse_args(argv)
-    try:
-        folder = require_folder(args.data, "MultiHop-RAG")
-    except DataMissing as exc:
-        print(exc)
+    opened = open_dev(args.db, args.data)
+    if opened is None:
         return 0
-    if not Path(args.db).is_dir():
-        print(f"no index at {args.db}: run `newsqa eval multihop --no-answers` first")
-        return 0
-    queries = [
-        q for q in load_multihop_queries(folder / "queries.jsonl", read_ids(folder / DEV_IDS))
-        if not q.is_null
-    ]
-    qa = NewsQA(db=args.db, llm="extractive")
+    qa, queries = opened
     dense, dense_ms = dense_hits(qa, queries, max(v.dense_candidates for _, v in VARIANTS))
     print(f"{len(queries)} dev queries (null excluded); dense query p50 {dense_ms:.1f} ms",
           file=sys.stderr)
@@ -124,6 +115,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {row['hits@10']:.4f} | {row['hits@4']:.4f} | {row['mrr@10']:.4f} | "
               f"{row['map@10']:.4f} | {row['temporal']:.4f} | {row['p50']:.1f} |", flush=True)
     return 0
+
+
+def open_dev(db: str, data: str) -> tuple[NewsQA, list[MultihopQuery]] | None:
+    """The built index and the non-null dev questions; None (said why) when either is absent."""
+    try:
+        folder = require_folder(data, "MultiHop-RAG")
+    except DataMissing as exc:
+        print(exc)
+        return None
+    if not Path(db).is_dir():
+        print(f"no index at {db}: run `newsqa eval multihop --no-answers` first")
+        return None
+    queries = [
+        q for q in load_multihop_queries(folder / "queries.jsonl", read_ids(folder / DEV_IDS))
+        if not q.is_null
+    ]
+    return NewsQA(db=db, llm="extractive"), queries
 
 
 def dense_hits(

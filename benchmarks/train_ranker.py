@@ -16,22 +16,15 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from retrieval_levers import dense_hits
+from retrieval_levers import dense_hits, open_dev
 
-from newsqa import NewsQA
 from newsqa.evaluation import (
     DEFAULT_MULTIHOP_DATA,
     DEFAULT_MULTIHOP_DB,
-    DEV_IDS,
-    DataMissing,
-    _squash,
-    load_multihop_queries,
-    read_ids,
-    require_folder,
+    holds_fact,
     retrieval_metrics,
 )
 from newsqa.rerank import MODEL_FILE, train
@@ -56,19 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--write", action="store_true", help=f"train on all and write {MODEL_FILE}")
     args = parser.parse_args(argv)
-    try:
-        folder = require_folder(args.data, "MultiHop-RAG")
-    except DataMissing as exc:
-        print(exc)
+    opened = open_dev(args.db, args.data)
+    if opened is None:
         return 0
-    if not Path(args.db).is_dir():
-        print(f"no index at {args.db}: run `newsqa eval multihop --no-answers` first")
-        return 0
-    queries = [
-        q for q in load_multihop_queries(folder / "queries.jsonl", read_ids(folder / DEV_IDS))
-        if not q.is_null
-    ]
-    qa = NewsQA(db=args.db, llm="extractive")
+    qa, queries = opened
     weights = FusionWeights()
     dense, _ = dense_hits(qa, queries, weights.dense_candidates)
     retriever = Retriever(qa.index, qa.embedder, qa.settings, replace(weights, rerank=False))
@@ -77,9 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     for q, hits in zip(queries, dense, strict=True):
         stage = retriever.first_stage(keyword, q.query, hits, Filters())
         rows, features = retriever.candidates(keyword, stage)
-        gold = [_squash(f) for f in q.facts]
         texts = [keyword.table.passage(r, 0.0).text for r in rows]
-        labels = np.asarray([any(g in _squash(t) for g in gold) for t in texts], dtype=np.float64)
+        labels = np.asarray([holds_fact(t, q.facts) for t in texts], dtype=np.float64)
         groups.append((features, labels))
         pools.append(texts)
         first.append(texts[:K])

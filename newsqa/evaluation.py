@@ -199,6 +199,12 @@ def _squash(text: str) -> str:
     return text.replace(" ", "").replace("\n", "")
 
 
+def holds_fact(chunk: str, gold: Sequence[str]) -> bool:
+    """The paper's relevance rule for one retrieved chunk (a ranker's training label)."""
+    squashed = _squash(chunk)
+    return any(_squash(g) in squashed for g in gold)
+
+
 def score_ranking(retrieved: Sequence[str], gold: Sequence[str]) -> RankingScore:
     """One query's ranking, scored exactly as `calculate_metrics` in retrieval_evaluate.py.
 
