@@ -8,7 +8,7 @@ evidence fact (the paper's substring rule), and trains LightGBM LambdaRank on th
 features of newsqa/rerank.py. The figure to trust is the cross-validated one:
 each fold's questions are ranked by a model that never saw them, which is what
 the held-out split will see. `--write` then trains on all dev questions and
-writes newsqa/rankers/multihop-dev.txt. Dev ids only.
+writes newsqa/rankers/multihop-dev.txt (or --out). Dev ids only.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", default=str(DEFAULT_MULTIHOP_DB))
     parser.add_argument("--data", default=str(DEFAULT_MULTIHOP_DATA))
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--write", action="store_true", help=f"train on all and write {MODEL_FILE}")
+    parser.add_argument("--write", action="store_true", help="train on all dev and write --out")
+    parser.add_argument("--out", default=str(MODEL_FILE),
+                        help="model file (use it with NEWSQA_RETRIEVAL_RANKER=<file>)")
     args = parser.parse_args(argv)
     opened = open_dev(args.db, args.data)
     if opened is None:
@@ -75,12 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     _row(f"second stage, {args.folds}-fold cross-validated", retrieval_metrics(ranked, facts))
     if args.write:
         model = train(groups, PARAMS, ROUNDS)
-        MODEL_FILE.parent.mkdir(parents=True, exist_ok=True)
-        model.save_model(str(MODEL_FILE))
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        model.save_model(args.out)
         inside = [_top(model.predict(f, num_threads=1), p) for (f, _), p in zip(groups, pools,
                                                                                 strict=True)]
         _row("second stage trained on all dev (in-sample)", retrieval_metrics(inside, facts))
-        print(f"wrote {MODEL_FILE}", file=sys.stderr)
+        print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
 

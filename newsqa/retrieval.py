@@ -32,6 +32,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,7 +43,14 @@ from .errors import ConfigError, InputError
 from .lexical import terms, terms_many
 from .models import Passage
 from .query import Mention, QueryHints, SourceMatcher, parse_query
-from .rerank import FirstStage, MentionRanking, build_features, idf_weight, load_ranker
+from .rerank import (
+    MODEL_FILE,
+    FirstStage,
+    MentionRanking,
+    build_features,
+    idf_weight,
+    load_ranker,
+)
 
 if TYPE_CHECKING:
     from .embedding import Embedder
@@ -472,6 +480,12 @@ class FusionWeights:
     bm25_b: float = 0.75
     rerank: bool = True  # the learned second stage (rerank.py) reorders the first stage's pool
     rerank_pool: int = 50  # first-stage passages the second stage sees
+    ranker: str = ""  # a LightGBM model file for the second stage ("" = the shipped one)
+
+    def keyword_build(self) -> str:
+        """What the saved keyword index depends on: other fields change no stored array."""
+        sides = (bool(self.sentence_weight), bool(self.bigram_weight), bool(self.title_weight))
+        return repr((self.bm25_k1, self.bm25_b, sides, self.rerank))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> FusionWeights:
@@ -539,7 +553,7 @@ class Retriever:
             if self._keyword is None or self._keyword.table.revision != revision:
                 self._keyword = keywordcache.load_or_build(
                     keywordcache.cache_folder(self.settings),
-                    keywordcache.cache_key(revision, repr(self.weights)),
+                    keywordcache.cache_key(revision, self.weights.keyword_build()),
                     self._build_keyword_index,
                 )
             return self._keyword
@@ -581,7 +595,8 @@ class Retriever:
         if not self.weights.rerank:
             return self._passages(keyword, stage, stage.order, top_k)
         rows, features = self.candidates(keyword, stage)
-        head = load_ranker().order(rows, features)
+        ranker = load_ranker(Path(self.weights.ranker) if self.weights.ranker else MODEL_FILE)
+        head = ranker.order(rows, features)
         taken = set(head)  # asked for more than the pool: the first stage's order continues
         return self._passages(
             keyword, stage, head + [r for r in stage.order if r not in taken], top_k

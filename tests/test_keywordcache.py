@@ -60,3 +60,24 @@ def test_a_damaged_file_is_ignored_and_replaced(tmp_path: Path) -> None:
     with NewsQA(db=db) as qa:
         assert _ids(qa) == first
     assert path.read_bytes() != b"not a pickle"
+
+
+def test_weights_that_change_no_stored_array_share_the_saved_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "db"
+    with NewsQA(db=db) as qa:
+        qa.ingest([SEEDS])
+        _ids(qa)
+
+    def no_rebuild(self: Index) -> None:
+        raise AssertionError("rebuilt for a weight the keyword index does not depend on")
+
+    monkeypatch.setattr(Index, "all_chunks", no_rebuild)
+    monkeypatch.setenv("NEWSQA_RETRIEVAL_DENSE", "0.3")
+    monkeypatch.setenv("NEWSQA_RETRIEVAL_RERANK_POOL", "20")
+    with NewsQA(db=db) as qa:
+        assert _ids(qa)
+    monkeypatch.setenv("NEWSQA_RETRIEVAL_BM25_K1", "1.5")  # this one changes every score
+    with NewsQA(db=db) as qa, pytest.raises(AssertionError, match="rebuilt"):
+        _ids(qa)

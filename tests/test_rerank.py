@@ -161,3 +161,17 @@ def test_a_question_of_unknown_words_still_ranks(qa: NewsQA) -> None:
     retriever = Retriever(qa.index, qa.embedder, qa.settings, FusionWeights())
     hits = retriever.search("Zebra xylophone quokka?", top_k=3)
     assert len(hits) <= 3  # dense neighbours only, reordered without error
+
+
+def test_a_ranker_file_of_ones_own_is_used_or_named_when_missing(
+    qa: NewsQA, tmp_path: Path
+) -> None:
+    rng = np.random.RandomState(2)
+    groups = [(rng.rand(12, len(FEATURES)), (rng.rand(12) > 0.7).astype(float)) for _ in range(6)]
+    train(groups, {"min_data_in_leaf": 1}, rounds=2).save_model(str(tmp_path / "own.txt"))
+    weights = FusionWeights.from_env({"NEWSQA_RETRIEVAL_RANKER": str(tmp_path / "own.txt")})
+    retriever = Retriever(qa.index, qa.embedder, qa.settings, weights)
+    assert retriever.search(QUESTION, top_k=2)
+    missing = replace(weights, ranker=str(tmp_path / "gone.txt"))
+    with pytest.raises(ConfigError, match="gone"):
+        Retriever(qa.index, qa.embedder, qa.settings, missing).search(QUESTION, top_k=2)
