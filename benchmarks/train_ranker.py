@@ -76,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     _row("first stage (rerank off)", retrieval_metrics(first, facts))
     ranked = cross_validate(groups, pools, args.folds)
     _row(f"second stage, {args.folds}-fold cross-validated", retrieval_metrics(ranked, facts))
+    for kind in sorted({q.question_type for q in queries}):
+        keep = [i for i, q in enumerate(queries) if q.question_type == kind]
+        for name, lists in (("first stage", first), ("cross-validated", ranked)):
+            _row(f"{kind} ({len(keep)}), {name}",
+                 retrieval_metrics([lists[i] for i in keep], [facts[i] for i in keep]))
     if args.write:
         model = train(groups, PARAMS, ROUNDS)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
