@@ -322,8 +322,12 @@ class Ranker:
 
     def order(self, rows: Sequence[int], features: np.ndarray) -> list[int]:
         """The rows best first; ties keep the first stage's order."""
+        return [row for row, _ in self.ranked(rows, features)]
+
+    def ranked(self, rows: Sequence[int], features: np.ndarray) -> list[tuple[int, float]]:
+        """(row, model score), best first; ties keep the first stage's order."""
         scores = self.scores(features)
-        return [rows[i] for i in np.argsort(-scores, kind="stable")]
+        return [(rows[i], float(scores[i])) for i in np.argsort(-scores, kind="stable")]
 
 
 @lru_cache(maxsize=4)

@@ -596,11 +596,10 @@ class Retriever:
             return self._passages(keyword, stage, stage.order, top_k)
         rows, features = self.candidates(keyword, stage)
         ranker = load_ranker(Path(self.weights.ranker) if self.weights.ranker else MODEL_FILE)
-        head = ranker.order(rows, features)
-        taken = set(head)  # asked for more than the pool: the first stage's order continues
-        return self._passages(
-            keyword, stage, head + [r for r in stage.order if r not in taken], top_k
-        )
+        ranked = ranker.ranked(rows, features)
+        second = dict(ranked)  # kept in Passage.scores["rerank"], to explain an order
+        rest = [r for r in stage.order if r not in second]  # past the pool: first stage's order
+        return self._passages(keyword, stage, [r for r, _ in ranked] + rest, top_k, second)
 
     def candidates(self, keyword: KeywordIndex, stage: FirstStage) -> tuple[list[int], np.ndarray]:
         """The second stage's pool (first stage's best, spread over articles) and its features."""
@@ -643,16 +642,19 @@ class Retriever:
         )
 
     def _passages(
-        self, keyword: KeywordIndex, stage: FirstStage, order: Sequence[int], top_k: int
+        self, keyword: KeywordIndex, stage: FirstStage, order: Sequence[int], top_k: int,
+        second: Mapping[int, float] | None = None,
     ) -> list[Passage]:
         rows = diversify(order, [keyword.article_of(r) for r in order], top_k,
                          self.weights.max_per_article)
-        return [
-            keyword.table.passage(row, stage.fused.get(row, 0.0)).model_copy(
-                update={"scores": {**stage.parts.get(row, {}), "fused": stage.fused.get(row, 0.0)}}
-            )
-            for row in rows
-        ]
+        out = []
+        for row in rows:
+            fused = stage.fused.get(row, 0.0)
+            scores = {**stage.parts.get(row, {}), "fused": fused}
+            if second is not None and row in second:
+                scores["rerank"] = second[row]
+            out.append(keyword.table.passage(row, fused).model_copy(update={"scores": scores}))
+        return out
 
     def _keyword_parts(
         self, keyword: KeywordIndex, found: list[str]

@@ -121,6 +121,8 @@ def test_second_stage_puts_each_parts_fact_on_top(qa: NewsQA) -> None:
     retriever = Retriever(qa.index, qa.embedder, qa.settings, FusionWeights())
     top = retriever.search(QUESTION, top_k=2)
     assert {p.title for p in top} == {"Port strike", "Tulips"}
+    # The second stage's score explains the order it chose.
+    assert top[0].scores["rerank"] >= top[1].scores["rerank"]
 
 
 def test_second_stage_respects_the_callers_filters(qa: NewsQA) -> None:
