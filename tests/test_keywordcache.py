@@ -21,19 +21,27 @@ def _ids(qa: NewsQA) -> list[str]:
     return [p.chunk_id for p in qa.search(QUESTION, top_k=5)]
 
 
-def test_a_new_process_loads_the_saved_index_instead_of_rebuilding(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    db = tmp_path / "db"
+def _searched_seeds(db: Path) -> list[str]:
+    """A store of the seeds, searched once (so its keyword index is saved)."""
     with NewsQA(db=db) as qa:
         qa.ingest([SEEDS])
-        first = _ids(qa)
-    assert len(_cached(db)) == 1
+        return _ids(qa)
 
+
+def _forbid_rebuild(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_rebuild(self: Index) -> None:
         raise AssertionError("the keyword index was rebuilt although a saved one matched")
 
     monkeypatch.setattr(Index, "all_chunks", no_rebuild)
+
+
+def test_a_new_process_loads_the_saved_index_instead_of_rebuilding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "db"
+    first = _searched_seeds(db)
+    assert len(_cached(db)) == 1
+    _forbid_rebuild(monkeypatch)
     with NewsQA(db=db) as qa:
         assert _ids(qa) == first
 
@@ -66,14 +74,8 @@ def test_weights_that_change_no_stored_array_share_the_saved_index(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = tmp_path / "db"
-    with NewsQA(db=db) as qa:
-        qa.ingest([SEEDS])
-        _ids(qa)
-
-    def no_rebuild(self: Index) -> None:
-        raise AssertionError("rebuilt for a weight the keyword index does not depend on")
-
-    monkeypatch.setattr(Index, "all_chunks", no_rebuild)
+    _searched_seeds(db)
+    _forbid_rebuild(monkeypatch)
     monkeypatch.setenv("NEWSQA_RETRIEVAL_DENSE", "0.3")
     monkeypatch.setenv("NEWSQA_RETRIEVAL_RERANK_POOL", "20")
     with NewsQA(db=db) as qa:
