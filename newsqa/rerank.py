@@ -104,9 +104,9 @@ class FirstStage:
     parts: Mapping[int, Mapping[str, float]]
 
 
-def segments(question: str) -> list[str]:
-    """The parts of a question, each likely asking for a different fact."""
-    return [p for p in _SEGMENT_CUT.split(question) if len(terms(p)) >= 2]
+def segments(question: str) -> list[list[str]]:
+    """The terms of each part of a question, each part likely asking for a different fact."""
+    return [found for found in map(terms, _SEGMENT_CUT.split(question)) if len(found) >= 2]
 
 
 def _scaled(scores: np.ndarray | None, size: int) -> np.ndarray:
@@ -120,20 +120,22 @@ def build_features(keyword: KeywordIndex, stage: FirstStage) -> tuple[list[int],
     """The candidate rows (the first stage's pool plus each part's best) and their features."""
     size = len(keyword.table)
     rows = list(stage.order)
+    taken = set(rows)
     parts = segments(stage.question)
     seg_best, seg_tops = np.zeros(size), np.zeros(size)
     seg_rank = np.full(size, float(MENTION_DEPTH))
     sentence_index = keyword.sentences()
     for part in parts:
-        best = sentence_index.best(terms(part))
+        best = sentence_index.best(part)
         if best is None:
             continue
         seg_best = np.maximum(seg_best, _scaled(best, size))
         for rank, (row, _) in enumerate(_top(best, MENTION_DEPTH, stage.base)):
             seg_rank[row] = min(seg_rank[row], rank)
             seg_tops[row] += rank < 3
-            if rank < SEGMENT_EXTRA and row not in rows:
+            if rank < SEGMENT_EXTRA and row not in taken:
                 rows.append(row)
+                taken.add(row)
     if not rows:  # the caller's filters kept nothing
         return [], np.zeros((0, len(FEATURES)))
     at = np.asarray(rows, dtype=np.int64)
@@ -150,7 +152,7 @@ def build_features(keyword: KeywordIndex, stage: FirstStage) -> tuple[list[int],
         seen[art] = seen.get(art, 0) + 1
     idf = keyword.idf
     maps = [{t: idf(t) for t in dict.fromkeys(stage.question_terms)}]
-    maps += [{t: idf(t) for t in dict.fromkeys(terms(p))} for p in parts]
+    maps += [{t: idf(t) for t in dict.fromkeys(part)} for part in parts]
     maps += [{t: idf(t) for t in dict.fromkeys(terms(m.mention.clause))} for m in stage.mentions]
     cover = coverage(keyword, rows, maps)  # (rows, 1 + parts + mentions)
     by_part = cover[:, 1 : 1 + len(parts)]
@@ -225,12 +227,13 @@ def coverage(
     wanted = sorted({table.vocab[t] for m in maps for t in m if t in table.vocab})
     if not len(rows) or not wanted:
         return out
+    column = {term_id: i for i, term_id in enumerate(wanted)}
     weights = np.zeros((len(wanted), len(maps)))
     for j, m in enumerate(maps):
         total = sum(m.values())
         for t, w in m.items():
             if total and t in table.vocab:
-                weights[wanted.index(table.vocab[t]), j] = w / total
+                weights[column[table.vocab[t]], j] = w / total
     owner = keyword.sentences().owner
     at = np.asarray(rows, dtype=np.int64)
     first, last = np.searchsorted(owner, at), np.searchsorted(owner, at + 1)

@@ -30,7 +30,7 @@ def test_questions_split_into_the_parts_that_ask_for_separate_facts() -> None:
                 "harvest in Friesland broke a record?")
     parts = segments(question)
     assert len(parts) == 2
-    assert "Rotterdam" in parts[0] and "Friesland" in parts[1]
+    assert "rotterdam" in parts[0] and "friesland" in parts[1]
     assert segments("Why?") == []
 
 
