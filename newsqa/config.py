@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,8 @@ class Settings:
             chroma_url=env.get("NEWSQA_CHROMA_URL") or None,
             collection=env.get("NEWSQA_COLLECTION") or DEFAULT_COLLECTION,
             embedding=env.get("NEWSQA_EMBEDDING") or DEFAULT_EMBEDDING,
+            chunk_tokens=_env_int(env, "NEWSQA_CHUNK_TOKENS", 256),
+            chunk_overlap=_env_int(env, "NEWSQA_CHUNK_OVERLAP", 20),
             llm=llm,
             openai_api_key=api_key,
             openai_base_url=base_url,
@@ -119,3 +122,13 @@ class Settings:
             raise ConfigError(f"top_k must be at least 1, got {self.top_k}")
         if self.chroma_url and not self.chroma_url.startswith(("http://", "https://")):
             raise ConfigError(f"chroma URL must start with http:// or https://: {self.chroma_url}")
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name) or ""
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None

@@ -236,3 +236,24 @@ def test_sigkill_mid_ingest_then_rerun_gives_the_full_index(
     assert sorted(manifest["ids"]) == sorted(a.id for a in articles)
     assert len(chunks["ids"]) == len(set(chunks["ids"])) == report["chunks"]
     assert set(chunks["ids"]) == expected  # nothing missing, nothing orphaned
+
+
+def test_chunking_comes_from_the_environment_and_must_match_the_index(
+    tmp_path: Path, write_stories: WriteStories, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "stories"
+    write_stories(folder, [1, 2], sentences=40)
+    db = str(tmp_path / "db")
+    monkeypatch.setenv("NEWSQA_CHUNK_TOKENS", "64")
+    monkeypatch.setenv("NEWSQA_CHUNK_OVERLAP", "8")
+    small = json.loads(run("ingest", str(folder), "--db", db, "--json").stdout)["chunks"]
+    assert run("articles", "--db", db).exit_code == 0
+    monkeypatch.delenv("NEWSQA_CHUNK_TOKENS")
+    refused = run("articles", "--db", db)
+    assert refused.exit_code != 0 and "64 tokens" in refused.output
+    default = json.loads(run("ingest", str(folder), "--db", str(tmp_path / "db2"), "--json")
+                         .stdout)["chunks"]
+    assert small > default
+    monkeypatch.setenv("NEWSQA_CHUNK_TOKENS", "many")
+    bad = run("articles", "--db", db)
+    assert bad.exit_code != 0 and "NEWSQA_CHUNK_TOKENS" in bad.output
