@@ -8,7 +8,7 @@ weights on PyPI, so the second stage learns how to weigh what is already
 computed: BM25 of the chunk, of its best sentence and of word pairs; dense
 cosine; which publisher/day the question names and the words about it; how
 much of each part of the question one sentence of the chunk covers. A
-LightGBM LambdaRank model (a few MB, <1 ms for 55 candidates) trained on the
+LightGBM LambdaRank model (a few MB, ~2 ms for 100 candidates) trained on the
 MultiHop-RAG dev split by benchmarks/train_ranker.py does the weighing; its
 cross-validated gain is in benchmarks/RESULTS.md.
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 MODEL_FILE = Path(__file__).parent / "rankers" / "multihop-dev.txt"
 
 # Order matters: it is the column order the shipped model was trained on.
-FEATURES = (
+CANDIDATE_FEATURES = (
     "position",  # rank in the first stage's ordering
     "bm25_chunk",  # BM25 of the whole question, scaled by the best chunk's
     "bm25_sentence",  # ... of the chunk's best sentence
@@ -69,6 +69,18 @@ FEATURES = (
     "own_clause_coverage",  # clause coverage, only for the publisher/day the chunk belongs to
     "own_clause_rank",  # rank by it among the candidates of that publisher/day
     "title_coverage",  # share of the question's IDF mass in the article title
+)
+# Which chunk of an article holds the fact: each of these, ranked and compared with the
+# best among the same article's candidates (the pool holds the leading articles whole).
+ARTICLE_SIGNALS = (
+    "bm25_chunk", "bm25_sentence", "bm25_pairs", "dense", "clause_sentence", "segment_sentence",
+    "coverage", "segment_coverage", "segment_coverage_2", "clause_coverage",
+    "own_clause_coverage",
+)
+FEATURES = (
+    *CANDIDATE_FEATURES,
+    *(f"{name}_{kind}" for name in ARTICLE_SIGNALS for kind in ("article_rank", "article_margin")),
+    "article_candidates",  # how many of its article's chunks are candidates
 )
 NO_RANK = 60.0  # rank feature value for "not ranked at all"
 MENTION_DEPTH = 20  # ranks looked at inside each publisher/day and each question part
@@ -173,7 +185,26 @@ def build_features(keyword: KeywordIndex, stage: FirstStage) -> tuple[list[int],
         *_own_clause_columns(stage.mentions, at, clause_cover),
         _title_coverage(keyword, rows, maps[0]),
     ]
-    return rows, np.column_stack(columns).astype(np.float64)
+    table = np.column_stack(columns).astype(np.float64)
+    return rows, np.hstack([table, article_columns(table, articles)])
+
+
+def article_columns(table: np.ndarray, articles: Sequence[str]) -> np.ndarray:
+    """Per ARTICLE_SIGNALS column: rank and margin to the best within the chunk's article."""
+    _, group = np.unique(np.asarray(articles, dtype=object), return_inverse=True)
+    count = np.bincount(group)
+    out = np.empty((len(articles), 2 * len(ARTICLE_SIGNALS) + 1))
+    for k, name in enumerate(ARTICLE_SIGNALS):
+        values = table[:, FEATURES.index(name)]
+        order = np.lexsort((-values, group))  # by article, best first; ties keep row order
+        start = np.concatenate([[0], np.cumsum(count)[:-1]])
+        rank = np.empty(len(values))
+        rank[order] = np.arange(len(values)) - start[group[order]]
+        best = np.full(len(count), -np.inf)
+        np.maximum.at(best, group, values)
+        out[:, 2 * k], out[:, 2 * k + 1] = rank, values - best[group]
+    out[:, -1] = count[group]
+    return out
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:

@@ -17,7 +17,8 @@ benchmarks/retrieval_levers.py; the table is in benchmarks/RESULTS.md):
   and are dropped when they would keep nothing.
 - That first stage ranks *an* evidence chunk first often but rarely *all* of a
   question's facts near the top, so a learned second stage (rerank.py) reorders
-  its best 50, weighing the same signals per candidate.
+  its best 50 plus the other chunks of their leading articles, weighing the same
+  signals per candidate and against the rest of its article.
 
 Filters (sources, date range) run inside Chroma for the dense side and as a
 mask over the same metadata for the keyword side, so both see the same corpus.
@@ -144,6 +145,7 @@ class KeywordIndex:
     _doc_freq: dict[str, int] | None = None  # chunks holding each term (the reranker's IDF)
     _sentence_ids: SentenceTerms | None = None
     _title_terms: dict[str, frozenset[str]] = field(default_factory=dict)
+    _article_rows: dict[str, list[int]] | None = None
 
     @classmethod
     def build(cls, table: ChunkTable, k1: float = 1.2, b: float = 0.75) -> KeywordIndex:
@@ -208,6 +210,15 @@ class KeywordIndex:
 
     def chunk_index(self, row: int) -> int:
         return int(self.table.metadatas[row].get("chunk_index", 0))
+
+    def article_rows(self, article: str) -> list[int]:
+        """The rows of one article's chunks, in table order."""
+        if self._article_rows is None:
+            grouped: dict[str, list[int]] = {}
+            for row in range(len(self.table)):
+                grouped.setdefault(self.article_of(row), []).append(row)
+            self._article_rows = grouped
+        return self._article_rows.get(article, [])
 
     @property
     def matcher(self) -> SourceMatcher:
@@ -480,6 +491,7 @@ class FusionWeights:
     bm25_b: float = 0.75
     rerank: bool = True  # the learned second stage (rerank.py) reorders the first stage's pool
     rerank_pool: int = 50  # first-stage passages the second stage sees
+    rerank_articles: int = 10  # the articles of the pool's first N passages join it whole
     ranker: str = ""  # a LightGBM model file for the second stage ("" = the shipped one)
 
     def keyword_build(self) -> str:
@@ -605,6 +617,7 @@ class Retriever:
         """The second stage's pool (first stage's best, spread over articles) and its features."""
         order = diversify(stage.order, [keyword.article_of(r) for r in stage.order],
                           self.weights.rerank_pool, self.weights.max_per_article)
+        order += whole_articles(keyword, order, self.weights.rerank_articles, stage.base)
         return build_features(keyword, replace(stage, order=order))
 
     def first_stage(
@@ -749,6 +762,25 @@ def mention_masks(
             if int(mask.sum()) >= w.mention_min_chunks and not candidate.all():
                 out.append((mention, mask))
                 break
+    return out
+
+
+def whole_articles(
+    keyword: KeywordIndex, order: Sequence[int], first: int, base: np.ndarray | None
+) -> list[int]:
+    """The other chunks of the articles among the first passages, inside the caller's filters.
+
+    Most of the second stage's misses are the right article's wrong chunk: the fact
+    sits in a neighbour the first stage ranked out of the pool, so the pool takes
+    those articles whole and the ranker compares chunks within each article.
+    """
+    taken = set(order)
+    out: list[int] = []
+    for article in dict.fromkeys(keyword.article_of(r) for r in order[:first]):
+        for row in keyword.article_rows(article):
+            if row not in taken and (base is None or base[row]):
+                out.append(row)
+                taken.add(row)
     return out
 
 

@@ -14,8 +14,19 @@ from newsqa import Article, NewsQA
 from newsqa.errors import ConfigError
 from newsqa.index import ChunkTable
 from newsqa.lexical import terms
-from newsqa.rerank import FEATURES, MODEL_FILE, Ranker, coverage, load_ranker, segments, train
-from newsqa.retrieval import Filters, FusionWeights, KeywordIndex, Retriever
+from newsqa.rerank import (
+    ARTICLE_SIGNALS,
+    CANDIDATE_FEATURES,
+    FEATURES,
+    MODEL_FILE,
+    Ranker,
+    article_columns,
+    coverage,
+    load_ranker,
+    segments,
+    train,
+)
+from newsqa.retrieval import Filters, FusionWeights, KeywordIndex, Retriever, whole_articles
 
 
 def _table(texts: list[str]) -> ChunkTable:
@@ -47,6 +58,30 @@ def test_coverage_is_the_share_of_a_parts_weight_inside_one_sentence() -> None:
     assert cover[0, 0] == pytest.approx(1.0)
     assert 0 < cover[1, 0] < 1 and cover[2, 0] == 0
     assert keyword.idf("zebra") > keyword.idf("freight") > 0
+
+
+def test_the_leading_articles_join_the_pool_whole_inside_the_filters() -> None:
+    table = _table([f"chunk {i}" for i in range(6)])
+    for row, article in enumerate("aabbbc"):
+        table.metadatas[row]["article_id"] = article
+    keyword = KeywordIndex.build(table)
+    # The pool's first passage is b's middle chunk: b's others join, a and c do not.
+    assert whole_articles(keyword, [3, 0], 1, None) == [2, 4]
+    assert whole_articles(keyword, [3, 0], 2, None) == [2, 4, 1]
+    outside = np.array([True, True, True, True, False, True])
+    assert whole_articles(keyword, [3, 0], 2, outside) == [2, 1]
+
+
+def test_article_columns_rank_each_chunk_against_its_own_articles_best() -> None:
+    table = np.zeros((4, len(CANDIDATE_FEATURES)))
+    column = FEATURES.index("segment_coverage")
+    table[:, column] = [0.2, 0.9, 0.5, 0.4]
+    out = article_columns(table, ["x", "y", "x", "x"])
+    k = ARTICLE_SIGNALS.index("segment_coverage")
+    assert out[:, 2 * k].tolist() == [2, 0, 0, 1]  # x: 0.5 > 0.4 > 0.2; y alone
+    assert out[:, 2 * k + 1] == pytest.approx([-0.3, 0.0, 0.0, -0.1])
+    assert out[:, -1].tolist() == [3, 1, 3, 3]
+    assert out.shape[1] == len(FEATURES) - FEATURES.index("bm25_chunk_article_rank")
 
 
 def test_the_shipped_model_matches_the_features_it_is_fed() -> None:
