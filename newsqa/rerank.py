@@ -238,9 +238,14 @@ def _title_coverage(
     keyword: KeywordIndex, rows: Sequence[int], weights: Mapping[str, float]
 ) -> np.ndarray:
     total = sum(weights.values()) or 1.0
-    return np.asarray([
-        sum(w for t, w in weights.items() if t in keyword.title_terms(r)) / total for r in rows
-    ])
+    by_title: dict[frozenset[str], float] = {}  # an article's chunks share one title
+    out = np.empty(len(rows))
+    for i, row in enumerate(rows):
+        title = keyword.title_terms(row)
+        if title not in by_title:
+            by_title[title] = sum(w for t, w in weights.items() if t in title) / total
+        out[i] = by_title[title]
+    return out
 
 
 def coverage(
