@@ -173,6 +173,7 @@ class KeywordIndex:
         if weights.rerank:
             self.idf("")
             self.sentence_terms()
+            self.article_rows("")
 
     def units(self) -> SplitUnits:
         """The tokenised chunks and sentences (kept from the build, or split again)."""
