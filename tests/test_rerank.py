@@ -23,6 +23,7 @@ from newsqa.rerank import (
     article_columns,
     coverage,
     load_ranker,
+    map_lambdas,
     segments,
     train,
 )
@@ -82,6 +83,31 @@ def test_article_columns_rank_each_chunk_against_its_own_articles_best() -> None
     assert out[:, 2 * k + 1] == pytest.approx([-0.3, 0.0, 0.0, -0.1])
     assert out[:, -1].tolist() == [3, 1, 3, 3]
     assert out.shape[1] == len(FEATURES) - FEATURES.index("bm25_chunk_article_rank")
+
+
+class _Labels:
+    def __init__(self, labels: list[float]) -> None:
+        self.labels = np.asarray(labels)
+
+    def get_label(self) -> np.ndarray:
+        return self.labels
+
+
+def test_map_lambdas_push_a_fact_up_as_hard_as_map_at_10_rewards_it() -> None:
+    objective = map_lambdas([3, 3, 2])
+    # Question 1: the fact is ranked 2nd; question 2: 3rd; question 3 has no fact.
+    scores = np.array([3.0, 2.0, 1.0, 3.0, 2.0, 1.0, 1.0, 0.0])
+    labels = _Labels([0, 1, 0, 0, 0, 1, 0, 0])
+    grad, hess = objective(scores, labels)
+    assert grad[1] < 0 and grad[5] < 0  # the facts are pushed up...
+    assert grad[0] > 0 and grad[3] > 0  # ...past what outranks them
+    # Rank 1 <-> 2 is worth 1 - 1/2 in MAP@10, rank 1 <-> 3 is worth 1 - 1/3.
+    assert grad[0] / grad[3] == pytest.approx((1 - 1 / 2) / (1 - 1 / 3), rel=0.3)
+    assert not grad[6:].any() and (hess[:6] > 0).all()
+    # Past the cut a swap keeps a tenth of its weight, so the trees still see it.
+    ranks_11_12 = (-np.arange(12.0), _Labels([0.0] * 11 + [1.0]))  # the fact is 12th
+    assert map_lambdas([12], cut=10, floor=0.1)(*ranks_11_12)[0][10] > 0
+    assert map_lambdas([12], cut=10, floor=0.0)(*ranks_11_12)[0][10] == 0
 
 
 def test_the_shipped_model_matches_the_features_it_is_fed() -> None:
