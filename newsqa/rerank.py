@@ -153,15 +153,7 @@ def build_features(keyword: KeywordIndex, stage: FirstStage) -> tuple[list[int],
     at = np.asarray(rows, dtype=np.int64)
     chunk, sentence = _scaled(stage.chunk, size)[at], _scaled(stage.sentence, size)[at]
     pairs = _scaled(stage.pairs, size)[at]
-    articles = [keyword.article_of(r) for r in rows]
-    article_best: dict[str, float] = {}
-    for art, value in zip(articles, sentence + chunk, strict=True):
-        article_best[art] = max(article_best.get(art, 0.0), float(value))
-    seen: dict[str, int] = {}
-    above = []
-    for art in articles:
-        above.append(seen.get(art, 0))
-        seen[art] = seen.get(art, 0) + 1
+    group = ArticleGroups.of([keyword.article_of(r) for r in rows])
     idf = keyword.idf
     maps = [{t: idf(t) for t in dict.fromkeys(stage.question_terms)}]
     maps += [{t: idf(t) for t in dict.fromkeys(part)} for part in parts]
@@ -174,7 +166,7 @@ def build_features(keyword: KeywordIndex, stage: FirstStage) -> tuple[list[int],
         np.arange(len(rows)), chunk, sentence, pairs,
         np.asarray([stage.dense.get(r, 0.0) for r in rows]),
         *_mention_columns(keyword, stage.mentions, at),
-        np.asarray([article_best[a] for a in articles]), np.asarray(above),
+        group.best(sentence + chunk), group.rank(np.zeros(len(rows))),
         np.asarray([keyword.chunk_index(r) for r in rows]),
         np.full(len(rows), len(stage.mentions)), np.full(len(rows), len(parts)),
         np.full(len(rows), len(stage.question_terms)),
@@ -186,24 +178,44 @@ def build_features(keyword: KeywordIndex, stage: FirstStage) -> tuple[list[int],
         _title_coverage(keyword, rows, maps[0]),
     ]
     table = np.column_stack(columns).astype(np.float64)
-    return rows, np.hstack([table, article_columns(table, articles)])
+    return rows, np.hstack([table, article_columns(table, group)])
 
 
-def article_columns(table: np.ndarray, articles: Sequence[str]) -> np.ndarray:
+@dataclass(frozen=True)
+class ArticleGroups:
+    """Which candidates share an article, for comparing a chunk with its article's others."""
+
+    index: np.ndarray  # per candidate, its article's number
+    count: np.ndarray  # per article, its candidates
+    start: np.ndarray  # per article, where its candidates begin in article order
+
+    @classmethod
+    def of(cls, articles: Sequence[str]) -> ArticleGroups:
+        _, index = np.unique(np.asarray(articles, dtype=object), return_inverse=True)
+        count = np.bincount(index)
+        return cls(index, count, np.concatenate([[0], np.cumsum(count)[:-1]]))
+
+    def rank(self, values: np.ndarray) -> np.ndarray:
+        """0 for the largest value within each article (ties: earlier candidates first)."""
+        order = np.lexsort((-values, self.index))
+        rank = np.empty(len(values))
+        rank[order] = np.arange(len(values)) - self.start[self.index[order]]
+        return rank
+
+    def best(self, values: np.ndarray) -> np.ndarray:
+        """Each candidate's article's largest value."""
+        top = np.full(len(self.count), -np.inf)
+        np.maximum.at(top, self.index, values)
+        return top[self.index]
+
+
+def article_columns(table: np.ndarray, group: ArticleGroups) -> np.ndarray:
     """Per ARTICLE_SIGNALS column: rank and margin to the best within the chunk's article."""
-    _, group = np.unique(np.asarray(articles, dtype=object), return_inverse=True)
-    count = np.bincount(group)
-    out = np.empty((len(articles), 2 * len(ARTICLE_SIGNALS) + 1))
+    out = np.empty((len(group.index), 2 * len(ARTICLE_SIGNALS) + 1))
     for k, name in enumerate(ARTICLE_SIGNALS):
         values = table[:, FEATURES.index(name)]
-        order = np.lexsort((-values, group))  # by article, best first; ties keep row order
-        start = np.concatenate([[0], np.cumsum(count)[:-1]])
-        rank = np.empty(len(values))
-        rank[order] = np.arange(len(values)) - start[group[order]]
-        best = np.full(len(count), -np.inf)
-        np.maximum.at(best, group, values)
-        out[:, 2 * k], out[:, 2 * k + 1] = rank, values - best[group]
-    out[:, -1] = count[group]
+        out[:, 2 * k], out[:, 2 * k + 1] = group.rank(values), values - group.best(values)
+    out[:, -1] = group.count[group.index]
     return out
 
 

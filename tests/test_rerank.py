@@ -19,6 +19,7 @@ from newsqa.rerank import (
     CANDIDATE_FEATURES,
     FEATURES,
     MODEL_FILE,
+    ArticleGroups,
     Ranker,
     article_columns,
     coverage,
@@ -77,7 +78,7 @@ def test_article_columns_rank_each_chunk_against_its_own_articles_best() -> None
     table = np.zeros((4, len(CANDIDATE_FEATURES)))
     column = FEATURES.index("segment_coverage")
     table[:, column] = [0.2, 0.9, 0.5, 0.4]
-    out = article_columns(table, ["x", "y", "x", "x"])
+    out = article_columns(table, ArticleGroups.of(["x", "y", "x", "x"]))
     k = ARTICLE_SIGNALS.index("segment_coverage")
     assert out[:, 2 * k].tolist() == [2, 0, 0, 1]  # x: 0.5 > 0.4 > 0.2; y alone
     assert out[:, 2 * k + 1] == pytest.approx([-0.3, 0.0, 0.0, -0.1])
