@@ -38,6 +38,15 @@ if TYPE_CHECKING:
 
 MODEL_FILE = Path(__file__).parent / "rankers" / "multihop-dev.txt"
 
+# Words a chunk shares with the other candidate articles (see bridge_columns).
+BRIDGE_FEATURES = (
+    "bridge",  # IDF mass of words outside the question it shares with another article's chunk
+    "bridge_source",  # ... with a chunk from another publisher
+    "bridge_articles",  # other candidate articles sharing a rare word (IDF >= 4) with it
+    "bridge_margin",  # bridge minus the best candidate's (0 = it is the best)
+    "corroboration",  # its words' IDF, each times the other candidate articles holding it
+    "bridge_share",  # bridge over the IDF mass of its own words
+)
 # Order matters: it is the column order the shipped model was trained on.
 CANDIDATE_FEATURES = (
     "position",  # rank in the first stage's ordering
@@ -69,19 +78,22 @@ CANDIDATE_FEATURES = (
     "own_clause_coverage",  # clause coverage, only for the publisher/day the chunk belongs to
     "own_clause_rank",  # rank by it among the candidates of that publisher/day
     "title_coverage",  # share of the question's IDF mass in the article title
+    *BRIDGE_FEATURES,
 )
 # Which chunk of an article holds the fact: each of these, ranked and compared with the
 # best among the same article's candidates (the pool holds the leading articles whole).
 ARTICLE_SIGNALS = (
     "bm25_chunk", "bm25_sentence", "bm25_pairs", "dense", "clause_sentence", "segment_sentence",
     "coverage", "segment_coverage", "segment_coverage_2", "clause_coverage",
-    "own_clause_coverage",
+    "own_clause_coverage", "bridge", "bridge_source",
 )
 FEATURES = (
     *CANDIDATE_FEATURES,
     *(f"{name}_{kind}" for name in ARTICLE_SIGNALS for kind in ("article_rank", "article_margin")),
     "article_candidates",  # how many of its article's chunks are candidates
 )
+BRIDGE_MIN_IDF = 1.0  # words at least this rare can bridge (common ones link everything)
+BRIDGE_RARE_IDF = 4.0  # a word this rare, shared by two articles, likely names one thing
 NO_RANK = 60.0  # rank feature value for "not ranked at all"
 MENTION_DEPTH = 20  # ranks looked at inside each publisher/day and each question part
 SEGMENT_EXTRA = 5  # each part's top sentences join the candidates
@@ -176,6 +188,7 @@ def build_features(keyword: KeywordIndex, stage: FirstStage) -> tuple[list[int],
         *_relative_columns(by_part),
         *_own_clause_columns(stage.mentions, at, clause_cover),
         _title_coverage(keyword, rows, maps[0]),
+        bridge_columns(keyword, at, terms(stage.question), group),
     ]
     table = np.column_stack(columns).astype(np.float64)
     return rows, np.hstack([table, article_columns(table, group)])
@@ -216,6 +229,60 @@ def article_columns(table: np.ndarray, group: ArticleGroups) -> np.ndarray:
         values = table[:, FEATURES.index(name)]
         out[:, 2 * k], out[:, 2 * k + 1] = group.rank(values), values - group.best(values)
     out[:, -1] = group.count[group.index]
+    return out
+
+
+def bridge_columns(
+    keyword: KeywordIndex, at: np.ndarray, question_terms: Sequence[str], group: ArticleGroups
+) -> np.ndarray:
+    """The BRIDGE_FEATURES: which words outside the question a chunk shares with other articles.
+
+    A multi-hop question's evidence articles tell one story, so the chunks that
+    hold its facts share the names the question leaves out (the company it only
+    describes, the person on trial). A neighbouring chunk of the same article,
+    or an off-topic article of a named publisher, shares little with the other
+    evidence. Dense products, narrowed to the words two candidate articles share,
+    because it runs on every query and a pool can hold hundreds of chunks.
+    """
+    n = len(at)
+    out = np.zeros((n, len(BRIDGE_FEATURES)))
+    table, idf = keyword.sentence_terms(), keyword.term_idf()
+    owner = keyword.sentences().owner
+    first = table.offsets[np.searchsorted(owner, at)]
+    last = table.offsets[np.searchsorted(owner, at + 1)]
+    tokens = table.ids[_ranges(first, last - first)]
+    token_row = np.repeat(np.arange(n), last - first)
+    asked = [table.vocab[t] for t in question_terms if t in table.vocab]
+    keep = (idf[tokens] >= BRIDGE_MIN_IDF) & ~np.isin(tokens, asked)
+    if not keep.any():
+        return out
+    tokens, token_row = tokens[keep], token_row[keep]
+    present = np.zeros(len(idf), dtype=bool)
+    present[tokens] = True
+    words = np.flatnonzero(present)  # no np.unique: a sort per query costs more than this
+    column = np.searchsorted(words, tokens)
+    held = np.zeros((n, len(words)), dtype=np.float32)
+    held[token_row, column] = 1.0
+    in_article = np.zeros((len(group.count), len(words)), dtype=np.float32)
+    in_article[group.index[token_row], column] = 1.0
+    weight = idf[words].astype(np.float32)
+    own_mass = held @ weight
+    # Only words that two candidate articles hold link anything: narrow to them.
+    articles = in_article.sum(axis=0)
+    linking = articles >= 2
+    held, in_article = held[:, linking], in_article[:, linking]
+    weight, articles = weight[linking], articles[linking]
+    shared = (held * weight) @ held.T  # [c, d]: IDF mass of the words both chunks hold
+    bridge = np.where(group.index[:, None] != group.index[None, :], shared, 0.0).max(axis=1)
+    _, source = np.unique(keyword.sources[at].astype(str), return_inverse=True)
+    by_source = np.where(source[:, None] != source[None, :], shared, 0.0).max(axis=1)
+    rare = weight >= BRIDGE_RARE_IDF
+    meets = (held[:, rare] @ in_article[:, rare].T) > 0  # [c, article]: a rare word in common
+    meets[np.arange(n), group.index] = False
+    out[:, 0], out[:, 1], out[:, 2] = bridge, by_source, meets.sum(axis=1)
+    out[:, 3] = bridge - bridge.max()
+    out[:, 4] = held @ (weight * (articles - 1))  # each word's IDF times the *other* articles
+    out[:, 5] = bridge / (own_mass + 1e-9)
     return out
 
 

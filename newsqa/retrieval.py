@@ -144,6 +144,7 @@ class KeywordIndex:
     _split: SplitUnits | None = None  # term lists kept for the side indexes
     _doc_freq: dict[str, int] | None = None  # chunks holding each term (the reranker's IDF)
     _sentence_ids: SentenceTerms | None = None
+    _term_idf: np.ndarray | None = None  # IDF per sentence-term id
     _title_terms: dict[str, frozenset[str]] = field(default_factory=dict)
     _article_rows: dict[str, list[int]] | None = None
 
@@ -172,7 +173,7 @@ class KeywordIndex:
             self.title_scores([])
         if weights.rerank:
             self.idf("")
-            self.sentence_terms()
+            self.term_idf()
             self.article_rows("")
 
     def units(self) -> SplitUnits:
@@ -197,6 +198,16 @@ class KeywordIndex:
         if self._sentence_ids is None:
             self._sentence_ids = SentenceTerms.build(self.units().sentence_terms)
         return self._sentence_ids
+
+    def term_idf(self) -> np.ndarray:
+        """IDF of each sentence-term id, so per-query code weighs ids without a dict lookup."""
+        if self._term_idf is None:
+            vocab = self.sentence_terms().vocab
+            idf = np.empty(len(vocab))
+            for term, i in vocab.items():
+                idf[i] = self.idf(term)
+            self._term_idf = idf
+        return self._term_idf
 
     def title_terms(self, row: int) -> frozenset[str]:
         """The terms of the chunk's article title (cached per title)."""

@@ -16,12 +16,14 @@ from newsqa.index import ChunkTable
 from newsqa.lexical import terms
 from newsqa.rerank import (
     ARTICLE_SIGNALS,
+    BRIDGE_FEATURES,
     CANDIDATE_FEATURES,
     FEATURES,
     MODEL_FILE,
     ArticleGroups,
     Ranker,
     article_columns,
+    bridge_columns,
     coverage,
     load_ranker,
     map_lambdas,
@@ -84,6 +86,35 @@ def test_article_columns_rank_each_chunk_against_its_own_articles_best() -> None
     assert out[:, 2 * k + 1] == pytest.approx([-0.3, 0.0, 0.0, -0.1])
     assert out[:, -1].tolist() == [3, 1, 3, 3]
     assert out.shape[1] == len(FEATURES) - FEATURES.index("bm25_chunk_article_rank")
+
+
+def test_bridges_are_rare_words_outside_the_question_shared_with_other_articles() -> None:
+    texts = [
+        "Ledgerline paid a record fine on Tuesday.",  # a, The Wire: a fact
+        "Markets were calm on Tuesday afternoon.",  # a, The Wire: its neighbour
+        "The chief executive of Ledgerline resigned.",  # b, The Post: the other fact
+        "An executive of Ledgerline opened an office in Lisbon.",  # c, The Wire
+    ]
+    table = _table(texts + [f"Gardeners planted bulbs in plot {i}." for i in range(200)])
+    for row, (article, source) in enumerate(["aW", "aW", "bP", "cW"]):
+        table.metadatas[row].update(article_id=article, source=source)
+    keyword = KeywordIndex.build(table)
+    question = "Which company paid a fine, and whose chief executive resigned?"
+    groups = ArticleGroups.of(["a", "a", "b", "c"])
+    out = bridge_columns(keyword, np.arange(4), terms(question), groups)
+    column = {name: out[:, i] for i, name in enumerate(BRIDGE_FEATURES)}
+    name = keyword.idf(terms("Ledgerline")[0])
+    own = name + keyword.idf(terms("record")[0]) + keyword.idf(terms("Tuesday")[0])
+    # The company the question only describes links the facts; "Tuesday" is shared inside
+    # article a only, and the question's own words ("chief", "resigned") link nothing.
+    assert column["bridge"] == pytest.approx([name, 0.0, name, name], rel=1e-5)
+    assert column["bridge_source"] == pytest.approx([name, 0.0, name, name], rel=1e-5)
+    assert column["bridge_articles"].tolist() == [2, 0, 2, 2]
+    assert column["bridge_margin"] == pytest.approx([0.0, -name, 0.0, 0.0], abs=1e-4)
+    assert column["corroboration"][0] == pytest.approx(2 * name, rel=1e-5)
+    assert column["bridge_share"][0] == pytest.approx(name / own, rel=1e-5)
+    alone = ArticleGroups.of(["a", "a"])  # one article bridges to nothing
+    assert bridge_columns(keyword, np.arange(2), terms(question), alone).sum() == 0
 
 
 class _Labels:
