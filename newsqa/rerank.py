@@ -4,10 +4,12 @@ Why a learned ranker, and why this one: the first stage (retrieval.py) mixes
 its signals with hand-set weights, and measured on MultiHop-RAG it puts *an*
 evidence chunk first often but rarely *all* of a question's 2-4 evidence chunks
 near the top. No cross-encoder or better embedding model ships as offline
-weights on PyPI, so the second stage learns how to weigh what is already
-computed: BM25 of the chunk, of its best sentence and of word pairs; dense
-cosine; which publisher/day the question names and the words about it; how
-much of each part of the question one sentence of the chunk covers. A
+weights on PyPI that can be checked against its upstream file (the one found,
+measured anyway, hurt: benchmarks/RESULTS.md), so the second stage learns how
+to weigh what is cheap to compute: BM25 of the chunk, of its best sentence and
+of word pairs; dense cosine; which publisher/day the question names and the
+words about it; how much of each part of the question one sentence of the
+chunk covers; which words outside the question it shares with other articles. A
 LightGBM LambdaRank model (a few MB, ~2 ms for 100 candidates) trained on the
 MultiHop-RAG dev split by benchmarks/train_ranker.py does the weighing; its
 cross-validated gain is in benchmarks/RESULTS.md.
