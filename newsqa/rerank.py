@@ -48,6 +48,8 @@ BRIDGE_FEATURES = (
     "bridge_margin",  # bridge minus the best candidate's (0 = it is the best)
     "corroboration",  # its words' IDF, each times the other candidate articles holding it
     "bridge_share",  # bridge over the IDF mass of its own words
+    "bridge_sentence",  # bridge of its best single sentence (a fact is one sentence)
+    "bridge_sentence_share",  # ... over that sentence's own IDF mass
 )
 # Order matters: it is the column order the shipped model was trained on.
 CANDIDATE_FEATURES = (
@@ -87,7 +89,7 @@ CANDIDATE_FEATURES = (
 ARTICLE_SIGNALS = (
     "bm25_chunk", "bm25_sentence", "bm25_pairs", "dense", "clause_sentence", "segment_sentence",
     "coverage", "segment_coverage", "segment_coverage_2", "clause_coverage",
-    "own_clause_coverage", "bridge", "bridge_source",
+    "own_clause_coverage", "bridge", "bridge_source", "bridge_sentence",
 )
 FEATURES = (
     *CANDIDATE_FEATURES,
@@ -248,17 +250,11 @@ def bridge_columns(
     """
     n = len(at)
     out = np.zeros((n, len(BRIDGE_FEATURES)))
-    table, idf = keyword.sentence_terms(), keyword.term_idf()
-    owner = keyword.sentences().owner
-    first = table.offsets[np.searchsorted(owner, at)]
-    last = table.offsets[np.searchsorted(owner, at + 1)]
-    tokens = table.ids[_ranges(first, last - first)]
-    token_row = np.repeat(np.arange(n), last - first)
-    asked = [table.vocab[t] for t in question_terms if t in table.vocab]
-    keep = (idf[tokens] >= BRIDGE_MIN_IDF) & ~np.isin(tokens, asked)
-    if not keep.any():
+    idf = keyword.term_idf()
+    tokens, token_sentence, sentence_chunk = _bridge_words(keyword, at, question_terms)
+    if not len(tokens):
         return out
-    tokens, token_row = tokens[keep], token_row[keep]
+    token_row = sentence_chunk[token_sentence]
     present = np.zeros(len(idf), dtype=bool)
     present[tokens] = True
     words = np.flatnonzero(present)  # no np.unique: a sort per query costs more than this
@@ -269,6 +265,7 @@ def bridge_columns(
     in_article[group.index[token_row], column] = 1.0
     weight = idf[words].astype(np.float32)
     own_mass = held @ weight
+    sentence_mass = np.bincount(token_sentence, weights=idf[tokens], minlength=len(sentence_chunk))
     # Only words that two candidate articles hold link anything: narrow to them.
     articles = in_article.sum(axis=0)
     linking = articles >= 2
@@ -285,6 +282,44 @@ def bridge_columns(
     out[:, 3] = bridge - bridge.max()
     out[:, 4] = held @ (weight * (articles - 1))  # each word's IDF times the *other* articles
     out[:, 5] = bridge / (own_mass + 1e-9)
+    linked = linking[column]
+    in_sentence = np.zeros((len(sentence_chunk), len(weight)), dtype=np.float32)
+    in_sentence[token_sentence[linked], (np.cumsum(linking) - 1)[column[linked]]] = 1.0
+    out[:, 6:8] = _sentence_bridges(in_sentence * weight @ held.T, sentence_mass,
+                                    sentence_chunk, group)
+    return out
+
+
+def _bridge_words(
+    keyword: KeywordIndex, at: np.ndarray, question_terms: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidates' words that can bridge: term ids, their sentence, each sentence's chunk."""
+    table, idf = keyword.sentence_terms(), keyword.term_idf()
+    owner = keyword.sentences().owner
+    first, last = np.searchsorted(owner, at), np.searchsorted(owner, at + 1)
+    sentences = _ranges(first, last - first)
+    sentence_chunk = np.repeat(np.arange(len(at)), last - first)
+    lengths = table.offsets[sentences + 1] - table.offsets[sentences]
+    tokens = table.ids[_ranges(table.offsets[sentences], lengths)]
+    token_sentence = np.repeat(np.arange(len(sentences)), lengths)
+    asked = [table.vocab[t] for t in question_terms if t in table.vocab]
+    keep = (idf[tokens] >= BRIDGE_MIN_IDF) & ~np.isin(tokens, asked)
+    return tokens[keep], token_sentence[keep], sentence_chunk
+
+
+def _sentence_bridges(
+    shared: np.ndarray, mass: np.ndarray, sentence_chunk: np.ndarray, group: ArticleGroups
+) -> np.ndarray:
+    """bridge_sentence, bridge_sentence_share from [sentence, chunk] shared IDF mass."""
+    out = np.zeros((len(group.index), 2))
+    if not len(sentence_chunk):
+        return out
+    other = group.index[sentence_chunk][:, None] != group.index[None, :]
+    best = np.where(other, shared, 0.0).max(axis=1)
+    starts = np.flatnonzero(np.r_[True, sentence_chunk[1:] != sentence_chunk[:-1]])
+    chunks = sentence_chunk[starts]  # sentences come grouped by chunk, chunks in order
+    out[chunks, 0] = np.maximum.reduceat(best, starts)
+    out[chunks, 1] = np.maximum.reduceat(best / (mass + 1e-9), starts)
     return out
 
 

@@ -117,6 +117,22 @@ def test_bridges_are_rare_words_outside_the_question_shared_with_other_articles(
     assert bridge_columns(keyword, np.arange(2), terms(question), alone).sum() == 0
 
 
+def test_a_sentence_bridge_is_the_chunks_best_single_sentence() -> None:
+    texts = ["Ledgerline paid a fine. Gardeners planted bulbs in plot 999.",
+             "Ledgerline resigned."]
+    table = _table(texts + [f"Gardeners planted bulbs in plot {i}." for i in range(200)])
+    keyword = KeywordIndex.build(table)
+    out = bridge_columns(keyword, np.arange(2), terms("Which company paid a fine?"),
+                         ArticleGroups.of(["a", "b"]))
+    column = {name: out[:, i] for i, name in enumerate(BRIDGE_FEATURES)}
+    name = keyword.idf(terms("Ledgerline")[0])
+    assert column["bridge_sentence"] == pytest.approx([name, name], rel=1e-5)
+    # The first sentence is all bridge; the chunk as a whole is diluted by the second.
+    resigned = name / (name + keyword.idf(terms("resigned")[0]))
+    assert column["bridge_sentence_share"] == pytest.approx([1.0, resigned], rel=1e-5)
+    assert column["bridge_share"][0] < 0.5
+
+
 class _Labels:
     def __init__(self, labels: list[float]) -> None:
         self.labels = np.asarray(labels)
