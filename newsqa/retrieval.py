@@ -265,7 +265,7 @@ class KeywordIndex:
         known = [t for t in query_terms if t in bm25.vocab_dict]
         if not known or not len(owner):
             return None
-        return np.asarray(bm25.get_scores(known), dtype=np.float64)[owner]
+        return bm25_scores(bm25, known)[owner]
 
     def bigram_scores(self, query_terms: list[str]) -> np.ndarray | None:
         """BM25 over adjacent term pairs: "class action" is more than "class" and "action"."""
@@ -280,7 +280,7 @@ class KeywordIndex:
         known = [t for t in bigrams(query_terms) if t in self._bigrams.vocab_dict]
         if not known:
             return None
-        return np.asarray(self._bigrams.get_scores(known), dtype=np.float64)
+        return bm25_scores(self._bigrams, known)
 
     def resolve_sources(self, wanted: Iterable[str]) -> list[str]:
         """Stored spellings of the wanted sources (case-insensitive)."""
@@ -306,7 +306,7 @@ class KeywordIndex:
         known = [t for t in query_terms if t in vocab]
         if not known:
             return None
-        return np.asarray(self.bm25.get_scores(known), dtype=np.float64)
+        return bm25_scores(self.bm25, known)
 
     def search(
         self, query_terms: list[str], k: int, mask: np.ndarray | None
@@ -453,10 +453,30 @@ class SentenceIndex:
         known = [t for t in query_terms if t in self.bm25.vocab_dict]
         if not known:
             return None
-        scores = np.asarray(self.bm25.get_scores(known), dtype=np.float64)
+        scores = bm25_scores(self.bm25, known)
         out = np.zeros(self.size, dtype=np.float64)
         out[self.chunk_rows] = np.maximum.reduceat(scores, self.starts)
         return out
+
+
+def bm25_scores(bm25: Any, known: list[str]) -> np.ndarray:
+    """bm25s's `get_scores` for terms in its vocabulary, with one np.bincount.
+
+    bm25s adds each query term's postings with its own np.add.at (~25 us a
+    call); a search scores ~160 terms over chunks, sentences, word pairs and
+    titles, which cost ~4 ms of a ~45 ms search. The sums are the same.
+    """
+    index = bm25.scores
+    ids = np.asarray([bm25.vocab_dict[t] for t in known], dtype=np.int64)
+    starts, ends = index["indptr"][ids], index["indptr"][ids + 1]
+    lengths = (ends - starts).astype(np.int64)
+    shift = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+    postings = shift + np.arange(int(lengths.sum()))
+    scores: np.ndarray = np.bincount(index["indices"][postings], weights=index["data"][postings],
+                                     minlength=int(index["num_docs"])).astype(np.float64)
+    if bm25.nonoccurrence_array is not None:  # the BM25L/BM25+ variants' constant part
+        scores = scores + float(bm25.nonoccurrence_array[ids].sum())
+    return scores
 
 
 def top_rows(scores: np.ndarray | None, k: int, mask: np.ndarray | None) -> list[tuple[int, float]]:

@@ -10,7 +10,7 @@ import pytest
 from newsqa import Article, NewsQA
 from newsqa.errors import InputError
 from newsqa.lexical import terms
-from newsqa.retrieval import Filters, diversify
+from newsqa.retrieval import Filters, bm25_scores, diversify
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 
@@ -125,3 +125,17 @@ def test_terms_fold_possessives_accents_and_irregular_verbs() -> None:
     assert terms("Qaani’s envoy met al-Sūdani") == terms("qaani's envoy meets al-sudani")
     assert "meet" in terms("They met on Sunday")
     assert terms("the and of") == []
+
+
+def test_bm25_scores_equal_bm25s_own_for_any_terms() -> None:
+    import bm25s
+    import numpy as np
+
+    docs = [["port", "strike", "rotterdam"], ["strike", "pay"], ["tulip"], ["port", "port", "pay"]]
+    index = bm25s.BM25()
+    index.index(docs, show_progress=False)
+    for known in (["port"], ["strike", "pay", "port"], ["pay", "pay"], ["tulip", "rotterdam"]):
+        ours = bm25_scores(index, known)
+        assert ours == pytest.approx(np.asarray(index.get_scores(known), dtype=float), rel=1e-6)
+        assert ours.shape == (4,)
+
