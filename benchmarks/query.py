@@ -225,7 +225,8 @@ def main() -> int:
     queries = dev_queries(args.queries)
     corpus = open_corpus(args.corpus_db, log)
     results: dict[str, Any] = {"machine": machine(), "corpus": measure(corpus, queries, log)}
-    results["answers"] = measure_answers(corpus, queries[: args.answers], log)
+    if args.answers > 0:
+        results["answers"] = measure_answers(corpus, queries[: args.answers], log)
     if args.synthetic_chunks > 0:
         synthetic = build_synthetic(corpus, args.synthetic_chunks, log)
         results["synthetic"] = measure(synthetic, queries, log)
