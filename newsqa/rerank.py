@@ -98,6 +98,7 @@ FEATURES = (
 )
 BRIDGE_MIN_IDF = 1.0  # words at least this rare can bridge (common ones link everything)
 BRIDGE_RARE_IDF = 4.0  # a word this rare, shared by two articles, likely names one thing
+BRIDGE_DEPTH = 200  # candidates compared for bridges (their cost grows with the square)
 NO_RANK = 60.0  # rank feature value for "not ranked at all"
 MENTION_DEPTH = 20  # ranks looked at inside each publisher/day and each question part
 SEGMENT_EXTRA = 5  # each part's top sentences join the candidates
@@ -250,6 +251,11 @@ def bridge_columns(
     """
     n = len(at)
     out = np.zeros((n, len(BRIDGE_FEATURES)))
+    if n > BRIDGE_DEPTH:  # the pool's tail scores as sharing nothing
+        head = ArticleGroups.of([str(i) for i in group.index[:BRIDGE_DEPTH]])
+        out[:BRIDGE_DEPTH] = bridge_columns(keyword, at[:BRIDGE_DEPTH], question_terms, head)
+        out[BRIDGE_DEPTH:, 3] = -out[:BRIDGE_DEPTH, 0].max()
+        return out
     idf = keyword.term_idf()
     tokens, token_sentence, sentence_chunk = _bridge_words(keyword, at, question_terms)
     if not len(tokens):
