@@ -301,13 +301,7 @@ def _bridge_words(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The candidates' words that can bridge: term ids, their sentence, each sentence's chunk."""
     table, idf = keyword.sentence_terms(), keyword.term_idf()
-    owner = keyword.sentences().owner
-    first, last = np.searchsorted(owner, at), np.searchsorted(owner, at + 1)
-    sentences = _ranges(first, last - first)
-    sentence_chunk = np.repeat(np.arange(len(at)), last - first)
-    lengths = table.offsets[sentences + 1] - table.offsets[sentences]
-    tokens = table.ids[_ranges(table.offsets[sentences], lengths)]
-    token_sentence = np.repeat(np.arange(len(sentences)), lengths)
+    _, sentence_chunk, tokens, token_sentence = sentence_tokens(keyword, at)
     asked = [table.vocab[t] for t in question_terms if t in table.vocab]
     keep = (idf[tokens] >= BRIDGE_MIN_IDF) & ~np.isin(tokens, asked)
     return tokens[keep], token_sentence[keep], sentence_chunk
@@ -392,16 +386,9 @@ def coverage(
         for t, w in m.items():
             if total and t in table.vocab:
                 weights[column[table.vocab[t]], j] = w / total
-    owner = keyword.sentences().owner
-    at = np.asarray(rows, dtype=np.int64)
-    first, last = np.searchsorted(owner, at), np.searchsorted(owner, at + 1)
-    counts = last - first
-    sentences = _ranges(first, counts)  # the candidates' sentences, row by row
-    lengths = table.offsets[sentences + 1] - table.offsets[sentences]
-    tokens = table.ids[_ranges(table.offsets[sentences], lengths)]
-    token_sentence = np.repeat(np.arange(len(sentences)), lengths)
+    counts, owners, tokens, token_sentence = sentence_tokens(keyword, np.asarray(rows))
     keep = np.isin(tokens, wanted)
-    per_sentence = np.zeros((len(sentences), len(maps)))
+    per_sentence = np.zeros((len(owners), len(maps)))
     np.add.at(per_sentence, token_sentence[keep],
               weights[np.searchsorted(wanted, tokens[keep])])
     have = counts > 0
@@ -411,7 +398,26 @@ def coverage(
     return out
 
 
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+def sentence_tokens(
+    keyword: KeywordIndex, at: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The candidates' sentences and their distinct term ids, candidate by candidate.
+
+    Returns sentences per candidate, each sentence's candidate, the term ids, and
+    each term id's sentence (numbered across all the candidates' sentences).
+    """
+    table = keyword.sentence_terms()
+    owner = keyword.sentences().owner
+    first, last = np.searchsorted(owner, at), np.searchsorted(owner, at + 1)
+    counts = last - first
+    sentences = ranges(first, counts)
+    lengths = table.offsets[sentences + 1] - table.offsets[sentences]
+    tokens = table.ids[ranges(table.offsets[sentences], lengths)]
+    token_sentence = np.repeat(np.arange(len(sentences)), lengths)
+    return counts, np.repeat(np.arange(len(at)), counts), tokens, token_sentence
+
+
+def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Concatenated aranges: starts[i] .. starts[i] + lengths[i] - 1, for every i."""
     total = int(lengths.sum())
     if not total:

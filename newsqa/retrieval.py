@@ -51,6 +51,7 @@ from .rerank import (
     build_features,
     idf_weight,
     load_ranker,
+    ranges,
 )
 
 if TYPE_CHECKING:
@@ -469,9 +470,7 @@ def bm25_scores(bm25: Any, known: list[str]) -> np.ndarray:
     index = bm25.scores
     ids = np.asarray([bm25.vocab_dict[t] for t in known], dtype=np.int64)
     starts, ends = index["indptr"][ids], index["indptr"][ids + 1]
-    lengths = (ends - starts).astype(np.int64)
-    shift = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
-    postings = shift + np.arange(int(lengths.sum()))
+    postings = ranges(starts.astype(np.int64), (ends - starts).astype(np.int64))
     scores: np.ndarray = np.bincount(index["indices"][postings], weights=index["data"][postings],
                                      minlength=int(index["num_docs"])).astype(np.float64)
     if bm25.nonoccurrence_array is not None:  # the BM25L/BM25+ variants' constant part
