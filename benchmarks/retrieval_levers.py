@@ -32,7 +32,6 @@ from newsqa.evaluation import (
     require_folder,
     retrieval_metrics,
 )
-from newsqa.models import Passage
 from newsqa.retrieval import Filters, FusionWeights, KeywordIndex, Retriever
 
 K = 10
@@ -136,13 +135,14 @@ def open_dev(db: str, data: str) -> tuple[NewsQA, list[MultihopQuery]] | None:
 
 def dense_hits(
     qa: NewsQA, queries: list[MultihopQuery], n: int
-) -> tuple[list[list[Passage]], float]:
-    """Each query's dense hits, computed once; and the p50 cost of embedding + searching.
+) -> tuple[list[list[tuple[str, float]]], float]:
+    """Each query's dense (chunk id, cosine) hits, computed once; and the p50 cost of
+    embedding + searching.
 
     The hits are exact cosine neighbours over the stored vectors (numpy), not
     Chroma's HNSW: a reopened MultiHop-RAG index made Chroma's query segfault on
     one dev question. The cost charged to each variant is still the real
-    embed + `Index.dense_search` time, measured on a sample of queries.
+    embed + `Index.dense_ids` time, measured on a sample of queries.
     """
     import numpy as np
 
@@ -153,11 +153,11 @@ def dense_hits(
         start = time.perf_counter()
         vector = qa.embedder.embed_query(q.query)
         if i < 200 and i != 0:
-            qa.index.dense_search(vector, n, None)
+            qa.index.dense_ids(vector, n, None, keyword.rows)
             times.append((time.perf_counter() - start) * 1000)
         cosine = matrix @ vector
         top = np.argsort(-cosine)[:n]
-        out.append([keyword.table.passage(int(r), float(cosine[r])) for r in top])
+        out.append([(keyword.table.ids[int(r)], float(cosine[r])) for r in top])
     return out, statistics.median(times)
 
 
@@ -200,7 +200,7 @@ def run_variant(
     qa: NewsQA,
     weights: FusionWeights,
     queries: list[MultihopQuery],
-    dense: list[list[Passage]],
+    dense: list[list[tuple[str, float]]],
     dense_ms: float,
     keyword_cache: dict[tuple[float, float], KeywordIndex],
 ) -> dict[str, Any]:

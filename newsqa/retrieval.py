@@ -618,7 +618,7 @@ class Retriever:
         n = max(self.weights.dense_candidates, self.weights.candidates, top_k * 3)
         where = filters.where(keyword.resolve_sources(filters.sources))
         by_dense = (  # NEWSQA_RETRIEVAL_DENSE=0 saves the query embedding (most of the latency)
-            self.index.dense_search(self.embedder.embed_query(query), n, where)
+            self.index.dense_ids(self.embedder.embed_query(query), n, where, keyword.rows)
             if self.weights.dense > 0
             else []
         )
@@ -628,12 +628,12 @@ class Retriever:
         self,
         keyword: KeywordIndex,
         query: str,
-        by_dense: Sequence[Passage],
+        by_dense: Sequence[tuple[str, float]],
         *,
         top_k: int,
         filters: Filters,
     ) -> list[Passage]:
-        """Everything after the dense query: separate so benchmarks can reuse dense hits."""
+        """Everything after the dense query (chunk id, cosine pairs): benchmarks reuse those."""
         stage = self.first_stage(keyword, query, by_dense, filters)
         if not self.weights.rerank:
             return self._passages(keyword, stage, stage.order, top_k)
@@ -652,7 +652,8 @@ class Retriever:
         return build_features(keyword, replace(stage, order=order))
 
     def first_stage(
-        self, keyword: KeywordIndex, query: str, by_dense: Sequence[Passage], filters: Filters
+        self, keyword: KeywordIndex, query: str, by_dense: Sequence[tuple[str, float]],
+        filters: Filters,
     ) -> FirstStage:
         """Fused keyword + dense ranking, with a turn at the top for each named publisher/day."""
         w = self.weights
@@ -660,7 +661,7 @@ class Retriever:
         chunk, sentence, pairs, scores = self._keyword_parts(keyword, found)
         base = keyword.mask(filters)
         rows = keyword.rows
-        dense = [(rows[p.chunk_id], p.score) for p in by_dense if p.chunk_id in rows]
+        dense = [(rows[cid], score) for cid, score in by_dense if cid in rows]
         overall = self._fuse(scores, dense, base)
         mentions: list[MentionRanking] = []
         if w.hints and w.mention_slots > 0:

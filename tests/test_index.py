@@ -141,6 +141,19 @@ def test_changed_article_replaces_its_chunks_without_orphans(store_settings: Set
     assert {h.chunk_id.split(":")[1] for h in hits} == {changed.content_hash}
 
 
+def test_dense_ids_match_dense_search(store_settings: Settings) -> None:
+    """The id-only query the retriever uses ranks and scores exactly like the full one."""
+    index = Index(store_settings, Space())
+    write(index, make_article(9))
+    write(index, make_article(10), seed=3)
+    query = unit_vectors(1, 11)[0]
+    full = index.dense_search(query, k=5, where=None)
+    ids = index.dense_ids(query, 5, None, set(index.all_chunks().ids))
+    assert [cid for cid, _ in ids] == [h.chunk_id for h in full]
+    assert [s for _, s in ids] == pytest.approx([h.score for h in full])
+    assert index.dense_ids(query, 5, None, set()) == []
+
+
 def test_uncommitted_chunks_are_invisible_and_swept(store_settings: Settings) -> None:
     """What a crash between writing chunks and the manifest leaves behind."""
     index = Index(store_settings, Space())
@@ -167,6 +180,11 @@ def test_uncommitted_chunks_are_invisible_and_swept(store_settings: Settings) ->
 
     hits = index.dense_search(vectors[0], k=2, where=None)
     assert len(hits) == 2 and all(h.article_id == committed.id for h in hits)
+    # The retriever's id-only query: the ghost's own vector ranks its chunks first,
+    # so k committed ids are only found by asking past them.
+    known = set(index.all_chunks().ids)
+    ids = index.dense_ids(vectors[0], 2, None, known)
+    assert len(ids) == 2 and {cid for cid, _ in ids} <= known
     assert ghost.id not in {i.id for i in index.articles()}
     assert set(index.all_chunks().ids) == {
         chunk_id(committed.id, committed.content_hash, c.index) for c in char_chunks(committed)
