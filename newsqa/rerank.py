@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from scipy import sparse
 
 from .errors import ConfigError
 from .lexical import terms
@@ -264,7 +265,7 @@ def bridge_columns(
     present = np.zeros(len(idf), dtype=bool)
     present[tokens] = True
     words = np.flatnonzero(present)  # no np.unique: a sort per query costs more than this
-    column = np.searchsorted(words, tokens)
+    column = (np.cumsum(present) - 1)[tokens]  # each token's word number, without a search
     held = np.zeros((n, len(words)), dtype=np.float32)
     held[token_row, column] = 1.0
     in_article = np.zeros((len(group.count), len(words)), dtype=np.float32)
@@ -289,10 +290,14 @@ def bridge_columns(
     out[:, 4] = held @ (weight * (articles - 1))  # each word's IDF times the *other* articles
     out[:, 5] = bridge / (own_mass + 1e-9)
     linked = linking[column]
-    in_sentence = np.zeros((len(sentence_chunk), len(weight)), dtype=np.float32)
-    in_sentence[token_sentence[linked], (np.cumsum(linking) - 1)[column[linked]]] = 1.0
-    out[:, 6:8] = _sentence_bridges(in_sentence * weight @ held.T, sentence_mass,
-                                    sentence_chunk, group)
+    linked_column = (np.cumsum(linking) - 1)[column[linked]]
+    # [sentence, word] is ~0.5% filled: a sparse product is ~4x faster than a dense one.
+    in_sentence = sparse.csr_matrix(
+        (weight[linked_column], (token_sentence[linked], linked_column)),
+        shape=(len(sentence_chunk), len(weight)),
+    )
+    by_sentence = np.asarray(in_sentence @ np.ascontiguousarray(held.T))
+    out[:, 6:8] = _sentence_bridges(by_sentence, sentence_mass, sentence_chunk, group)
     return out
 
 
@@ -302,8 +307,9 @@ def _bridge_words(
     """The candidates' words that can bridge: term ids, their sentence, each sentence's chunk."""
     table, idf = keyword.sentence_terms(), keyword.term_idf()
     _, sentence_chunk, tokens, token_sentence = sentence_tokens(keyword, at)
-    asked = [table.vocab[t] for t in question_terms if t in table.vocab]
-    keep = (idf[tokens] >= BRIDGE_MIN_IDF) & ~np.isin(tokens, asked)
+    bridging = idf >= BRIDGE_MIN_IDF  # per term id: a lookup is cheaper than np.isin here
+    bridging[[table.vocab[t] for t in question_terms if t in table.vocab]] = False
+    keep = bridging[tokens]
     return tokens[keep], token_sentence[keep], sentence_chunk
 
 
