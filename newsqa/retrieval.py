@@ -521,8 +521,9 @@ class FusionWeights:
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
     rerank: bool = True  # the learned second stage (rerank.py) reorders the first stage's pool
-    rerank_pool: int = 50  # first-stage passages the second stage sees
-    rerank_articles: int = 10  # the articles of the pool's first N passages join it whole
+    rerank_pool: int = 70  # first-stage passages the second stage sees
+    rerank_articles: int = 20  # the articles of the pool's first N passages join it whole
+    rerank_max: int = 300  # ... until the pool holds this many (long articles at scale)
     ranker: str = ""  # a LightGBM model file for the second stage ("" = the shipped one)
 
     def keyword_build(self) -> str:
@@ -648,7 +649,8 @@ class Retriever:
         """The second stage's pool (first stage's best, spread over articles) and its features."""
         order = diversify(stage.order, [keyword.article_of(r) for r in stage.order],
                           self.weights.rerank_pool, self.weights.max_per_article)
-        order += whole_articles(keyword, order, self.weights.rerank_articles, stage.base)
+        order += whole_articles(keyword, order, self.weights.rerank_articles, stage.base,
+                                self.weights.rerank_max)
         return build_features(keyword, replace(stage, order=order))
 
     def first_stage(
@@ -798,21 +800,27 @@ def mention_masks(
 
 
 def whole_articles(
-    keyword: KeywordIndex, order: Sequence[int], first: int, base: np.ndarray | None
+    keyword: KeywordIndex, order: Sequence[int], first: int, base: np.ndarray | None,
+    limit: int | None = None,
 ) -> list[int]:
     """The other chunks of the articles among the first passages, inside the caller's filters.
 
     Most of the second stage's misses are the right article's wrong chunk: the fact
     sits in a neighbour the first stage ranked out of the pool, so the pool takes
-    those articles whole and the ranker compares chunks within each article.
+    those articles whole and the ranker compares chunks within each article. An
+    article that would take the pool past `limit` is left out, with all after it:
+    the second stage's cost grows with the pool, and long articles at scale would
+    otherwise fill it with one story's chunks.
     """
     taken = set(order)
     out: list[int] = []
     for article in dict.fromkeys(keyword.article_of(r) for r in order[:first]):
-        for row in keyword.article_rows(article):
-            if row not in taken and (base is None or base[row]):
-                out.append(row)
-                taken.add(row)
+        rows = [r for r in keyword.article_rows(article)
+                if r not in taken and (base is None or base[r])]
+        if limit is not None and len(taken) + len(rows) > limit:
+            break
+        out += rows
+        taken.update(rows)
     return out
 
 

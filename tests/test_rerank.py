@@ -74,6 +74,9 @@ def test_the_leading_articles_join_the_pool_whole_inside_the_filters() -> None:
     assert whole_articles(keyword, [3, 0], 2, None) == [2, 4, 1]
     outside = np.array([True, True, True, True, False, True])
     assert whole_articles(keyword, [3, 0], 2, outside) == [2, 1]
+    # A limit on the pool keeps the leading articles whole and drops the rest.
+    assert whole_articles(keyword, [3, 0], 2, None, limit=4) == [2, 4]
+    assert whole_articles(keyword, [3, 0], 2, None, limit=3) == []
 
 
 def test_article_columns_rank_each_chunk_against_its_own_articles_best() -> None:
