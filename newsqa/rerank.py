@@ -10,7 +10,7 @@ to weigh what is cheap to compute: BM25 of the chunk, of its best sentence and
 of word pairs; dense cosine; which publisher/day the question names and the
 words about it; how much of each part of the question one sentence of the
 chunk covers; which words outside the question it shares with other articles. A
-LightGBM LambdaRank model (a few MB, ~2 ms for 100 candidates) trained on the
+LightGBM LambdaRank model (a few MB, ~4 ms for 150 candidates) trained on the
 MultiHop-RAG dev split by benchmarks/train_ranker.py does the weighing; its
 cross-validated gain is in benchmarks/RESULTS.md.
 

@@ -17,7 +17,7 @@ benchmarks/retrieval_levers.py; the table is in benchmarks/RESULTS.md):
   and are dropped when they would keep nothing.
 - That first stage ranks *an* evidence chunk first often but rarely *all* of a
   question's facts near the top, so a learned second stage (rerank.py) reorders
-  its best 50 plus the other chunks of their leading articles, weighing the same
+  its best 70 plus the other chunks of their leading articles, weighing the same
   signals per candidate and against the rest of its article.
 
 Filters (sources, date range) run inside Chroma for the dense side and as a
