@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 _PAGE = 2000  # records per get() page: bounded memory and request size on a server
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 Metadata = dict[str, MetadataValue]
 
 
@@ -321,8 +322,8 @@ class Index:
         if k <= 0 or total == 0:
             return []
         query = [np.asarray(vector, dtype=np.float32).tolist()]
-        n = min(k, total)
-        while True:
+
+        def ask(n: int) -> tuple[list[Passage], int]:
             res: Any = self._chunks.query(
                 query_embeddings=query,
                 n_results=n,
@@ -341,10 +342,9 @@ class Index:
                 )
                 if _committed(meta, entries)
             ]
-            # Uncommitted chunks (a crash, a write in flight) hide results: ask for more.
-            if len(kept) >= k or len(ids) < n or n >= total:
-                return kept[:k]
-            n = min(total, n * 2)
+            return kept, len(ids)
+
+        return _until_enough(k, min(k, total), ask)
 
     @_store_errors
     def dense_ids(
@@ -361,8 +361,8 @@ class Index:
         if k <= 0 or not known:
             return []
         query = [np.asarray(vector, dtype=np.float32).tolist()]
-        n = k
-        while True:
+
+        def ask(n: int) -> tuple[list[tuple[str, float]], int]:
             res: Any = self._chunks.query(
                 query_embeddings=query, n_results=n, where=where or None, include=["distances"]
             )
@@ -370,9 +370,9 @@ class Index:
             distances = (res["distances"] or [[]])[0]
             kept = [(cid, 1.0 - float(d)) for cid, d in zip(ids, distances, strict=True)
                     if cid in known]
-            if len(kept) >= k or len(ids) < n:
-                return kept[:k]
-            n *= 2
+            return kept, len(ids)
+
+        return _until_enough(k, k, ask)
 
     @_store_errors
     def all_chunks(self) -> ChunkTable:
@@ -644,6 +644,20 @@ def _info(article_id: str, meta: dict[str, Any]) -> ArticleInfo:
         url=str(meta["url"]) if meta.get("url") else None,
         chunks=int(meta.get("chunks", 0)),
     )
+
+
+def _until_enough(k: int, n: int, ask: Callable[[int], tuple[list[T], int]]) -> list[T]:
+    """Ask for n hits until k of them are kept, doubling n, or the store runs out.
+
+    Uncommitted chunks (a crash, a write in flight) hide results, so a query that
+    kept too few asks again for more. `ask(n)` returns what it kept and how many
+    the store returned.
+    """
+    while True:
+        kept, got = ask(n)
+        if len(kept) >= k or got < n:
+            return kept[:k]
+        n *= 2
 
 
 def _committed(meta: Mapping[str, Any] | None, entries: dict[str, _Entry]) -> bool:
