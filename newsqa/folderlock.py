@@ -11,6 +11,11 @@ an ingest job, a cluster of workers) share a Chroma server instead
 
 Within a process any number of `Index` objects may share a folder: the lock is
 counted per folder.
+
+The lock file is opened without following a symlink and must be a regular file
+with no other hard links: the PID is written into it, so a planted
+`.newsqa.lock -> ~/.bashrc` (or a hard link to it) would otherwise get that file
+truncated and overwritten.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -47,7 +53,7 @@ def acquire(folder: Path, timeout: float | None = None) -> str:
             _held[key] = (fd, users + 1)
             return key
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock(folder / LOCK_NAME)
         try:
             _wait_for(fd, folder, default_timeout() if timeout is None else timeout)
         except BaseException:
@@ -69,6 +75,43 @@ def release(key: str) -> None:
             return
         del _held[key]
         os.close(fd)  # closing the descriptor drops the flock
+
+
+def _open_lock(path: Path) -> int:
+    """A descriptor on the lock file itself, never on whatever a planted name points at.
+
+    O_CREAT without O_EXCL because the file legitimately stays between runs;
+    O_NOFOLLOW makes open fail on a symlink (dangling or not, so nothing is
+    created at its target either); O_NONBLOCK keeps a planted FIFO from hanging
+    the open. What opened is then checked to be a regular file with one link.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        raise StoreError(_refusal(path, exc)) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise StoreError(f"{path}: the index lock is not a regular file; remove it")
+        if info.st_nlink != 1:
+            raise StoreError(
+                f"{path}: the index lock has other links (a hard link to another file?); "
+                "remove it"
+            )
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _refusal(path: Path, exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return (f"{path}: the index lock is a symbolic link; newsqa does not follow it "
+                "(remove it if you did not make it)")
+    if exc.errno == errno.EISDIR:
+        return f"{path}: the index lock is not a regular file; remove it"
+    return f"{path}: cannot open the index lock: {exc.strerror or exc}"
 
 
 def _wait_for(fd: int, folder: Path, timeout: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from newsqa import NewsQA
 from newsqa.errors import StoreError
+from newsqa.folderlock import LOCK_NAME
 
 HOLD = """
 import sys
@@ -52,3 +54,58 @@ def test_a_file_where_the_folder_should_be_is_a_clear_error(tmp_path: Path) -> N
     (tmp_path / "db").write_text("not a folder")
     with pytest.raises(StoreError, match="not a folder"):
         NewsQA(db=tmp_path / "db").articles()
+
+
+def _refused_one_line(db: Path) -> str:
+    """`newsqa articles` on the folder: exit 1 with one line on stderr, which is returned."""
+    from click.testing import CliRunner
+
+    from newsqa.cli import cli
+
+    result = CliRunner().invoke(cli, ["articles", "--db", str(db)])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    [line] = result.stderr.strip().splitlines()
+    return line
+
+
+def test_a_symlinked_lock_file_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    db.mkdir()
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me\n")
+    (db / LOCK_NAME).symlink_to(target)
+    line = _refused_one_line(db)
+    assert str(db / LOCK_NAME) in line and "symbolic link" in line
+    assert target.read_text() == "keep me\n"
+    with pytest.raises(StoreError, match="symbolic link"):
+        NewsQA(db=db).articles()
+    assert target.read_text() == "keep me\n"
+
+
+def test_a_dangling_lock_symlink_creates_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    db.mkdir()
+    target = tmp_path / "elsewhere" / "made-by-newsqa"
+    target.parent.mkdir()
+    (db / LOCK_NAME).symlink_to(target)
+    assert "symbolic link" in _refused_one_line(db)
+    assert not target.exists()
+
+
+def test_a_lock_path_that_is_not_a_lone_regular_file_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    db.mkdir()
+    os.mkfifo(db / LOCK_NAME)
+    assert "not a regular file" in _refused_one_line(db)
+    (db / LOCK_NAME).unlink()
+    (db / LOCK_NAME).mkdir()
+    assert "not a regular file" in _refused_one_line(db)
+    (db / LOCK_NAME).rmdir()
+    other = tmp_path / "other.txt"
+    other.write_text("another file\n")
+    os.link(other, db / LOCK_NAME)  # a hard link: writing the PID would rewrite other.txt
+    assert "other links" in _refused_one_line(db)
+    assert other.read_text() == "another file\n"
+    (db / LOCK_NAME).unlink()
+    assert NewsQA(db=db).articles() == []  # a plain lock file again: works
