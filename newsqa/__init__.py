@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .config import Settings, prepare_runtime
+from .config import Settings
 from .errors import NewsQAError
 from .models import (
     Answer,
@@ -28,8 +28,6 @@ from .models import (
     TimelineEvent,
     Usage,
 )
-
-prepare_runtime()
 
 if TYPE_CHECKING:
     from .api import NewsQA

@@ -13,11 +13,15 @@ text, and shrunk in the rare case the estimate was short.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
+import importlib.util
 import itertools
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .models import Article, Chunk
@@ -27,6 +31,21 @@ if TYPE_CHECKING:
     import tiktoken
 
 ENCODING = "cl100k_base"
+# tiktoken_ext.openai_public's cl100k_base: the file's hash, its cache name (sha1 of the
+# URL tiktoken would fetch it from), the split pattern and the special tokens.
+CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
+CL100K_CACHE_NAME = "9b5ad71b2ce5302211f9c61530b329a4922fc6a4"
+CL100K_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
+    r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+)
+CL100K_SPECIAL = {
+    "<|endoftext|>": 100257,
+    "<|fim_prefix|>": 100258,
+    "<|fim_middle|>": 100259,
+    "<|fim_suffix|>": 100260,
+    "<|endofprompt|>": 100276,
+}
 MIN_MAX_TOKENS = 8  # one character can take up to 4 byte-level tokens; keep room above that
 HEADER_TITLE_CHARS = 160
 
@@ -40,9 +59,41 @@ _WORD_END = re.compile(r"[A-Za-z](?=[\x00-\x40\x5b-\x60\x7b-\x7f])")
 
 @lru_cache(maxsize=1)
 def _encoding() -> tiktoken.Encoding:
-    import tiktoken  # heavy: loads the BPE ranks; TIKTOKEN_CACHE_DIR is set by `import newsqa`
+    """cl100k_base from the copy llama-index-core ships, so nothing downloads.
 
-    return tiktoken.get_encoding(ENCODING)
+    tiktoken would fetch its BPE file on first use unless TIKTOKEN_CACHE_DIR points
+    at a cache; setting that variable would change the host process's environment,
+    so the shipped file is read directly (sha256-checked as tiktoken checks it) and
+    only tiktoken's own lookup is used when llama-index-core is absent.
+    """
+    import tiktoken  # heavy: loads the BPE ranks
+
+    ranks = _shipped_ranks()
+    if ranks is None:
+        return tiktoken.get_encoding(ENCODING)
+    return tiktoken.Encoding(
+        ENCODING, pat_str=CL100K_PATTERN, mergeable_ranks=ranks, special_tokens=CL100K_SPECIAL
+    )
+
+
+def _shipped_ranks() -> dict[bytes, int] | None:
+    """The BPE ranks in llama-index-core's tiktoken cache, if it ships a verified copy."""
+    try:
+        spec = importlib.util.find_spec("llama_index.core")
+    except (ImportError, ValueError):
+        return None
+    for location in list(spec.submodule_search_locations or []) if spec else []:
+        path = Path(location) / "_static" / "tiktoken_cache" / CL100K_CACHE_NAME
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        if hashlib.sha256(data).hexdigest() == CL100K_SHA256:
+            return {
+                base64.b64decode(token): int(rank)
+                for token, rank in (line.split() for line in data.splitlines() if line)
+            }
+    return None
 
 
 def count_tokens(text: str) -> int:

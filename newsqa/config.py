@@ -1,13 +1,13 @@
 """Settings from arguments and the environment (NEWSQA_*, OPENAI_*).
 
 Explicit arguments win over the environment, the environment over defaults.
-`prepare_runtime()` runs on import of the package: it must happen before numpy,
-tiktoken or onnxruntime load, because they read these variables once.
+Reading only: newsqa never writes `os.environ`, which belongs to the host process
+(threads are set where newsqa owns the work: threads.py, embedding.py; tiktoken's
+offline files are read directly: chunking.py).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -20,41 +20,6 @@ DEFAULT_DB = ".newsqa"
 DEFAULT_COLLECTION = "newsqa"
 DEFAULT_EMBEDDING = "minilm"
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
-
-
-def prepare_runtime() -> None:
-    """Make the process work offline and share 2 cores sanely.
-
-    - tiktoken downloads its BPE files on first use; llama-index-core ships them,
-      so point TIKTOKEN_CACHE_DIR there unless the user chose a cache.
-    - numpy's BLAS threads and onnxruntime's own pool fight over the cores
-      (a dense query measured 41 ms vs 18 ms with BLAS at one thread); onnxruntime
-      sizes its pool explicitly, so BLAS gets one thread.
-    """
-    if "TIKTOKEN_CACHE_DIR" not in os.environ:
-        cache = _llama_index_tiktoken_cache()
-        if cache is not None:
-            os.environ["TIKTOKEN_CACHE_DIR"] = str(cache)
-    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
-    # Chroma would otherwise try to phone home with telemetry: there is no network.
-    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def _llama_index_tiktoken_cache() -> Path | None:
-    try:
-        spec = importlib.util.find_spec("llama_index.core")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        cache = Path(location) / "_static" / "tiktoken_cache"
-        if cache.is_dir():
-            return cache
-    return None
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ import numpy as np
 from .config import Settings
 from .errors import InputError, NewsQAError
 from .models import Article, Chunk, IngestFailure, IngestReport
+from .threads import one_blas_thread
 
 if TYPE_CHECKING:
     from .embedding import Embedder
@@ -87,6 +88,7 @@ class _Run:
             inflight.result()
 
 
+@one_blas_thread()
 def ingest(
     items: Iterable[str | Path | Article],
     index: Index,

@@ -53,6 +53,7 @@ from .rerank import (
     load_ranker,
     ranges,
 )
+from .threads import one_blas_thread
 
 if TYPE_CHECKING:
     from .embedding import Embedder
@@ -609,6 +610,7 @@ class Retriever:
         keyword.prepare(self.weights)
         return keyword
 
+    @one_blas_thread()
     def search(self, query: str, *, top_k: int, filters: Filters | None = None) -> list[Passage]:
         filters = filters or Filters()
         if not query.strip():
