@@ -2,6 +2,8 @@
 
     python benchmarks/embed.py            # fp32 (the default model)
     python benchmarks/embed.py --int8     # also the int8 variant, with its cosine to fp32
+    python benchmarks/embed.py --sentence-transformers   # and the peer's own vectors
+                                          # (needs sentence-transformers + torch installed)
 
 Texts are made up (deterministic news-like sentences) and cut to about 256 word
 pieces, the model's limit, so figures compare with "MiniLM fp32 ~17-19 chunks/s of
@@ -27,8 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import newsqa  # noqa: E402,F401  (prepare_runtime before numpy threads / onnxruntime load)
-from newsqa.embedding import MiniLMEmbedder  # noqa: E402
+from newsqa.embedding import MiniLMEmbedder, minilm_model_dir  # noqa: E402
 
 N_TEXTS = 200
 BATCH_SIZES = (8, 32, 64)
@@ -189,6 +190,11 @@ def main() -> None:
     parser.add_argument("--int8", action="store_true", help="also measure minilm-int8")
     parser.add_argument("--synthetic", action="store_true", help="made-up texts, not the corpus")
     parser.add_argument("-n", type=int, default=N_TEXTS, help="texts per pass")
+    parser.add_argument(
+        "--sentence-transformers",
+        action="store_true",
+        help="compare with sentence-transformers' vectors and speed on the same files",
+    )
     args = parser.parse_args()
     print(
         f"cpus={os.cpu_count()} ORT threads={os.environ.get('NEWSQA_ORT_THREADS', 'cpu_count')}"
@@ -221,7 +227,31 @@ def main() -> None:
                 f"  cosine int8 vs fp32 on these texts: mean {cosine.mean():.4f}, "
                 f"min {cosine.min():.4f}"
             )
+            if args.sentence_transformers:
+                compare_sentence_transformers(texts, {"fp32": fp32, "int8": int8})
+        elif args.sentence_transformers:
+            compare_sentence_transformers(texts, {"fp32": fp32})
     print(f"\nload average at the end={os.getloadavg()[0]:.1f}")
+
+
+def compare_sentence_transformers(texts: list[str], ours: dict[str, MiniLMEmbedder]) -> None:
+    """The reference implementation on the same upstream files: its speed, our difference."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(minilm_model_dir()), device="cpu")
+    model.encode(texts[:32], batch_size=32)
+    wall = time.perf_counter()
+    want = model.encode(texts, batch_size=32, normalize_embeddings=True)
+    wall = time.perf_counter() - wall
+    print(f"\nsentence-transformers (torch, batch 32): {len(texts) / wall:6.1f} chunks/s")
+    for label, embedder in ours.items():
+        embedder.batch_size = 32
+        got = embedder.embed_documents(texts)
+        cosine = np.sum(got * want, axis=1)
+        print(
+            f"  {label} vs sentence-transformers: max |diff| {np.abs(got - want).max():.2e}, "
+            f"min cosine {cosine.min():.6f}"
+        )
 
 
 if __name__ == "__main__":

@@ -216,8 +216,6 @@ def main() -> int:
     if not DATA.is_dir():
         print(f"skipped: {DATA} is absent (see ../shared/eval/README.md)")
         return 0
-    import newsqa  # noqa: F401  (prepare_runtime: offline tiktoken, BLAS threads)
-
     def log(line: str) -> None:
         print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
 

@@ -134,8 +134,6 @@ def main() -> int:
         return 0
     from rouge_score import rouge_scorer
 
-    import newsqa  # noqa: F401  (prepare_runtime: offline tiktoken, BLAS threads)
-
     scorer = rouge_scorer.RougeScorer(list(METRICS), use_stemmer=True)
     preps = [Prepared(item) for item in items]
     if args.grid:

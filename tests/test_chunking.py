@@ -13,7 +13,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import newsqa  # noqa: F401  (sets TIKTOKEN_CACHE_DIR before tiktoken loads)
 from newsqa.chunking import (
     chunk_article,
     chunk_text,
