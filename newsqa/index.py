@@ -25,15 +25,24 @@ every ingest) deletes them.
 
 The chunks collection's metadata records the embedding model, its dimension and
 the chunking; opening with different ones raises `ModelMismatch`, because
-vectors of two models in one space compare as garbage. The manifest's metadata
-carries a `revision` that changes on every write, for caches (BM25) to key on.
+vectors of two models in one space compare as garbage.
+
+Caches (the keyword index) key on two things. `content_key()` digests the
+committed (article id, content_hash) pairs and the model/chunking record: it
+changes with every commit by construction, even when a process is killed right
+after writing a manifest record. The manifest's metadata carries a `revision`
+that a write changes before its first store call and again after its last, so
+writes that keep the pairs (a rewrite with other search texts, a sweep) are seen
+too, and a long-running reader notices a killed write without re-reading the manifest.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import json
+import os
 import uuid
 import weakref
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
@@ -54,6 +63,9 @@ if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
 
 SCHEMA_VERSION = 1
+# A test hook (see `fault_point`): read once, so an unset hook costs one comparison.
+_FAULT_AT = os.environ.get("NEWSQA_FAULT_AT") or None
+FAULT_POINTS = ("chunks-written", "manifest-written", "stale-deleted", "manifest-removed")
 _PAGE = 2000  # records per get() page: bounded memory and request size on a server
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -78,6 +90,7 @@ class ChunkTable:
     texts: list[str]  # search texts: header + chunk text (what BM25 should index)
     metadatas: list[Metadata]
     revision: str
+    content_key: str = ""  # Index.content_key() of the manifest these chunks were read with
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -125,6 +138,19 @@ def passage_from(chunk_id: str, document: str, meta: Mapping[str, Any], score: f
         end=int(meta["end"]),
         score=score,
     )
+
+
+def fault_point(name: str) -> None:
+    """A test hook: with NEWSQA_FAULT_AT=<name>, die here as a SIGKILL would (exit 137).
+
+    Crash safety is a claim about what a kill at each step of a write leaves behind;
+    tests (tests/test_index_trust*.py) set the variable in a subprocess to stop a
+    write at one exact step of `FAULT_POINTS` and check that the next process
+    repairs it. `os._exit` skips every cleanup, as a kill does. Unset (always, in
+    normal use) it costs one comparison with None.
+    """
+    if _FAULT_AT is not None and name == _FAULT_AT:
+        os._exit(137)
 
 
 def chunk_id(article_id: str, content_hash: str, index: int) -> str:
@@ -239,6 +265,16 @@ class Index:
         """Changes on every write by any process; caches compare it, never the data."""
         meta = self._client.get_collection(self._manifest_name, embedding_function=None).metadata
         return str((meta or {}).get("revision", "0"))
+
+    @_store_errors
+    def content_key(self) -> str:
+        """A digest of what readers can see: committed (id, content_hash) pairs, model, chunking.
+
+        A commit is the manifest write itself, so this changes with every commit even
+        when the process dies before it bumps the revision; a cache keyed on it can
+        never serve an index that lacks a committed article or holds a removed one.
+        """
+        return _content_key(self._entries(), self._expected)
 
     def _bump_revision(self) -> str:
         revision = uuid.uuid4().hex
@@ -387,7 +423,8 @@ class Index:
                 ids.append(cid)
                 texts.append(doc)
                 metas.append(dict(meta))
-        return ChunkTable(ids=ids, texts=texts, metadatas=metas, revision=revision)
+        return ChunkTable(ids=ids, texts=texts, metadatas=metas, revision=revision,
+                          content_key=_content_key(entries, self._expected))
 
     # -- writing --------------------------------------------------------------------------
 
@@ -416,6 +453,7 @@ class Index:
         if len(set(article_ids)) != len(article_ids):
             raise StoreError("one write holds the same article twice; deduplicate first")
         records = [self._records(item) for item in batch]
+        self._note_write()  # before the first store call: a kill anywhere after it is seen
         ids = [i for r in records for i in r.ids]
         docs = [d for r in records for d in r.documents]
         metas = [m for r in records for m in r.metadatas]
@@ -428,6 +466,7 @@ class Index:
                 documents=docs[lo:hi],
                 metadatas=metas[lo:hi],
             )
+        fault_point("chunks-written")
         manifest = [_manifest_metadata(item.article, len(item.chunks)) for item in batch]
         for lo in range(0, len(batch), self._max_batch):
             part = batch[lo : lo + self._max_batch]
@@ -437,6 +476,7 @@ class Index:
                 documents=[item.article.text for item in part],
                 metadatas=manifest[lo : lo + self._max_batch],  # type: ignore[arg-type]
             )
+        fault_point("manifest-written")
         # A hash names one content of one article, so "other hashes of these ids" is stale.
         stale: Any = {
             "$and": [
@@ -445,7 +485,8 @@ class Index:
             ]
         }
         self._chunks.delete(where=stale)
-        self._after_write()
+        fault_point("stale-deleted")
+        self._note_write()
         if self._cache_revision is not None:
             for item, meta in zip(batch, manifest, strict=True):
                 self._cache[item.article.id] = _Entry(
@@ -484,8 +525,13 @@ class Index:
                     f"article {article.id}: chunk {c.index} does not match the article text"
                 )
 
-    def _after_write(self) -> None:
-        """Bump the revision; keep our cache valid unless someone else wrote meanwhile."""
+    def _note_write(self) -> None:
+        """Bump the revision; keep our cache valid unless someone else wrote meanwhile.
+
+        Called before a write's first store call and after its last: readers that
+        cached the revision before the write see a change even if the writer is
+        killed in the middle (the content key covers a reader that looked between).
+        """
         fresh = self._cache_revision is not None and self.revision == self._cache_revision
         revision = self._bump_revision()
         self._cache_revision = revision if fresh else None
@@ -495,9 +541,11 @@ class Index:
         """Uncommit first (the article vanishes for readers at once), then drop its chunks."""
         if not self._manifest.get(ids=[article_id], include=[])["ids"]:
             raise ArticleNotFound(article_id)
+        self._note_write()
         self._manifest.delete(ids=[article_id])
+        fault_point("manifest-removed")
         self._chunks.delete(where={"article_id": article_id})
-        self._after_write()
+        self._note_write()
         self._cache.pop(article_id, None)
 
     @_store_errors
@@ -513,7 +561,7 @@ class Index:
         for lo in range(0, len(orphans), self._max_batch):
             self._chunks.delete(ids=orphans[lo : lo + self._max_batch])
         if orphans:
-            self._after_write()
+            self._note_write()
         return len(orphans)
 
     @_store_errors
@@ -658,6 +706,13 @@ def _until_enough(k: int, n: int, ask: Callable[[int], tuple[list[T], int]]) -> 
         if len(kept) >= k or got < n:
             return kept[:k]
         n *= 2
+
+
+def _content_key(entries: Mapping[str, _Entry], expected: Metadata) -> str:
+    """sha256 of the sorted committed (id, content_hash) pairs and the model/chunking record."""
+    pairs = sorted((aid, entry.content_hash) for aid, entry in entries.items())
+    raw = json.dumps([expected, pairs], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:32]
 
 
 def _committed(meta: Mapping[str, Any] | None, entries: dict[str, _Entry]) -> bool:

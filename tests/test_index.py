@@ -284,3 +284,27 @@ def test_a_file_where_the_folder_should_be(tmp_path: Path) -> None:
     path.write_text("not a folder")
     with pytest.raises(StoreError, match="not a folder"):
         Index(Settings(db=path), Space())
+
+
+def test_content_key_follows_commits_even_without_a_revision_bump(
+    store_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a writer killed between its manifest write and its revision bumps leaves."""
+    index = Index(store_settings, Space())
+    write(index, make_article(16))
+    before, revision = index.content_key(), index.revision
+    assert index.all_chunks().content_key == before
+    with monkeypatch.context() as patch:
+        patch.setattr(Index, "_note_write", lambda self: None)  # the bumps never happen
+        write(index, make_article(17), seed=2)
+    reader = Index(store_settings, Space())
+    assert reader.revision == revision
+    committed = reader.content_key()
+    assert committed != before and reader.all_chunks().content_key == committed
+    with monkeypatch.context() as patch:
+        patch.setattr(Index, "_note_write", lambda self: None)
+        index.remove(make_article(17).id)
+    assert Index(store_settings, Space()).content_key() == before
+    write(index, make_article(18, source="Other"), seed=3)
+    assert index.content_key() not in (before, committed)
+    assert index.revision != revision
