@@ -158,12 +158,21 @@ class KeywordIndex:
         bm25 = bm25s.BM25(k1=k1, b=b)
         if len(table):
             bm25.index([doc or ["\x00empty"] for doc in split.chunk_terms], show_progress=False)
+        return cls.assemble(table, bm25, _split=split)
+
+    @classmethod
+    def assemble(cls, table: ChunkTable, bm25: Any, **parts: Any) -> KeywordIndex:
+        """The index around a built or loaded BM25; the filter columns come from the table.
+
+        keywordcache.py loads saved indexes through this too, so the columns it
+        does not store are derived exactly as a build derives them.
+        """
         sources = np.array([str(m.get("source", "")) for m in table.metadatas], dtype=object)
         dates = np.array([int(m.get("published_date", 0)) for m in table.metadatas], dtype=np.int64)
         names = {str(s).lower(): str(s) for s in set(sources.tolist()) if s}
         rows = {cid: i for i, cid in enumerate(table.ids)}
         return cls(table=table, bm25=bm25, sources=sources, dates=dates, source_names=names,
-                   rows=rows, _split=split)
+                   rows=rows, **parts)
 
     def prepare(self, weights: FusionWeights) -> None:
         """Build the side indexes the weights use now, not inside some later search."""
@@ -596,12 +605,29 @@ class Retriever:
         revision = self.index.revision
         with self._lock:
             if self._keyword is None or self._keyword.table.revision != revision:
-                self._keyword = keywordcache.load_or_build(
-                    keywordcache.cache_folder(self.settings),
-                    keywordcache.cache_key(revision, self.weights.keyword_build()),
-                    self._build_keyword_index,
-                )
+                self._keyword = self._saved_or_built(revision)
             return self._keyword
+
+    def _saved_or_built(self, revision: str) -> KeywordIndex:
+        """The index saved for the committed articles at this revision, else a new one saved.
+
+        Keyed on the manifest's content (Index.content_key) as well as the revision:
+        a writer killed after a commit but before its revision bump leaves the
+        revision as it was, and the index saved for it must not be reused then.
+        A new index is saved under the key of what it was built from, which a
+        write between reading the key and building may have moved on.
+        """
+        folder = keywordcache.cache_folder(self.settings)
+        shape = self.weights.keyword_build()
+        key = keywordcache.cache_key(self.index.content_key(), revision, shape)
+        saved = keywordcache.load(folder, key)
+        if saved is not None and saved.table.revision == revision:
+            return saved
+        built = self._build_keyword_index()
+        table = built.table
+        keywordcache.save(folder, keywordcache.cache_key(table.content_key, table.revision, shape),
+                          built)
+        return built
 
     def _build_keyword_index(self) -> KeywordIndex:
         keyword = KeywordIndex.build(

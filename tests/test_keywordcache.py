@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from newsqa import Article, NewsQA
+from newsqa import Article, NewsQA, keywordcache
 from newsqa.index import Index
+from newsqa.retrieval import KeywordIndex
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 QUESTION = "How many troops were sent to Kuwait?"
 
 
 def _cached(db: Path) -> list[Path]:
-    return sorted((db / "newsqa-cache").glob("keyword-*.pkl"))
+    return sorted((db / "newsqa-cache").glob("keyword-*.npz"))
 
 
 def _ids(qa: NewsQA) -> list[str]:
@@ -83,3 +85,41 @@ def test_weights_that_change_no_stored_array_share_the_saved_index(
     monkeypatch.setenv("NEWSQA_RETRIEVAL_BM25_K1", "1.5")  # this one changes every score
     with NewsQA(db=db) as qa, pytest.raises(AssertionError, match="rebuilt"):
         _ids(qa)
+
+
+def _bm25_parts(model: Any) -> tuple[object, ...]:
+    scores = model.scores
+    return (model.k1, model.b, model.delta, model.method, model.idf_method, model.dtype,
+            model.int_dtype, model.vocab_dict, model.unique_token_ids_set, scores["num_docs"],
+            *(scores[k].dtype for k in ("data", "indices", "indptr")),
+            *(scores[k].tolist() for k in ("data", "indices", "indptr")))
+
+
+def _parts(keyword: KeywordIndex) -> dict[str, object]:
+    """Everything a search reads from the index, in comparable form."""
+    sentences, terms = keyword.sentences(), keyword.sentence_terms()
+    return {
+        "table": keyword.table, "bm25": _bm25_parts(keyword.bm25),
+        "sources": keyword.sources.tolist(), "dates": keyword.dates.tolist(),
+        "source_names": keyword.source_names, "rows": keyword.rows,
+        "sentences": (_bm25_parts(sentences.bm25), sentences.owner.tolist(),
+                      sentences.starts.tolist(), sentences.chunk_rows.tolist(), sentences.size),
+        "bigrams": _bm25_parts(keyword._bigrams), "doc_freq": keyword._doc_freq,
+        "sentence_terms": (terms.vocab, terms.ids.tolist(), terms.offsets.tolist()),
+        "term_idf": keyword.term_idf().tolist(), "article_rows": keyword._article_rows,
+    }
+
+
+def test_the_saved_file_restores_exactly_what_was_built(tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    with NewsQA(db=db) as qa:
+        qa.ingest([SEEDS])
+        built = qa.retriever.keyword_index()
+    (path,) = _cached(db)
+    loaded = keywordcache.load(path.parent, path.stem.removeprefix("keyword-"))
+    assert loaded is not None and loaded is not built
+    assert loaded._split is None  # tokens are not saved: nothing a search needs
+    assert _parts(loaded) == _parts(built)
+    renamed = path.with_name("keyword-another.npz")  # a file under a key it was not saved for
+    renamed.write_bytes(path.read_bytes())
+    assert keywordcache.load(path.parent, "another") is None
