@@ -85,28 +85,58 @@ def _suffix(path: Path) -> str:
 
 
 def _read_folder(folder: Path, limit: int) -> Iterator[Loaded | InputError]:
-    found = False
-    for path in _walk(folder):
-        found = True
-        yield from read_file(path, limit=limit)
-    if not found:
+    found = failed = False
+    for item in _walk(folder):
+        if isinstance(item, InputError):
+            failed = True
+            yield item
+        else:
+            found = True
+            yield from read_file(item, limit=limit)
+    if not found and not failed:
         yield InputError(str(folder), "folder holds no .txt, .md, .json, .jsonl or .html files")
 
 
-def _walk(folder: Path) -> Iterator[Path]:
-    """Supported files under folder, sorted, skipping hidden names; symlinked dirs not followed."""
-    try:
-        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
-    except OSError:
-        return
-    for entry in entries:
-        if entry.name.startswith("."):
+def _walk(folder: Path) -> Iterator[Path | InputError]:
+    """Supported files under folder, depth first in sorted order, skipping hidden names;
+    symlinked dirs not followed.
+
+    Iterative, with a stack of listings: a folder nested 1,100 deep once ended the whole
+    ingest in a RecursionError. A folder that cannot be listed (permissions, a path past
+    PATH_MAX) is one error naming it, in place, and the walk goes on with the rest.
+    """
+    stack: list[Iterator[os.DirEntry[str]]] = []
+    yield from _push_listing(stack, folder)
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+        elif entry.name.startswith("."):
             continue
-        path = Path(entry.path)
+        elif (kind := _kind_of(entry)) == "folder":
+            yield from _push_listing(stack, Path(entry.path))
+        elif kind == "file" and _suffix(Path(entry.path)) in SUPPORTED:
+            yield Path(entry.path)
+
+
+def _push_listing(stack: list[Iterator[os.DirEntry[str]]], folder: Path) -> Iterator[InputError]:
+    """Put folder's sorted entries on the stack, or yield the one error saying why not."""
+    try:
+        with os.scandir(folder) as entries:
+            stack.append(iter(sorted(entries, key=lambda entry: entry.name)))
+    except OSError as error:
+        yield InputError(str(folder), f"cannot read folder: {error.strerror or error}")
+
+
+def _kind_of(entry: os.DirEntry[str]) -> str:
+    """"folder" (not through a symlink), "file" (symlinks followed) or "other"; an entry
+    that cannot even be stat'ed is left to read_file, which reports it."""
+    try:
         if entry.is_dir(follow_symlinks=False):
-            yield from _walk(path)
-        elif entry.is_file() and _suffix(path) in SUPPORTED:
-            yield path
+            return "folder"
+        return "file" if entry.is_file() else "other"
+    except OSError:
+        return "file"
 
 
 def read_file(path: Path, *, limit: int | None = None) -> Iterator[Loaded | InputError]:

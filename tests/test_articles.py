@@ -334,3 +334,57 @@ def test_unreadable_file_is_an_error(tmp_path: Path) -> None:
     folder.mkdir()  # read_file on a directory: an OSError, reported, not raised
     [error] = list(read_file(folder))
     assert isinstance(error, InputError) and str(error).startswith(str(folder))
+
+
+# ------------------------------------------------------------------- deep and odd paths
+
+
+def _nest(top: Path, depth: int, name: str) -> Path:
+    """`depth` folders inside one another under `top`, made relative to each parent (dir_fd),
+    so a path past the system's PATH_MAX can exist; returns the deepest, as a (long) path."""
+    import os
+
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir(name, dir_fd=fd)
+            inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        with open(os.open("deep.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as out:
+            out.write("A story kept at the bottom of a very deep folder.\n")
+    finally:
+        os.close(fd)
+    return top.joinpath(*[name] * depth)
+
+
+def test_a_folder_nested_1100_deep_loads_without_recursion_error(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("A story at the top.", encoding="utf-8")
+    deepest = _nest(tmp_path, 1100, "d")
+    (tmp_path / "z.txt").write_text("A story after the deep folder.", encoding="utf-8")
+    origins = [r.origin for r in articles(tmp_path)]
+    assert origins == [str(tmp_path / "a.txt"), str(deepest / "deep.txt"), str(tmp_path / "z.txt")]
+
+
+def test_a_folder_that_cannot_be_listed_is_one_error_and_the_rest_still_load(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a.txt").write_text("A story at the top.", encoding="utf-8")
+    _nest(tmp_path, 400, "a-long-folder-name")  # about 7,600 characters: past PATH_MAX
+    (tmp_path / "z.txt").write_text("A story after the deep folder.", encoding="utf-8")
+    results = load(tmp_path)
+    errors = [r for r in results if isinstance(r, InputError)]
+    loaded = [r.origin for r in results if isinstance(r, Loaded)]
+    assert loaded == [str(tmp_path / "a.txt"), str(tmp_path / "z.txt")]
+    [error] = errors
+    assert error.where.startswith(str(tmp_path / "a-long-folder-name"))
+    assert "cannot read folder" in error.reason and "\n" not in str(error)
+
+
+def test_a_newline_in_a_name_is_quoted_in_the_error(tmp_path: Path) -> None:
+    path = tmp_path / "two\nlines.txt"
+    path.write_bytes(b"")
+    error = only_error(path)
+    assert error.where == str(path)  # the report keeps the real name
+    assert str(error) == f"{str(path)!r}: empty file"  # the message escapes it
+    assert "\n" not in str(error)
