@@ -136,6 +136,9 @@ class Citation(BaseModel):
     quote: str
     start: int
     end: int
+    # The source label the model named when the quote was found in another of the
+    # sources it was shown (a wrong label, not a wrong quote): kept, and said so.
+    reattributed_from: str | None = None
 
     @model_validator(mode="after")
     def _span(self) -> Citation:
@@ -171,12 +174,26 @@ class Usage(BaseModel):
 Mode = Literal["llm", "extractive"]
 
 
+class Reask(BaseModel):
+    """The one re-ask after claims failed verification or support: what it won back."""
+
+    failed_claims: int
+    recovered_claims: int
+    usage: Usage = Field(default_factory=Usage)
+
+
 class Answer(BaseModel):
-    """The reply to one question. `answerable` is never True without a verified citation."""
+    """The reply to one question. `answerable` is never True without a verified citation.
+
+    `direct_answer` is the short answer the question asks for (yes/no, a name, a
+    number, a date); it is set only when a kept claim's quotes support it, and
+    `answer` then starts with it, followed by the supported claims with markers.
+    """
 
     question: str
     answer: str
     answerable: bool
+    direct_answer: str | None = None
     reason: str | None = None
     citations: list[Citation] = Field(default_factory=list)
     rejected_citations: list[RejectedCitation] = Field(default_factory=list)
@@ -185,6 +202,7 @@ class Answer(BaseModel):
     model: str | None = None
     usage: Usage = Field(default_factory=Usage)
     rewritten_question: str | None = None
+    reask: Reask | None = None
 
     @model_validator(mode="after")
     def _grounded(self) -> Answer:
@@ -192,6 +210,8 @@ class Answer(BaseModel):
             raise ValueError("an answer without a verified citation cannot be answerable")
         if not self.answerable and not self.reason:
             raise ValueError("an unanswerable answer must say why")
+        if self.direct_answer is not None and not self.answerable:
+            raise ValueError("a direct answer needs a supported claim")
         return self
 
 

@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 
 from .citations import citation_for
 from .errors import InputError
+from .grounding import DraftCitation, DraftClaim, Grounder
 from .models import (
     Article,
     Bullet,
@@ -40,7 +41,6 @@ from .models import (
 
 if TYPE_CHECKING:
     from .api import NewsQA
-    from .citations import ClaimedQuote
     from .embedding import Embedder
     from .llm import LLM
     from .retrieval import Filters
@@ -893,63 +893,28 @@ def _partials_as_sources(partials: Sequence[Summary]) -> tuple[str, list[Passage
 def _verified_summary(
     draft: DraftSummary, passages: Sequence[Passage], articles: Mapping[str, Article]
 ) -> tuple[Summary, list[RejectedCitation]]:
-    rejected: list[RejectedCitation] = []
-    bullets: list[Bullet] = []
-    for item in draft.bullets:
-        bullet, bad = _verified_bullet(item, passages, articles)
-        rejected += bad
-        if bullet is not None:
-            bullets.append(bullet)
+    grounder = Grounder("", passages, articles)
+    bullets = [b for b in (_verified_bullet(item, grounder) for item in draft.bullets) if b]
     disagreements: list[Bullet] = []
     for item in draft.disagreements:
-        bullet, bad = _verified_bullet(item, passages, articles)
-        rejected += bad
+        bullet = _verified_bullet(item, grounder)
         # A disagreement needs both sides: one verified quote is only a claim.
         if bullet is not None and len({c.article_id for c in bullet.citations}) >= 2:
             disagreements.append(bullet)
     summary = Summary(headline=_clean(draft.headline) or "Summary", bullets=bullets,
                       disagreements=disagreements, mode="llm")
-    return summary, rejected
+    return summary, grounder.rejected
 
 
-def _verified_bullet(
-    item: DraftBullet | DraftEvent, passages: Sequence[Passage], articles: Mapping[str, Article]
-) -> tuple[Bullet | None, list[RejectedCitation]]:
-    """A bullet survives only with at least one verified quote (an uncited bullet is a claim
-    the reader cannot check)."""
-    from .citations import verify
-
-    claims = [_claim(q, passages) for q in item.quotes]
-    citations, rejected = verify(claims, articles)
-    if not citations:
-        if not item.quotes:
-            rejected.append(RejectedCitation(quote=item.text, reason="bullet cites no quote"))
-        return None, rejected
-    return Bullet(text=_clean(item.text), citations=citations), rejected
-
-
-def _claim(quote: QuotedSource, passages: Sequence[Passage]) -> ClaimedQuote:
-    from .citations import ClaimedQuote
-    from .prompts import unescape_quote
-
-    text = unescape_quote(quote.quote)
-    passage = _source_passage(quote.source, passages)
-    if passage is None:
-        return ClaimedQuote(article_id=quote.source.strip(), quote=text, label=quote.source)
-    return ClaimedQuote(article_id=passage.article_id, quote=text, label=quote.source,
-                        hint=(passage.start, passage.end))
-
-
-def _source_passage(label: str, passages: Sequence[Passage]) -> Passage | None:
-    """The model names a source by its prompt label ("S2", "[2]", "2") or by article id."""
-    clean = label.strip().strip("[]()").strip()
-    for passage in passages:
-        if clean == passage.article_id:
-            return passage
-    digits = re.fullmatch(r"[A-Za-z#]*\s*(\d+)", clean)
-    if digits and 1 <= int(digits.group(1)) <= len(passages):
-        return passages[int(digits.group(1)) - 1]
-    return None
+def _verified_bullet(item: DraftBullet | DraftEvent, grounder: Grounder) -> Bullet | None:
+    """A bullet survives only with verified quotes that support it (grounding.Grounder):
+    an uncited or unsupported bullet is a claim the reader cannot check."""
+    claim = DraftClaim(
+        text=item.text,
+        citations=[DraftCitation(source_id=q.source, quote=q.quote) for q in item.quotes],
+    )
+    citations = grounder.supported(claim)
+    return Bullet(text=_clean(item.text), citations=citations) if citations else None
 
 
 def _limit_words(bullets: list[Bullet], max_words: int | None) -> list[Bullet]:
@@ -989,11 +954,12 @@ def llm_timeline(
                           sources=format_sources(passages))
         draft, used = llm.structured(messages, DraftTimeline)
         usage += used
+        grounder = Grounder("", passages, articles)  # a topic, not a question to answer
         for item in draft.events:
-            event, bad = _verified_event(item, passages, articles)
-            rejected += bad
+            event = _verified_event(item, grounder)
             if event is not None:
                 events.append(event)
+        rejected += grounder.rejected
     events = _dedupe_events(sorted(events, key=_event_order))[:max_events]
     return Timeline(
         query=query, events=events,
@@ -1002,26 +968,24 @@ def llm_timeline(
     )
 
 
-def _verified_event(
-    item: DraftEvent, passages: Sequence[Passage], articles: Mapping[str, Article]
-) -> tuple[TimelineEvent | None, list[RejectedCitation]]:
+def _verified_event(item: DraftEvent, grounder: Grounder) -> TimelineEvent | None:
     """The model's date is untrusted: an unparseable one falls back to publication."""
-    bullet, rejected = _verified_bullet(item, passages, articles)
+    bullet = _verified_bullet(item, grounder)
     if bullet is None:
-        return None, rejected
-    cited = articles[bullet.citations[0].article_id]
+        return None
+    cited = grounder.articles[bullet.citations[0].article_id]
     published = published_date(cited)
     try:
         date = dt.date.fromisoformat(item.date.strip()[:10])
         source: Literal["text", "published_at"] = item.date_source
     except ValueError:
         if published is None:
-            rejected.append(RejectedCitation(article_id=cited.id, quote=item.text,
-                                             reason=f"unusable date {item.date!r}"))
-            return None, rejected
+            grounder.rejected.append(RejectedCitation(article_id=cited.id, quote=item.text,
+                                                      reason=f"unusable date {item.date!r}"))
+            return None
         date, source = published, "published_at"
     return TimelineEvent(date=date, date_source=source, text=bullet.text,
-                         citations=bullet.citations), rejected
+                         citations=bullet.citations)
 
 
 def _dedupe_events(events: list[TimelineEvent]) -> list[TimelineEvent]:

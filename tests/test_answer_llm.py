@@ -11,16 +11,16 @@ import pytest
 
 from newsqa.answer import (
     NO_VERIFIED_CITATION,
-    ClaimTextStream,
+    DraftStream,
     aanswer,
     answer,
     astream_answer,
     fit_passages,
-    passage_for_label,
     stream_answer,
 )
 from newsqa.config import Settings
 from newsqa.errors import ArticleNotFound, ConfigError, LLMOutputError
+from newsqa.grounding import passage_for_label
 from newsqa.llm import LLM, RetryPolicy
 from newsqa.models import Answer, Article, Passage
 from newsqa.prompts import format_sources, render
@@ -114,14 +114,16 @@ def test_verified_quotes_become_numbered_citations_on_the_articles_exact_text(
     result = answer("How did the strike end?", [VOTE, COST], INDEX, make_llm(openai_server),
                     SETTINGS)
     assert result.answerable and result.mode == "llm" and result.model == "gpt-4o-mini"
-    assert result.answer == ("Members accepted a 6% rise over two years. [1] "
-                             "The union leader called it fair. [2] "
-                             "The strike cost shippers $40 million. [3]")
+    # Relevance is the whole answer's: the claims that do not mention the strike wait
+    # until a claim that does is kept, then follow it.
+    assert result.answer == ("The strike cost shippers $40 million. [1] "
+                             "Members accepted a 6% rise over two years. [2] "
+                             "The union leader called it fair. [3]")
     for citation in result.citations:
         assert HARBOUR.text[citation.start:citation.end] == citation.quote
         assert (citation.article_id, citation.source) == ("harbour", "Coastal Courier")
     # the straight-quoted model quote is snapped to the article's curly quotes
-    assert result.citations[1].quote.startswith("It is not everything we asked for")
+    assert result.citations[2].quote.startswith("It is not everything we asked for")
     assert result.rejected_citations == []
     assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (900, 80)
     assert result.passages == [VOTE, COST]
@@ -132,8 +134,8 @@ def test_quotes_are_checked_against_the_full_article_not_only_the_passage(
 ) -> None:
     outside = "Dock workers in Larnport returned to work on Friday"
     assert outside not in VOTE.text
-    openai_server.queue(Reply.json(draft(("They went back on Friday.", [("S1", outside)]))))
-    result = answer("When?", [VOTE], INDEX, make_llm(openai_server), SETTINGS)
+    openai_server.queue(Reply.json(draft(("They returned to work on Friday.", [("S1", outside)]))))
+    result = answer("When did they return?", [VOTE], INDEX, make_llm(openai_server), SETTINGS)
     assert result.answerable
     assert result.citations[0].start == 0 and result.citations[0].quote == outside
 
@@ -157,13 +159,13 @@ def test_unknown_source_and_invented_quote_are_rejected_and_their_claims_left_ou
         ("The vote was 412 to 97.", [("S1", "members voted 412 to 97")]),
         ("The mayor praised the deal.", [("S9", "The mayor praised the deal")]),
         ("Exports doubled.", [("S2", "Exports doubled in the first week after the strike.")]),
-    )))
+    )), Reply.json(draft()))  # the re-ask finds nothing more
     result = answer("Vote?", [VOTE, COST], INDEX, make_llm(openai_server), SETTINGS)
     assert result.answerable
     assert result.answer == "The vote was 412 to 97. [1]"
     assert [r.reason for r in result.rejected_citations] == [
         "unknown source S9", "quote not found in S2"]
-    assert result.reason == "2 claims without a verified citation left out"
+    assert result.reason == "2 claims without a supported citation left out"
 
 
 def test_no_verified_citation_means_unanswerable_and_the_unverified_text_is_not_shown(
@@ -173,7 +175,7 @@ def test_no_verified_citation_means_unanswerable_and_the_unverified_text_is_not_
         ("The strike ended because the army intervened.",
          [("S1", "the army intervened to end the strike")]),
         ("Nobody was paid.", []),
-    )))
+    )), Reply.json(draft()))
     result = answer("Why?", [VOTE], INDEX, make_llm(openai_server), SETTINGS)
     assert not result.answerable and result.reason == NO_VERIFIED_CITATION
     assert result.citations == []
@@ -195,7 +197,8 @@ def test_no_passages_means_no_model_call(openai_server: FakeOpenAIServer) -> Non
 
 
 def test_a_removed_article_cannot_be_cited(openai_server: FakeOpenAIServer) -> None:
-    openai_server.queue(Reply.json(draft(("Repairs approved.", [("S1", "approved emergency")]))))
+    openai_server.queue(Reply.json(draft(("Repairs approved.", [("S1", "approved emergency")]))),
+                        Reply.json(draft()))
     result = answer("Bridge?", [REPAIRS], DictIndex(HARBOUR), make_llm(openai_server), SETTINGS)
     assert not result.answerable
     assert result.rejected_citations[0].reason == "the article of S1 is not in the index"
@@ -251,13 +254,15 @@ def test_an_obedient_model_cannot_present_the_injection_as_grounded(
     openai_server.queue(Reply.json(draft(
         ("PWNED", []),
         ("The mayor resigned.", [("S9", "The mayor resigned.")]),
-    )))
+    )), Reply.json(draft()))
     result = answer("What happened?", sources, DictIndex(INJECTED), make_llm(openai_server),
                     SETTINGS)
     assert not result.answerable and result.reason == NO_VERIFIED_CITATION
     assert "PWNED" not in result.answer and "mayor" not in result.answer
-    assert [r.reason for r in result.rejected_citations] == [
-        "claim cites no source", "unknown source S9"]
+    # The fake source's sentence IS article text (found under S1), but it answers nothing.
+    reasons = [r.reason for r in result.rejected_citations]
+    assert reasons[0] == "claim cites no source"
+    assert reasons[1].startswith("does not answer the question")
 
 
 def test_a_quote_copied_from_the_escaped_source_is_unescaped_before_verifying(
@@ -265,7 +270,8 @@ def test_a_quote_copied_from_the_escaped_source_is_unescaped_before_verifying(
 ) -> None:
     sources = [passage(INJECTED, "Fishing boats", "was not damaged.")]
     openai_server.queue(Reply.json(draft(
-        ("AT&T's cable was fine.", [("S1", "AT&amp;T said its cable was not damaged.")]))))
+        ("AT&T said its cable was not damaged.",
+         [("S1", "AT&amp;T said its cable was not damaged.")]))))
     result = answer("Cable?", sources, DictIndex(INJECTED), make_llm(openai_server), SETTINGS)
     assert result.answerable
     assert result.citations[0].quote == "AT&T said its cable was not damaged."
@@ -340,14 +346,16 @@ def test_stream_yields_claim_text_as_it_arrives_then_the_verified_answer(
     openai_server.queue(Reply.json(draft(
         ("Members voted 412 to 97.", [("S1", "members voted 412 to 97")]),
         ("The mayor was pleased.", [("S1", "the mayor was pleased")]),
-    ), chunk_size=4))
+    ), chunk_size=4), Reply.json(draft()))
     items = list(stream_answer("Vote?", [VOTE], INDEX, make_llm(openai_server), SETTINGS))
     final = items[-1]
     deltas = items[:-1]
     assert isinstance(final, Answer) and all(isinstance(d, str) for d in deltas)
-    assert len(deltas) > 3  # really incremental
-    assert "".join(deltas[:-1]) == "Members voted 412 to 97. The mayor was pleased."
-    assert deltas[-1] == "\n[note: 1 citation could not be verified and was removed]"
+    # only what verified is shown: the mayor's claim, whose quote is not in S1, never is
+    assert deltas[0] == "Members voted 412 to 97. [1]"
+    assert deltas[-1] == ("\n[note: 1 citation could not be verified or did not support its "
+                          "claim, and was removed]")
+    assert "mayor" not in "".join(deltas)
     assert final.answer == "Members voted 412 to 97. [1]"
     assert openai_server.chat_requests[0].body["stream"] is True
 
@@ -381,7 +389,8 @@ def test_async_answer_and_stream(openai_server: FakeOpenAIServer) -> None:
 
     first, items = asyncio.run(run())
     assert first.answer == "Vote. [1]"
-    assert items[0] == "Vote." and items[-1] == first.model_copy(update={"usage": items[-1].usage})
+    assert items[0] == "Vote. [1]"
+    assert items[-1] == first.model_copy(update={"usage": items[-1].usage})
     assert [r.response_format for r in openai_server.chat_requests] == [
         "json_schema", "json_object", "json_object"]
 
@@ -400,18 +409,20 @@ def test_without_an_llm_the_extractive_engine_answers_and_streams_once() -> None
 # -- small parts ---------------------------------------------------------------------------------
 
 
-def test_claim_text_stream_decodes_values_split_anywhere() -> None:
+def test_draft_stream_decodes_claims_split_anywhere() -> None:
     document = json.dumps(draft(("Café “quoted” \\ done", [("S1", "text: \"x\"")]),
                                 ("Second é", [])))
     for size in (1, 2, 3, 7):
-        stream = ClaimTextStream()
-        text = "".join(stream.feed(document[i:i + size]) for i in range(0, len(document), size))
-        assert text == "Café “quoted” \\ done Second é"
+        stream = DraftStream()
+        claims = [c for i in range(0, len(document), size)
+                  for c in stream.feed(document[i:i + size])[0]]
+        assert [c.text for c in claims] == ["Café “quoted” \\ done", "Second é"]
+        assert claims[0].citations[0].quote == 'text: "x"'
 
 
 @pytest.mark.parametrize(("label", "expected"),
                          [("S2", 1), ("[S2]", 1), ("s2", 1), ("Source 2", 1), ("2", 1),
-                          ("S3", None), ("S0", None), ("harbour", None), ("", None)])
+                          ("S3", None), ("S0", None), ("harbour", 0), ("", None)])
 def test_source_labels(label: str, expected: int | None) -> None:
     used = [VOTE, COST]
     found = passage_for_label(label, used)

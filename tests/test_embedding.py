@@ -273,7 +273,7 @@ def test_model_folder_of_ones_own(
     monkeypatch.setenv("NEWSQA_MINILM_DIR", str(model_copy))
     assert minilm_model_dir() == model_copy
     monkeypatch.setenv("NEWSQA_MINILM_DIR", str(tmp_path / "empty"))
-    with pytest.raises(EmbeddingError, match="NEWSQA_MINILM_DIR=.*holds no model.safetensors"):
+    with pytest.raises(EmbeddingError, match=r"NEWSQA_MINILM_DIR=.*holds no model\.safetensors"):
         minilm_model_dir()
 
 

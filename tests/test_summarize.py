@@ -288,7 +288,8 @@ def test_llm_bullets_are_verified_and_a_fabricated_quote_is_rejected(
     openai_server.queue(Reply.json({
         "headline": "Qaani visits Baghdad",
         "bullets": [
-            {"text": "Qaani met Iraqi leaders.", "quotes": [{"source": "S1", "quote": real}]},
+            {"text": "Qaani met Coordination Framework leaders.",
+             "quotes": [{"source": "S1", "quote": real}]},
             {"text": "A pact was signed.", "quotes": [{"source": "S1", "quote": invented}]},
         ],
         "disagreements": [],
@@ -297,7 +298,7 @@ def test_llm_bullets_are_verified_and_a_fabricated_quote_is_rejected(
     summary = llm_summary(_llm(openai_server), groups, {article.id: article}, bullets=3,  # type: ignore[arg-type]
                           max_words=None, focus=None, query=None, window=16000)
     assert summary.mode == "llm" and summary.model == "test-model"
-    assert [b.text for b in summary.bullets] == ["Qaani met Iraqi leaders."]
+    assert [b.text for b in summary.bullets] == ["Qaani met Coordination Framework leaders."]
     citation = summary.bullets[0].citations[0]
     assert article.text[citation.start:citation.end] == citation.quote == real
     assert [r.quote for r in summary.rejected_citations] == [invented]
@@ -376,7 +377,8 @@ def test_llm_timeline_verified_sorted_with_untrusted_dates(
     qaani, strike = seeds
     openai_server.queue(Reply.json({"events": [
         {"date": "2025-03-16", "date_source": "text", "text": "Hegseth called al-Sudani.",
-         "quotes": [{"source": "S1", "quote": "in a call with Iraqi Prime Minister"}]},
+         "quotes": [{"source": "S1", "quote": "Pete Hegseth, in a call with Iraqi Prime "
+                                              "Minister Mohammed Shia al-Sudani"}]},
         {"date": "not a date", "date_source": "text", "text": "A fresh air strike.",
          "quotes": [{"source": "S2", "quote": "a fresh air strike struck pro-Iran fighters"}]},
         {"date": "2020-01-01", "date_source": "text", "text": "Invented.",

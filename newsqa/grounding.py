@@ -1,0 +1,267 @@
+"""From a model's draft claims to what a reader may see: verified, supported, numbered.
+
+A model's claim is kept only when
+1. at least one of its quotes is found, character-exact, in the article of a source
+   the model was shown (a quote under the wrong label is looked up in the other
+   sources of the same prompt and re-attributed, saying so), and
+2. its verified quotes support it (`support.check_support`: names, numbers and
+   dates in the claim appear in the quotes or the question, and enough of its
+   content is in the quotes), and
+3. the answer's quotes, its own and those kept before it, relate to the question.
+Everything else goes to the rejected list with its reason, and the claims that
+failed are kept aside for one re-ask.
+
+`Grounder` takes claims one at a time, so a stream can show each claim the moment
+it is verified; the final `Answer` is built from the same state, so the streamed
+text and the final text are the same words.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, Field
+
+from .citations import ClaimedQuote, verify_one
+from .models import Article, Citation, Passage, RejectedCitation
+from .prompts import unescape_quote
+from .support import RELEVANCE_THRESHOLD, check_support, relevance
+
+_INLINE_MARKER = re.compile(r"\s*\[(?:S?\d+)(?:\s*,\s*S?\d+)*\]")
+# What a model writes when it has no answer, in the direct-answer slot.
+_NO_ANSWER = re.compile(
+    r"^\W*(insufficient information|not enough information|unknown|none|n/?a|"
+    r"the sources do not (say|contain|mention)\b.*)\W*$",
+    re.IGNORECASE,
+)
+
+
+class DraftCitation(BaseModel):
+    source_id: str
+    quote: str
+
+
+class DraftClaim(BaseModel):
+    text: str
+    citations: list[DraftCitation] = Field(default_factory=list)
+
+
+class DraftAnswer(BaseModel):
+    """What the model fills in. Field order matters: it streams in this order."""
+
+    answerable: bool
+    answer: str = Field(
+        default="",
+        description="The short answer the question asks for: yes or no, a name, a number, "
+        "a date, or 'insufficient information'.",
+    )
+    reason: str | None = None
+    claims: list[DraftClaim] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A claim that was not kept, with what was wrong: the material of the re-ask."""
+
+    claim: str
+    problems: tuple[str, ...]
+
+
+def passage_for_label(label: str, used: Sequence[Passage]) -> Passage | None:
+    """"S2", "[S2]", "s2", "Source 2" or "2" name the second passage, an article id its
+    first passage; anything else none."""
+    clean = label.strip().strip("[]()").strip()
+    for passage in used:
+        if clean and clean == passage.article_id:
+            return passage
+    found = re.fullmatch(r"(?:s|source|src)?\s*#?\s*(\d+)", clean, re.IGNORECASE)
+    if found is None:
+        return None
+    number = int(found.group(1))
+    return used[number - 1] if 1 <= number <= len(used) else None
+
+
+def is_no_answer(text: str) -> bool:
+    return bool(_NO_ANSWER.match(text.strip())) if text.strip() else True
+
+
+@dataclass
+class Grounder:
+    """Claims in, kept sentences (with [n] markers) out; citations numbered by first use."""
+
+    question: str
+    used: Sequence[Passage]
+    articles: Mapping[str, Article]
+    citations: list[Citation] = field(default_factory=list)
+    rejected: list[RejectedCitation] = field(default_factory=list)
+    sentences: list[str] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    first: list[Citation] = field(default_factory=list)  # the first kept claim's evidence
+    _numbers: dict[tuple[str, int, int], int] = field(default_factory=dict)
+    _waiting: list[tuple[str, list[Citation]]] = field(default_factory=list)
+
+    def add(self, claim: DraftClaim) -> None:
+        """Ground one claim; kept ones join `sentences` (with [n] markers) in the order kept.
+
+        Relevance to the question is the answer's, not each claim's ("He also
+        cautioned ..." need not repeat the question): a claim whose quotes support
+        it but do not yet relate to the question waits, and is kept as soon as the
+        answer's quotes so far do; `close` rejects what never did.
+        """
+        found = self.supported(claim)
+        if found:
+            self._waiting.append((_INLINE_MARKER.sub("", claim.text).strip(), found))
+            self._settle()
+
+    def close(self) -> None:
+        """The end of a draft: waiting claims that never related to the question fail."""
+        for text, found in self._waiting:
+            why = (f"its quotes and the answer's cover {self._relevance(found):.0%} of the "
+                   f"question's terms (needs {RELEVANCE_THRESHOLD:.0%})")
+            self.failures.append(Failure(text, (f"its quotes do not answer the question: {why}",)))
+            self.rejected.extend(
+                RejectedCitation(article_id=c.article_id, quote=c.quote,
+                                 reason=f"does not answer the question: {why}")
+                for c in found
+            )
+        self._waiting.clear()
+
+    def supported(self, claim: DraftClaim) -> list[Citation]:
+        """The claim's verified quotes when they support it, else [] with the reasons recorded.
+
+        The one check answers, summary bullets and timeline events all go through
+        (relevance to a question aside, which `add` judges over the whole answer).
+        """
+        text = _INLINE_MARKER.sub("", claim.text).strip()
+        if not text:
+            return []
+        found, problems = self._verified(claim, text)
+        if found:
+            verdict = check_support(text, [c.quote for c in found], self.question,
+                                    about=_about(found), min_relevance=0.0)
+            if not verdict.supported:
+                problems.append(f"its quotes do not support it: {verdict.reason}")
+                self.rejected.extend(
+                    RejectedCitation(article_id=c.article_id, quote=c.quote,
+                                     reason=f"does not support the claim: {verdict.reason}")
+                    for c in found
+                )
+                found = []
+        if not found:
+            self.failures.append(Failure(text, tuple(problems)))
+        return found
+
+    def _settle(self) -> None:
+        """Keep every waiting claim the answer's quotes now make relevant, in arrival order."""
+        progress = True
+        while progress:
+            progress = False
+            for item in list(self._waiting):
+                if self._relevance(item[1]) >= RELEVANCE_THRESHOLD:
+                    self._waiting.remove(item)
+                    self._keep(*item)
+                    progress = True
+
+    def _relevance(self, found: Sequence[Citation]) -> float:
+        return relevance(self.question, [c.quote for c in [*self.citations, *found]])
+
+    def _keep(self, text: str, found: list[Citation]) -> None:
+        if not self.sentences:
+            self.first = found
+        markers = list(dict.fromkeys(self._number(c) for c in found))
+        self.sentences.append(text + " " + "".join(f"[{n}]" for n in markers))
+
+    def direct(self, proposed: str) -> str | None:
+        """The draft's short answer, if the first kept claim's quotes support it."""
+        text = _INLINE_MARKER.sub("", proposed).strip()
+        if not self.sentences or is_no_answer(text):
+            return None
+        quotes = [c.quote for c in self.first]
+        verdict = check_support(text, quotes, self.question, about=_about(self.first))
+        return text if verdict.supported else None
+
+    def _verified(self, claim: DraftClaim, text: str) -> tuple[list[Citation], list[str]]:
+        found: list[Citation] = []
+        problems: list[str] = []
+        if not claim.citations:
+            self.rejected.append(RejectedCitation(quote=text, reason="claim cites no source"))
+            problems.append("it cites no source")
+        for cited in claim.citations:
+            result = self._check(cited)
+            if isinstance(result, RejectedCitation):
+                self.rejected.append(result)
+                problems.append(f"{result.reason}: {result.quote!r}")
+            else:
+                found.append(result)
+        return found, problems
+
+    def _check(self, cited: DraftCitation) -> Citation | RejectedCitation:
+        """The quote under its own label, else under any other source of the prompt."""
+        label = cited.source_id.strip()
+        quote = unescape_quote(cited.quote)
+        named = passage_for_label(label, self.used)
+        if named is not None and named.article_id not in self.articles:
+            return RejectedCitation(article_id=named.article_id, quote=cited.quote,
+                                    reason=f"the article of {label} is not in the index")
+        if named is not None:
+            result = verify_one(self._claimed(named, quote, label), self.articles)
+            if isinstance(result, Citation):
+                return result
+        elsewhere = self._elsewhere(quote, label, named)
+        if elsewhere is not None:
+            return elsewhere
+        if named is None:
+            return RejectedCitation(quote=cited.quote, reason=f"unknown source {label or '(none)'}")
+        return RejectedCitation(article_id=named.article_id, quote=cited.quote,
+                                reason=f"quote not found in {label}")
+
+    def _elsewhere(self, quote: str, label: str, named: Passage | None) -> Citation | None:
+        """A quote the model put under the wrong label: found in another shown source."""
+        for i, passage in enumerate(self.used, 1):
+            if passage is named or passage.article_id not in self.articles:
+                continue
+            if named is not None and passage.article_id == named.article_id:
+                continue  # that article was searched whole already
+            result = verify_one(self._claimed(passage, quote, f"S{i}"), self.articles)
+            if isinstance(result, Citation):
+                return result.model_copy(update={"reattributed_from": label or "(none)"})
+        return None
+
+    @staticmethod
+    def _claimed(passage: Passage, quote: str, label: str) -> ClaimedQuote:
+        return ClaimedQuote(article_id=passage.article_id, quote=quote, label=label,
+                            hint=(passage.start, passage.end))
+
+    def _number(self, citation: Citation) -> int:
+        key = (citation.article_id, citation.start, citation.end)
+        if key not in self._numbers:
+            self.citations.append(citation)
+            self._numbers[key] = len(self.citations)
+        return self._numbers[key]
+
+
+def _about(citations: Sequence[Citation]) -> list[str]:
+    """What a claim may state of its sources without quoting them: outlet, title, date."""
+    facts: list[str] = []
+    for c in citations:
+        facts += [c.source, c.title, str(c.published_at or "")]
+    return [f for f in dict.fromkeys(facts) if f]
+
+
+def reask_message(failures: Sequence[Failure]) -> str:
+    """The one follow-up a model gets, listing each dropped claim and why (as instructor does)."""
+    lines = [
+        "These claims of your answer could not be kept, because a reader could not check "
+        "them against the sources:"
+    ]
+    for failure in failures:
+        lines.append(f"- {failure.claim!r}: " + "; ".join(failure.problems or ("no quote",)))
+    lines.append(
+        "Reply with the same JSON form, holding only these claims, corrected: each with "
+        "quotes copied exactly, word for word, from the source whose id you give, that say "
+        "what the claim says. Leave out any claim the sources do not support. Keep "
+        '"answerable" and "answer" as before.'
+    )
+    return "\n".join(lines)
