@@ -6,17 +6,30 @@ Reading order for a question: `NewsQA.ask` -> `retrieval.Retriever.search` ->
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from .chat import ChatSession
 from .config import Settings
-from .models import Answer, Article, ArticleInfo, IngestReport, Passage, Summary, Timeline
+from .errors import IndexMissing, InputError, NewsQAError, SetupError, StoreError, quote
+from .models import (
+    Answer,
+    Article,
+    ArticleInfo,
+    IngestReport,
+    Passage,
+    Summary,
+    Timeline,
+    Usage,
+)
 
 if TYPE_CHECKING:
-    from .chat import ChatSession
+    from llama_index.core.llms import LLM as LlamaIndexLLM  # typing only: never imported
+
     from .embedding import Embedder
     from .index import Index
     from .llm import LLM
@@ -25,39 +38,87 @@ if TYPE_CHECKING:
 DateLike = dt.date | dt.datetime | str | None
 T = TypeVar("T")
 
+MAX_QUESTION_CHARS = 2000
+"""The longest question (or summary query, focus, timeline query, chat turn) accepted.
+
+Work grows faster than the text: a 900 KB question cost 5.6 s of CPU and, ten at
+once, grew `newsqa serve` to 1.7 GB; the offline chat rewrite of one took minutes."""
+
+
+def check_question(text: object, what: str = "question") -> None:
+    """Refuse an over-long question before any work is done on it."""
+    if isinstance(text, str) and len(text) > MAX_QUESTION_CHARS:
+        raise InputError(
+            what, f"is {len(text):,} characters long; the limit is {MAX_QUESTION_CHARS:,} "
+            "(ask something shorter)"
+        )
+
 
 class _built_once(Generic[T]):
     """Like functools.cached_property, but safe when threads race to build.
 
     A server shares one NewsQA across request threads; two threads opening the
     Chroma client or loading the ONNX model at once would waste seconds or worse.
-    (cached_property lost its lock in Python 3.12.)
+    (cached_property lost its lock in Python 3.12.) `step` names the build in a
+    `SetupError` when it fails for a reason of a dependency's (e.g. an ImportError).
     """
 
-    def __init__(self, build: Callable[[Any], T]) -> None:
+    def __init__(self, build: Callable[[Any], T], step: str) -> None:
         self.build = build
+        self.step = step
         self.name = build.__name__
         self.__doc__ = build.__doc__
 
     def __get__(self, obj: Any, owner: type | None = None) -> T:
         if obj is None:
             return self  # type: ignore[return-value]
-        try:
-            return obj.__dict__[self.name]
-        except KeyError:
-            pass
-        with obj._build_lock:
-            if self.name not in obj.__dict__:
-                obj.__dict__[self.name] = self.build(obj)
-            return obj.__dict__[self.name]
+        return obj._part(self.name, self.step, lambda: self.build(obj))
+
+
+def _step(step: str) -> Callable[[Callable[[Any], T]], _built_once[T]]:
+    """`@_step("loading the embedding model")`: a part built once, named for errors."""
+
+    def wrap(build: Callable[[Any], T]) -> _built_once[T]:
+        return _built_once(build, step)
+
+    return wrap
+
+
+def _as_step(step: str, build: Callable[[], T]) -> T:
+    """Run `build`; anything that is not already one of ours becomes a SetupError naming
+    the step, so a broken dependency reads "loading the embedding model failed: ..."."""
+    try:
+        return build()
+    except NewsQAError:
+        raise
+    except Exception as exc:
+        raise SetupError(step, exc) from exc
+
+
+class _Session(ChatSession):
+    """A ChatSession that checks a turn's length before rewriting it: the offline rewrite
+    costs the square of the text (870 KB took seven minutes), so the check in `ask`,
+    which sees only the rewritten question, would come too late."""
+
+    def condense(self, question: str) -> tuple[str, Usage]:
+        check_question(question)
+        return super().condense(question)
+
+    async def acondense(self, question: str) -> tuple[str, Usage]:
+        check_question(question)
+        return await super().acondense(question)
 
 
 class NewsQA:
     """A news archive you can question.
 
     `db` is a folder for embedded Chroma; `chroma_url` a Chroma server instead.
-    `llm` is a model name served over the OpenAI API, an `LLM`, or None/"extractive"
-    for the offline engine (the default when no OPENAI_* variable is set).
+    `llm` is a model name served over the OpenAI API, an `LLM`, a LlamaIndex LLM
+    (wrapped by `newsqa.llama_index.LlamaIndexLLM`), or None/"extractive" for the
+    offline engine (the default when no OPENAI_* variable is set).
+    `create=False` is for reading tools: a missing index raises `IndexMissing` instead
+    of being created empty (so a typo in a path is an error, not an empty archive);
+    `ingest` still creates it.
     """
 
     def __init__(
@@ -66,9 +127,10 @@ class NewsQA:
         *,
         chroma_url: str | None = None,
         collection: str | None = None,
-        llm: str | LLM | None = None,
+        llm: str | LLM | LlamaIndexLLM | None = None,
         embedding: str | None = None,
         settings: Settings | None = None,
+        create: bool = True,
         **options: Any,
     ) -> None:
         model_name = llm if isinstance(llm, str) else None
@@ -80,30 +142,52 @@ class NewsQA:
             embedding=embedding,
             **options,
         )
-        self._llm_override = None if isinstance(llm, str) or llm is None else llm
+        self._llm_override = None if isinstance(llm, str) or llm is None else _as_llm(llm)
+        self.create = create
         self._build_lock = threading.RLock()
 
     # -- the parts, built on first use -------------------------------------------------
 
-    @_built_once
+    def _part(self, name: str, step: str, build: Callable[[], T]) -> T:
+        """The part called `name`, built once under the lock by `build`."""
+        try:
+            return self.__dict__[name]
+        except KeyError:
+            pass
+        with self._build_lock:
+            if name not in self.__dict__:
+                self.__dict__[name] = _as_step(step, build)
+            return self.__dict__[name]
+
+    @_step("loading the embedding model")
     def embedder(self) -> Embedder:
         from .embedding import get_embedder
 
         return get_embedder(self.settings.embedding, self.settings)
 
-    @_built_once
+    @_step("opening the index")
     def index(self) -> Index:
+        """The index; with create=False only an existing one (checked before the model loads)."""
+        if not self.create:
+            self.require_index()
+        return self._open_index()
+
+    def _open_index(self) -> Index:
         from .index import Index
 
         return Index(self.settings, self.embedder)
 
-    @_built_once
+    def _index_for_writing(self) -> Index:
+        """Ingest is the one operation that may create the index, whatever `create` says."""
+        return self._part("index", "opening the index", self._open_index)
+
+    @_step("preparing retrieval")
     def retriever(self) -> Retriever:
         from .retrieval import Retriever
 
         return Retriever(self.index, self.embedder, self.settings)
 
-    @_built_once
+    @_step("setting up the language model")
     def llm(self) -> LLM | None:
         """The configured language model, or None for the extractive engine."""
         if self._llm_override is not None:
@@ -113,6 +197,52 @@ class NewsQA:
         from .llm import LLM
 
         return LLM.from_settings(self.settings)
+
+    def require_index(self) -> None:
+        """Raise `IndexMissing` unless the configured index exists; creates nothing.
+
+        Embedded: the folder must hold Chroma's chroma.sqlite3 and, when that file can
+        be read, newsqa's collection. Server: the collection must exist there.
+        """
+        if self.settings.chroma_url:
+            self._require_server_collection()
+        else:
+            self._require_folder()
+
+    def _manifest_name(self) -> str:
+        return f"{self.settings.collection}_articles"  # the commit marker index.py writes
+
+    def _require_folder(self) -> None:
+        db = Path(self.settings.db)
+        if db.exists() and not db.is_dir():
+            raise IndexMissing(f"no newsqa index at {quote(db)}: it is a file, not a folder")
+        if not (db / "chroma.sqlite3").is_file():
+            raise IndexMissing(
+                f"no newsqa index at {quote(db)} (run newsqa ingest first, or pass --db)"
+            )
+        names = _embedded_collections(db / "chroma.sqlite3")
+        if names is not None and self._manifest_name() not in names:
+            raise IndexMissing(
+                f"no collection {quote(self.settings.collection)} in the newsqa index at "
+                f"{quote(db)} (run newsqa ingest first, or pass --collection)"
+            )
+
+    def _require_server_collection(self) -> None:
+        from chromadb.errors import NotFoundError
+
+        from .index import _connect
+
+        url = self.settings.chroma_url
+        client = _connect(self.settings)
+        try:
+            client.get_collection(self._manifest_name(), embedding_function=None)
+        except NotFoundError:
+            raise IndexMissing(
+                f"no collection {quote(self.settings.collection)} on the Chroma server at "
+                f"{url} (run newsqa ingest --chroma-url {url} first, or pass --collection)"
+            ) from None
+        except Exception as exc:
+            raise StoreError(f"Chroma server at {url}: {type(exc).__name__}: {exc}") from exc
 
     def close(self) -> None:
         """Let go of an embedded index so another process can open it."""
@@ -139,7 +269,8 @@ class NewsQA:
 
         if isinstance(items, (str, Path, Article)):
             items = [items]
-        return ingest(items, self.index, self.embedder, self.settings, progress=progress)
+        index = self._index_for_writing()
+        return ingest(items, index, self.embedder, self.settings, progress=progress)
 
     def articles(self) -> list[ArticleInfo]:
         return self.index.articles()
@@ -162,6 +293,7 @@ class NewsQA:
         top_k: int | None = None,
     ) -> list[Passage]:
         """The passages a question retrieves, best first (no LLM involved)."""
+        check_question(query)
         return self.retriever.search(
             query, top_k=top_k or self.settings.top_k, filters=self._filters(sources, since, until)
         )
@@ -178,6 +310,7 @@ class NewsQA:
         """Answer with citations that are verified verbatim spans of named articles."""
         from .answer import answer
 
+        check_question(question)
         passages = self.search(question, sources=sources, since=since, until=until, top_k=top_k)
         return answer(question, passages, self.index, self.llm, self.settings)
 
@@ -192,6 +325,7 @@ class NewsQA:
     ) -> Answer:
         from .answer import aanswer
 
+        check_question(question)
         passages = await self._asearch(question, sources, since, until, top_k)
         return await aanswer(question, passages, self.index, self.llm, self.settings)
 
@@ -207,6 +341,7 @@ class NewsQA:
         """Text deltas as the model writes them, then the final verified `Answer`."""
         from .answer import stream_answer
 
+        check_question(question)
         passages = self.search(question, sources=sources, since=since, until=until, top_k=top_k)
         return stream_answer(question, passages, self.index, self.llm, self.settings)
 
@@ -221,6 +356,7 @@ class NewsQA:
     ) -> AsyncIterator[str | Answer]:
         from .answer import astream_answer
 
+        check_question(question)
         passages = await self._asearch(question, sources, since, until, top_k)
         async for item in astream_answer(question, passages, self.index, self.llm, self.settings):
             yield item
@@ -242,6 +378,8 @@ class NewsQA:
         """One article by id, or what the archive says about `query`."""
         from .summarize import summarize
 
+        check_question(query, "query")
+        check_question(focus, "focus")
         return summarize(
             self,
             article_id=article_id,
@@ -264,15 +402,14 @@ class NewsQA:
         """Dated events about a story, oldest first, each cited."""
         from .summarize import timeline
 
+        check_question(query, "query")
         return timeline(
             self, query, filters=self._filters(sources, since, until), max_events=max_events
         )
 
     def chat(self, **options: Any) -> ChatSession:
         """A multi-turn session that rewrites follow-ups into standalone questions."""
-        from .chat import ChatSession
-
-        return ChatSession(self, **options)
+        return _Session(self, **options)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -297,3 +434,30 @@ class NewsQA:
         return await asyncio.to_thread(
             self.search, question, sources=sources, since=since, until=until, top_k=top_k
         )
+
+
+def _as_llm(llm: LLM | LlamaIndexLLM) -> LLM:
+    """A newsqa `LLM` as given; anything else goes to newsqa.llama_index, which wraps a
+    LlamaIndex LLM (llama_index is imported only here, only for such an object)."""
+    from .llm import LLM
+
+    if isinstance(llm, LLM):
+        return llm
+    from .llama_index import as_newsqa_llm
+
+    return as_newsqa_llm(llm)
+
+
+def _embedded_collections(sqlite_file: Path) -> set[str] | None:
+    """Collection names in an embedded Chroma folder, read-only, without Chroma itself
+    (opening Chroma would create what is missing); None when the file cannot be read
+    this way (garbage, another schema), which leaves the verdict to opening the index."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{sqlite_file.resolve().as_uri()}?mode=ro", uri=True, timeout=1)
+        ) as db:
+            return {str(row[0]) for row in db.execute("SELECT name FROM collections")}
+    except sqlite3.Error:
+        return None
