@@ -1,21 +1,24 @@
 """The `newsqa` command: a thin layer over `NewsQA`.
 
-Each command parses options, calls one API method and prints. Every
-`NewsQAError` becomes a one-line message on stderr and exit status 1 (2 for
-usage errors, which click handles), never a traceback.
+Each command parses options, calls one API method and prints. Every failure, ours
+(`NewsQAError`) or a dependency's (an ImportError from onnxruntime, a chromadb
+exception), becomes one line on stderr and exit status 1 (2 for usage errors, which
+click handles), never a traceback; `--debug` or NEWSQA_DEBUG=1 shows the traceback.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
+import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .errors import NewsQAError
+from .errors import ConfigError, IndexMissing, NewsQAError, SetupError, StoreError, shown
 
 if TYPE_CHECKING:
     from .api import NewsQA
@@ -36,33 +39,71 @@ def store_options(func: F) -> F:
     func = click.option(
         "--db",
         default=None,
-        type=click.Path(file_okay=False),
+        # No click.Path checks: a file given as --db gets our one-line error, not a usage page.
         help="Folder of the embedded Chroma index (default: $NEWSQA_DB or ./.newsqa).",
     )(func)
     return func
 
 
 def open_qa(
-    db: str | None, chroma_url: str | None, collection: str | None, **options: Any
+    db: str | None, chroma_url: str | None, collection: str | None, *, create: bool = False,
+    **options: Any,
 ) -> NewsQA:
+    """The archive; only commands that write pass create=True, so a mistyped --db in a
+    reading command is an error instead of a new, empty index."""
     from .api import NewsQA
 
-    return NewsQA(db=db, chroma_url=chroma_url, collection=collection, **options)
+    return NewsQA(db=db, chroma_url=chroma_url, collection=collection, create=create,
+                  **options)
+
+
+def one_line(text: str) -> str:
+    """Control characters escaped: a message from anywhere (a chromadb error, a file
+    name) stays on the one line a user or a log parser expects."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text.strip())
+
+
+def _debugging() -> bool:
+    """--debug on the `newsqa` group, or NEWSQA_DEBUG=1 in the environment."""
+    context = click.get_current_context(silent=True)
+    if context is not None and context.find_root().params.get("debug"):
+        return True
+    return os.environ.get("NEWSQA_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _error_line(exc: Exception, debugging: bool) -> str:
+    """Ours say what failed and what to do; anything else also says where to look."""
+    if isinstance(exc, NewsQAError) and not isinstance(exc, SetupError):
+        return f"newsqa: error: {one_line(str(exc))}"
+    if isinstance(exc, SetupError):
+        what = str(exc)
+    else:
+        context = click.get_current_context(silent=True)
+        command = context.info_name if context is not None else "newsqa"
+        what = f"{command} failed: {type(exc).__name__}: {exc}"
+    hint = "" if debugging else " (run with --debug for the traceback)"
+    return f"newsqa: error: {one_line(what)}{hint}"
 
 
 def handle_errors(func: F) -> F:
-    """Turn our typed errors into one clear line and exit 1."""
+    """Turn every failure into one clear line and exit 1; the traceback only on request."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except NewsQAError as exc:
-            click.echo(f"newsqa: error: {exc}", err=True)
-            sys.exit(1)
+        except (click.exceptions.ClickException, click.exceptions.Exit,
+                click.exceptions.Abort):
+            raise  # click's own: usage errors and exits it reports itself
         except KeyboardInterrupt:
             click.echo("newsqa: interrupted", err=True)
             sys.exit(130)
+        except Exception as exc:
+            debugging = _debugging()
+            if debugging:
+                traceback.print_exception(exc, file=sys.stderr)
+            click.echo(_error_line(exc, debugging), err=True)
+            sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
 
@@ -73,7 +114,9 @@ def print_json(data: Any) -> None:
 
 @click.group()
 @click.version_option(package_name="newsqa")
-def cli() -> None:
+@click.option("--debug", is_flag=True,
+              help="On an error, show the full traceback too (also NEWSQA_DEBUG=1).")
+def cli(debug: bool) -> None:
     """Answers and summaries over news articles, every citation a checked verbatim span."""
 
 
@@ -90,7 +133,7 @@ def ingest(
     as_json: bool,
 ) -> None:
     """Add article files or folders (text/Markdown, JSON/JSONL, HTML); unchanged ones are free."""
-    qa = open_qa(db, chroma_url, collection)
+    qa = open_qa(db, chroma_url, collection, create=True)
     report = _with_ingest_progress(lambda progress: qa.ingest(list(paths), progress=progress))
     if as_json:
         print_json(report.as_json())
@@ -101,7 +144,7 @@ def ingest(
             f"{report.chunks} chunks in the index"
         )
         for failure in report.failed:
-            click.echo(f"{failure.path}: {failure.error}", err=True)
+            click.echo(f"{shown(failure.path)}: {one_line(failure.error)}", err=True)
     sys.exit(1 if report.failed else 0)
 
 
@@ -239,7 +282,7 @@ def eval_multihop(
     except evaluation.DataMissing as exc:
         click.echo(f"newsqa: {exc}", err=True)
         return
-    qa = open_qa(db, None, None, llm=llm)
+    qa = open_qa(db, None, None, create=True, llm=llm)  # it ingests the corpus first
     run = _with_eval_progress(lambda progress: evaluation.evaluate_multihop(
         qa, data, ids_file=ids_file, limit=limit, answers=not no_answers, progress=progress))
     if dump:
@@ -289,16 +332,60 @@ def eval_summ(
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--api-key", envvar="NEWSQA_API_KEY", default=None,
               help="Require 'Authorization: Bearer KEY' on /v1/* (default: $NEWSQA_API_KEY).")
+@click.option("--insecure-no-auth", is_flag=True,
+              help="Serve a non-loopback --host without an API key (anyone who can connect "
+                   "may query the archive).")
 @click.option("--llm", default=None, help="Answer model (default: $NEWSQA_LLM or extractive).")
 @handle_errors
 def serve(db: str | None, chroma_url: str | None, collection: str | None, host: str,
-          port: int, api_key: str | None, llm: str | None) -> None:
+          port: int, api_key: str | None, insecure_no_auth: bool, llm: str | None) -> None:
     """Serve an OpenAI-compatible /v1/chat/completions over the archive."""
     from .server import serve as run_server
 
+    _check_exposure(host, api_key, insecure_no_auth)
+    qa = open_qa(db, chroma_url, collection, llm=llm)
+    _require_index_or_warn(qa)
+    if not api_key:
+        click.echo(f"newsqa: warning: serving without an API key: anyone who can connect to "
+                   f"{host}:{port} can query the archive (pass --api-key or set "
+                   "NEWSQA_API_KEY)", err=True)
     click.echo(f"newsqa: serving on http://{host}:{port}/v1 (model id: newsqa)", err=True)
-    run_server(open_qa(db, chroma_url, collection, llm=llm), host=host, port=port,
-               api_key=api_key)
+    run_server(qa, host=host, port=port, api_key=api_key or None)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def _check_exposure(host: str, api_key: str | None, insecure_no_auth: bool) -> None:
+    """An archive served beyond this machine without a key is open to anyone: refuse,
+    unless told in so many words."""
+    if api_key or insecure_no_auth or _is_loopback(host):
+        return
+    raise ConfigError(
+        f"refusing to serve on {host} without an API key: pass --api-key (or set "
+        "NEWSQA_API_KEY), or --insecure-no-auth to serve it to anyone who can connect"
+    )
+
+
+def _require_index_or_warn(qa: NewsQA) -> None:
+    """A missing index stops the server before it starts; a Chroma server not reachable
+    yet does not (requests retry it), but is said."""
+    try:
+        qa.require_index()
+    except IndexMissing:
+        raise
+    except StoreError as exc:
+        click.echo(f"newsqa: warning: {one_line(str(exc))} (serving anyway; requests will "
+                   "retry)", err=True)
 
 
 @cli.command()
@@ -310,7 +397,9 @@ def chat(db: str | None, chroma_url: str | None, collection: str | None,
     """Chat with the archive in the terminal; follow-ups may say "he" or "that"."""
     from .chat import run_terminal
 
-    run_terminal(open_qa(db, chroma_url, collection, llm=llm).chat())
+    qa = open_qa(db, chroma_url, collection, llm=llm)
+    qa.require_index()  # before the prompt, not at the first question
+    run_terminal(qa.chat())
 
 
 # -- summarize and timeline (logic in newsqa/summarize.py) ---------------------------------
