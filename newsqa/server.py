@@ -7,6 +7,11 @@ standalone question. The reply text carries numbered citation markers and a
 "Sources:" list a person can read; the same citations, structured, ride along in
 an extra top-level `newsqa` field (on the final chunk when streaming).
 
+Every request is bounded before any work: body size, number of messages and
+sources, the question's length (the API's limit), and how much of the earlier
+conversation is read. Server-side failures (5xx) tell the client their kind only;
+the detail, which can name local paths, goes to the log.
+
 This module imports FastAPI at the top: only `newsqa serve` and embedders import it.
 One `NewsQA` serves every request. Answering is synchronous, CPU-bound work
 (ONNX, BM25, Chroma), so it runs in the threadpool; its lazy parts are built once
@@ -33,8 +38,17 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from .api import check_question
 from .chat import ChatSession, format_reply, replay_history, reply_remainder, strip_reply
-from .errors import InputError, LLMError, NewsQAError, StoreError
+from .errors import (
+    InputError,
+    LLMConnectionError,
+    LLMError,
+    LLMOutputError,
+    LLMRateLimited,
+    NewsQAError,
+    StoreError,
+)
 from .models import Answer
 
 if TYPE_CHECKING:
@@ -44,6 +58,13 @@ log = logging.getLogger("newsqa.server")
 
 DEFAULT_MODEL_ID = "newsqa"
 DEFAULT_MAX_BODY = 1_000_000
+MAX_MESSAGES = 200
+MAX_SOURCES = 100
+# Earlier messages only steer the follow-up rewrite, whose cost grows with the square
+# of the previous reply (20 KB: 0.5 s; 300 KB: minutes): read a bounded part of each,
+# and of the conversation.
+MAX_HISTORY_CHARS = 4000
+MAX_HISTORY_PAIRS = 16
 # Past this many bytes we stop draining an oversized body and just answer 413.
 _DRAIN_LIMIT_FACTOR = 8
 
@@ -84,10 +105,10 @@ class ChatRequest(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="allow")
     model: str = DEFAULT_MODEL_ID
-    messages: list[_Message] = Field(min_length=1)
+    messages: list[_Message] = Field(min_length=1, max_length=MAX_MESSAGES)
     stream: bool = False
     stream_options: _StreamOptions | None = None
-    sources: list[str] | None = None
+    sources: list[str] | None = Field(default=None, max_length=MAX_SOURCES)
     since: str | None = None
     until: str | None = None
     top_k: int | None = Field(default=None, ge=1, le=100)
@@ -134,12 +155,31 @@ def _status_for(exc: NewsQAError) -> tuple[int, str]:
     return 500, "api_error"
 
 
+def _public_message(exc: NewsQAError) -> str:
+    """What a client may read of a server-side failure: the kind, never the detail, which
+    can hold local paths (the index folder, a model file) and goes to the log instead."""
+    if isinstance(exc, StoreError):
+        return "the archive's index is unavailable right now; the server log says why"
+    if isinstance(exc, LLMRateLimited):
+        return "the language model is rate-limiting this server; try again later"
+    if isinstance(exc, LLMConnectionError):
+        return "the language model did not answer; the server log says why"
+    if isinstance(exc, LLMOutputError):
+        return "the language model's reply could not be used; the server log says why"
+    if isinstance(exc, LLMError):
+        return "the language model failed; the server log says why"
+    return "the server could not answer; the server log says why"
+
+
 def _api_error(exc: Exception) -> APIError:
     if isinstance(exc, APIError):
         return exc
     if isinstance(exc, NewsQAError):
         status, kind = _status_for(exc)
-        return APIError(status, str(exc), type=kind)
+        if status < 500:  # about the request itself: the client should read it
+            return APIError(status, str(exc), type=kind)
+        log.error("%s while answering: %s", type(exc).__name__, exc)
+        return APIError(status, _public_message(exc), type=kind)
     if isinstance(exc, ValueError):
         return APIError(400, str(exc))
     log.exception("unexpected error while answering", exc_info=exc)
@@ -166,32 +206,44 @@ def reply_extra(answer: Answer) -> dict[str, Any]:
 
 
 def _conversation(request: ChatRequest) -> tuple[str, list[tuple[str, str]]]:
-    """The question (last user message) and the earlier (user, assistant) exchanges."""
+    """The question (last user message) and the earlier (user, assistant) exchanges.
+
+    The question is checked against the API's limit here, before any work; earlier
+    messages are clipped and only the latest exchanges kept (see MAX_HISTORY_CHARS).
+    """
     messages = request.messages
     last = messages[-1]
+    where = f"messages.{len(messages) - 1}"
     if last.role != "user":
         raise APIError(
-            400,
-            f"the last message must come from the user, got role {last.role!r}",
-            param=f"messages.{len(messages) - 1}.role",
+            400, f"the last message must come from the user, got role {last.role!r}",
+            param=f"{where}.role",
         )
     question = last.text().strip()
     if not question:
-        raise APIError(400, "the last user message is empty", param=f"messages.{len(messages) - 1}")
+        raise APIError(400, "the last user message is empty", param=where)
+    try:
+        check_question(question)
+    except InputError as exc:
+        raise APIError(400, str(exc), param=f"{where}.content", code="question_too_long") from None
+    return question, _history_pairs(messages[:-1])
+
+
+def _history_pairs(messages: list[_Message]) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     pending: str | None = None
-    for message in messages[:-1]:
+    for message in messages:
         if message.role == "user":
-            pending = message.text().strip() or pending
+            pending = message.text().strip()[:MAX_HISTORY_CHARS] or pending
         elif message.role == "assistant" and pending is not None:
-            pairs.append((pending, strip_reply(message.text())))
+            # clipped before strip_reply: its Sources pattern backtracks on long newline runs
+            pairs.append((pending, strip_reply(message.text()[:MAX_HISTORY_CHARS])))
             pending = None
-    return question, pairs
+    return pairs[-MAX_HISTORY_PAIRS:]
 
 
 def _session(qa: NewsQA, request: ChatRequest, pairs: list[tuple[str, str]]) -> ChatSession:
-    return ChatSession(
-        qa,
+    return qa.chat(
         history=replay_history(pairs),
         sources=request.sources,
         since=request.since,

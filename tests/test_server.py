@@ -257,6 +257,15 @@ BAD_BODIES: list[tuple[str, bytes | str, int, str]] = [
                                       "since": "soon", "stream": True}), 400, "date"),
     ("too large", json.dumps({"messages": [{"role": "user", "content": "x" * 1_100_000}]}), 413,
      "larger"),
+    ("question too long", json.dumps({"messages": [{"role": "user", "content": "Who? " * 401}]}),
+     400, "the limit is 2,000"),
+    ("question of 900 KB",
+     json.dumps({"messages": [{"role": "user", "content": "Who? " * 180_000}]}),
+     400, "the limit is 2,000"),
+    ("too many messages", json.dumps({"messages": [{"role": "user", "content": "hi"}] * 201}),
+     400, "messages"),
+    ("too many sources", json.dumps({"messages": [{"role": "user", "content": Q_MEET}],
+                                     "sources": ["x"] * 101}), 400, "sources"),
 ]
 
 
@@ -271,10 +280,34 @@ def test_bad_requests_get_clear_4xx(
         headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
         timeout=60,
     )
-    assert response.status_code == status, response.text
+    assert response.status_code == status, response.text[:500]
     error = response.json()["error"]
     assert says.lower() in error["message"].lower()
     assert error["type"] == "invalid_request_error"
+
+
+LONG_REPLIES = {
+    "sentences": "Esmail Qaani met Iraqi leaders in Baghdad and warned them. " * 5_000,
+    "blank lines": "Esmail Qaani met Iraqi leaders in Baghdad." + "\n" * 400_000,
+}
+
+
+@pytest.mark.parametrize("long_reply", LONG_REPLIES.values(), ids=LONG_REPLIES.keys())
+def test_a_long_history_message_costs_no_more_than_a_short_one(
+    client: openai.OpenAI, long_reply: str
+) -> None:
+    """Reading the previous reply costs the square of its length (300 KB of text, or of
+    blank lines before a Sources list: minutes). The server reads a bounded part of each;
+    the client gives up after 60 s."""
+    reply = client.with_options(timeout=60).chat.completions.create(
+        model="newsqa",
+        messages=[
+            {"role": "user", "content": Q_MEET},
+            {"role": "assistant", "content": long_reply},
+            {"role": "user", "content": Q_WARN},
+        ],
+    )
+    assert "Qaani" in _newsqa(reply)["rewritten_question"]
 
 
 def test_wrong_method_and_path_get_openai_errors(offline_url: str) -> None:
@@ -481,10 +514,23 @@ def test_upstream_model_failures_are_reported_not_hidden(tmp_path: Path) -> None
                                                     stream=True))
             assert caught.value.status_code == 502
 
-            # A claim streams out, then the reply fails validation even after the repair try:
-            # the status line is long gone, so the error arrives in-band.
+            # A claim that never verifies is never shown: the reply fails validation even
+            # after the repair try before any text went out, so the status says so.
             failing.default = Reply.chat('{"answerable": true, "claims": [{"text": "Qaani '
                                          'met leaders.", "citations": 5}]}')
+            with pytest.raises(openai.APIStatusError) as caught:
+                list(client.chat.completions.create(model="newsqa", messages=messages,
+                                                    stream=True))
+            assert caught.value.status_code == 502
+
+            # A verified claim streams out, then the rest of the reply fails validation even
+            # after the repair try: the status line is long gone, so the error arrives in-band.
+            met = "Qaani met with leaders of the Coordination Framework"
+            failing.default = Reply.chat(
+                '{"answerable": true, "answer": "", "claims": [{"text": "' + met + '.", '
+                '"citations": [{"source_id": "S1", "quote": "' + met + '"}]}, '
+                '{"text": "More.", "citations": 5}]}'
+            )
             stream = client.chat.completions.create(model="newsqa", messages=messages,
                                                     stream=True)
             seen: list[str] = []
@@ -492,6 +538,80 @@ def test_upstream_model_failures_are_reported_not_hidden(tmp_path: Path) -> None
                 for chunk in stream:
                     if chunk.choices:
                         seen.append(chunk.choices[0].delta.content or "")
-            assert "Qaani met leaders." in "".join(seen)
+            assert "".join(seen).startswith(met + ". [1]")
+            assert "More." not in "".join(seen)
     finally:
         failing.close()
+
+
+# -- no file path in a reply; serve's defaults ------------------------------------------------
+
+HOLD = """
+import sys
+from newsqa import NewsQA
+qa = NewsQA(db=sys.argv[1])
+qa.articles()
+print("holding", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_store_failures_are_503_without_the_local_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The folder is held by another process: the client learns the store is unavailable,
+    the log (not the client) learns where."""
+    from newsqa.api import NewsQA
+    from newsqa.server import create_app
+
+    db = _ingested_db(tmp_path / "held-db")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(db)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        monkeypatch.setenv("NEWSQA_LOCK_TIMEOUT", "0.2")
+        qa = NewsQA(db=db, llm="extractive")
+        with caplog.at_level("WARNING", logger="newsqa.server"), \
+                _uvicorn(create_app(qa, warm=False)) as url:
+            for stream in (False, True):
+                response = httpx.post(f"{url}/v1/chat/completions", timeout=60, json={
+                    "messages": [{"role": "user", "content": Q_MEET}], "stream": stream})
+                assert response.status_code == 503, response.text
+                error = response.json()["error"]
+                assert error["type"] == "api_error" and "unavailable" in error["message"]
+                assert str(tmp_path) not in response.text
+    finally:
+        holder.communicate("\n", timeout=60)
+    assert any(str(db) in record.getMessage() for record in caplog.records)
+
+
+def _serve(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "NEWSQA_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "newsqa.cli", "serve", "--db", str(db), "--llm", "extractive",
+         "--port", str(free_port()), *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=START_DEADLINE,
+    )
+
+
+# 192.0.2.1 (TEST-NET-1) is not a loopback address and is on no interface here: a server
+# that got past the checks fails to bind it, so no test ever listens beyond 127.0.0.1.
+NOT_LOOPBACK = "192.0.2.1"
+
+
+def test_serve_refuses_a_non_loopback_host_without_a_key(tmp_path: Path) -> None:
+    run = _serve(tmp_path / "never-opened", "--host", NOT_LOOPBACK)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        f"newsqa: error: refusing to serve on {NOT_LOOPBACK} without an API key: pass --api-key "
+        "(or set NEWSQA_API_KEY), or --insecure-no-auth to serve it to anyone who can connect"
+    ]
+
+
+def test_serve_without_a_key_warns_and_insecure_no_auth_is_honoured(tmp_path: Path) -> None:
+    db = _ingested_db(tmp_path / "db")
+    run = _serve(db, "--host", NOT_LOOPBACK, "--insecure-no-auth")
+    assert "refusing" not in run.stderr
+    assert "newsqa: warning: serving without an API key" in run.stderr
+    assert run.returncode != 0 and "Traceback" not in run.stderr  # the bind failed, cleanly
+    assert "192.0.2.1" in run.stderr
