@@ -124,7 +124,7 @@ def save(folder: Path, key: str, keyword: KeywordIndex) -> None:
         if _plain_folder(folder):
             _write(folder, path, doc, arrays)
             _drop_others(folder, path)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # never fail the search that built it
         log.warning("cannot write keyword cache %s (%s: %s)", path, type(exc).__name__, exc)
 
 
@@ -306,7 +306,7 @@ def _unpack(doc: Any, arrays: dict[str, np.ndarray], key: str) -> KeywordIndex:
     if "bigrams" in bm25:
         parts["_bigrams"] = _bm25(bm25["bigrams"], "bigrams", members, n)
     if "titles" in bm25:
-        titles = _bm25(bm25["titles"], "titles", members, None)
+        titles = _bm25(bm25["titles"], "titles", members, None, required=n > 0)
         owner = members.take("titles.owner", _I8, n)
         _in_range(owner, "titles.owner", _docs(titles))
         parts["_titles"] = (titles, owner)
@@ -349,14 +349,22 @@ def _check_metadata(meta: Any) -> None:
             raise Unusable(f"chunk metadata {name!r} is not a string")
 
 
-def _bm25(spec: Any, name: str, members: _Members, docs: int | None) -> Any:
-    """A bm25s model rebuilt as bm25s.BM25.load does, from checked parameters and arrays."""
+def _bm25(
+    spec: Any, name: str, members: _Members, docs: int | None, required: bool = False
+) -> Any:
+    """A bm25s model rebuilt as bm25s.BM25.load does, from checked parameters and arrays.
+
+    `docs` is the number of documents it must index (None: any); `required` says it
+    must have been indexed even so (searches read its vocabulary unconditionally).
+    """
     import bm25s
 
     spec = _dict(spec, f"{name} BM25")
     model = bm25s.BM25(**_bm25_params(spec.get("params"), name))
-    if spec.get("vocab") is None:
-        return model  # saved before any index() call: nothing more to restore
+    if spec.get("vocab") is None:  # saved before any index() call: only right for no documents
+        if docs or required:
+            raise Unusable(f"{name}: no postings for {docs} chunks")
+        return model
     vocab = _take_lines(members, f"{name}.vocab", _count(spec["vocab"], f"{name} vocabulary"))
     num_docs = _count(spec.get("num_docs"), f"{name} documents")
     if docs is not None and num_docs != docs:

@@ -185,6 +185,17 @@ def plant_wrong_count(path: Path, marker: Path) -> None:
     rewrite(path, with_doc(arrays, doc))
 
 
+def plant_no_postings(path: Path, marker: Path) -> None:
+    """A BM25 described as never indexed, although there are chunks to search."""
+    arrays = archive(path)
+    doc = doc_of(arrays)
+    bm25 = doc["bm25"]
+    assert isinstance(bm25, dict)
+    bm25["bigrams"]["vocab"] = None
+    kept = {n: a for n, a in arrays.items() if not n.startswith("bigrams.")}
+    rewrite(path, with_doc(kept, doc))
+
+
 def plant_bad_utf8(path: Path, marker: Path) -> None:
     arrays = archive(path)
     name = next(n for n in arrays if n.endswith(".utf8") and len(arrays[n]))
@@ -230,6 +241,7 @@ PLANTS: dict[str, Callable[[Path, Path], None]] = {
     "wrong-json-types": plant_wrong_json_types,
     "wrong-count": plant_wrong_count,
     "bad-utf8": plant_bad_utf8,
+    "no-postings": plant_no_postings,
     "missing-member": plant_missing_member,
     "deflated": plant_deflated,
     "pickle": plant_pickle,
@@ -257,3 +269,22 @@ def test_a_planted_cache_file_is_refused_with_a_warning_and_rebuilt(
     assert str(path) in warnings[0].getMessage()
     [again] = cache_files(db)
     assert again == path and not path.is_symlink()
+
+
+def test_a_symlinked_cache_folder_is_neither_read_nor_cleaned(
+    searched: tuple[Path, list[str]], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Saving deletes other keyword-* files: never in a folder a planted symlink names."""
+    db, first = searched
+    marker = tmp_path / "marker"
+    elsewhere = tmp_path / "elsewhere"
+    (db / "newsqa-cache").rename(elsewhere)
+    decoy = elsewhere / "keyword-decoy.pkl"
+    decoy.write_bytes(pickle.dumps(Payload(marker)))
+    (db / "newsqa-cache").symlink_to(elsewhere)
+    before = sorted(p.name for p in elsewhere.iterdir())
+    with caplog.at_level(logging.WARNING, logger="newsqa.keywordcache"):
+        assert ask_ids(db) == first
+    assert sorted(p.name for p in elsewhere.iterdir()) == before
+    assert not marker.exists()
+    assert any("not a plain folder" in r.getMessage() for r in caplog.records)
