@@ -308,3 +308,29 @@ def test_content_key_follows_commits_even_without_a_revision_bump(
     write(index, make_article(18, source="Other"), seed=3)
     assert index.content_key() not in (before, committed)
     assert index.revision != revision
+
+
+def test_content_key_reads_the_manifest_when_an_article_has_two_contents_on_disk(
+    store_settings: Settings,
+) -> None:
+    """A killed update leaves both contents' chunks; only the manifest says which counts."""
+    from newsqa.index import ArticleWrite, _manifest_metadata
+
+    index = Index(store_settings, Space())
+    old = make_article(19)
+    write(index, old)
+    before = Index(store_settings, Space()).content_key()
+    new = make_article(19, text="A corrected story, longer than the first one was. " * 4)
+    assert new.id == old.id and new.content_hash != old.content_hash
+    chunks = char_chunks(new)
+    records = index._records(ArticleWrite(new, chunks, unit_vectors(len(chunks), 4)))
+    index._chunks.upsert(ids=records.ids, embeddings=records.vectors,
+                         documents=records.documents, metadatas=records.metadatas)
+    assert Index(store_settings, Space()).content_key() == before  # written, not committed
+    index._manifest.upsert(ids=[new.id], embeddings=np.ones((1, 1), dtype=np.float32),
+                           documents=[new.text], metadatas=[_manifest_metadata(new, len(chunks))])
+    reader = Index(store_settings, Space())  # committed; the old chunks and revision remain
+    after = reader.content_key()
+    assert after != before and reader.all_chunks().content_key == after
+    assert reader.sweep() == len(char_chunks(old))
+    assert Index(store_settings, Space()).content_key() == after
