@@ -1,0 +1,641 @@
+"""newsqa inside LlamaIndex apps: a retriever, a query engine, a chat engine, a reader,
+and any LlamaIndex LLM as newsqa's model.
+
+Why adapters and not LlamaIndex's own synthesizers: what newsqa adds is that every
+citation is a verified, character-exact span of a named article. A LlamaIndex
+synthesizer would hand a model's prose back unchecked, so these classes leave the
+answering to newsqa and only speak LlamaIndex's types:
+
+- `NewsQARetriever`: hybrid search and the learned second stage, publisher and date
+  filters; each node is a chunk with its article's facts and character offsets.
+- `NewsQAQueryEngine`: the verified answer; `source_nodes` are its citations (a node's
+  text is the exact quote), `metadata["answer"]` the whole `Answer`.
+- `NewsQAChatEngine`: condense-plus-context over a newsqa chat session, so follow-ups
+  are rewritten by newsqa's rewriting and answered with verified citations.
+- `NewsReader`: newsqa's loaders (text with datelines, JSON/JSONL, HTML, folders) as
+  `Document`s with news metadata.
+- `LlamaIndexLLM`: a LlamaIndex `LLM` as newsqa's model; `NewsQA(llm=...)` wraps one.
+
+This is the one module of newsqa that imports llama_index: `import newsqa` never does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Generator,
+    Iterable,
+    Iterator,
+    Sequence,
+)
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+from llama_index.core.base.llms.types import ChatMessage, ChatResponse, MessageRole
+from llama_index.core.base.response.schema import (
+    AsyncStreamingResponse,
+    Response,
+    StreamingResponse,
+)
+from llama_index.core.callbacks import CallbackManager
+from llama_index.core.chat_engine.types import (
+    AgentChatResponse,
+    BaseChatEngine,
+    StreamingAgentChatResponse,
+)
+from llama_index.core.llms import LLM as LlamaIndexBaseLLM
+from llama_index.core.query_engine import CustomQueryEngine
+from llama_index.core.readers.base import BaseReader
+from llama_index.core.retrievers import BaseRetriever
+from llama_index.core.schema import (
+    Document,
+    NodeRelationship,
+    NodeWithScore,
+    QueryBundle,
+    RelatedNodeInfo,
+    TextNode,
+)
+from llama_index.core.tools import ToolOutput
+
+from .api import DateLike, NewsQA
+from .articles import read_paths
+from .chat import ChatSession, replay_history, strip_reply
+from .errors import InputError, LLMConnectionError, LLMError, LLMServerError
+from .llm import LLM, RUNGS, Messages, RetryPolicy
+from .models import Answer, Article, Citation, Passage
+
+log = logging.getLogger(__name__)
+
+# Ids, links and offsets: for programs, noise to an embedding model or an LLM prompt.
+HIDDEN_FROM_MODELS = ("article_id", "url", "start", "end", "origin")
+_FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
+
+__all__ = [
+    "LlamaIndexLLM",
+    "NewsQAChatEngine",
+    "NewsQAQueryEngine",
+    "NewsQARetriever",
+    "NewsReader",
+    "answer_response",
+    "article_document",
+    "as_newsqa_llm",
+    "citation_node",
+    "passage_node",
+]
+
+
+# -- nodes and documents ------------------------------------------------------------------
+
+
+def news_metadata(
+    article_id: str, title: str, source: str, published_at: Any, url: str | None, **more: Any
+) -> dict[str, Any]:
+    """The news facts every node and document carries, dates as ISO strings.
+
+    Missing values are left out rather than set to None: vector stores (Chroma among
+    them) refuse None in metadata, and documents are often written to one.
+    """
+    values = {
+        "article_id": article_id,
+        "title": title,
+        "source": source,
+        "published_at": published_at.isoformat() if published_at is not None else None,
+        "url": url,
+        **more,
+    }
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _span_node(node_id: str, text: str, span: Passage | Citation) -> TextNode:
+    """A node for `text` == article[start:end]; its SOURCE is the article (ref_doc_id)."""
+    return TextNode(
+        id_=node_id,
+        text=text,
+        metadata=news_metadata(span.article_id, span.title, span.source, span.published_at,
+                               span.url, start=span.start, end=span.end),
+        start_char_idx=span.start,
+        end_char_idx=span.end,
+        relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=span.article_id)},
+        excluded_embed_metadata_keys=list(HIDDEN_FROM_MODELS),
+        excluded_llm_metadata_keys=list(HIDDEN_FROM_MODELS),
+    )
+
+
+def passage_node(passage: Passage) -> NodeWithScore:
+    """A retrieved chunk, scored as newsqa ranked it (higher is better)."""
+    return NodeWithScore(node=_span_node(passage.chunk_id, passage.text, passage),
+                         score=passage.score)
+
+
+def citation_node(citation: Citation) -> NodeWithScore:
+    """A verified citation: the node's text is the exact quote at its offsets."""
+    node_id = f"{citation.article_id}:{citation.start}-{citation.end}"
+    return NodeWithScore(node=_span_node(node_id, citation.quote, citation))
+
+
+def citation_nodes(answer: Answer) -> list[NodeWithScore]:
+    return [citation_node(c) for c in answer.citations]
+
+
+def answer_metadata(answer: Answer) -> dict[str, Any]:
+    """JSON-ready, so `Answer.model_validate(metadata["answer"])` gives the answer back."""
+    return {"answer": answer.model_dump(mode="json")}
+
+
+def answer_response(answer: Answer) -> Response:
+    """A newsqa `Answer` as LlamaIndex's `Response`: text, citations as nodes, the whole."""
+    return Response(response=answer.answer, source_nodes=citation_nodes(answer),
+                    metadata=answer_metadata(answer))
+
+
+def article_document(
+    article: Article, *, origin: str | None = None, extra_info: dict[str, Any] | None = None
+) -> Document:
+    """An article as a `Document` whose id is the article's, so re-loading it dedupes."""
+    facts = news_metadata(article.id, article.title, article.source, article.published_at,
+                          article.url, origin=origin)
+    return Document(
+        id_=article.id,
+        text=article.text,
+        metadata={**(extra_info or {}), **article.metadata, **facts},
+        excluded_embed_metadata_keys=list(HIDDEN_FROM_MODELS),
+        excluded_llm_metadata_keys=list(HIDDEN_FROM_MODELS),
+    )
+
+
+def _search_options(
+    sources: Sequence[str] | None, since: DateLike, until: DateLike, top_k: int | None
+) -> dict[str, Any]:
+    return {"sources": sources, "since": since, "until": until, "top_k": top_k}
+
+
+# -- retriever ----------------------------------------------------------------------------
+
+
+class NewsQARetriever(BaseRetriever):
+    """newsqa's retrieval (BM25 + dense, fused, then the learned second stage) as a
+    LlamaIndex retriever, so postprocessors, routers and synthesizers can use it.
+
+    The filters apply to every query as `NewsQA.search` takes them: `sources`
+    (publisher names), `since`/`until` (dates, inclusive); `top_k` defaults to the
+    settings' value.
+    """
+
+    def __init__(
+        self,
+        qa: NewsQA,
+        *,
+        sources: Sequence[str] | None = None,
+        since: DateLike = None,
+        until: DateLike = None,
+        top_k: int | None = None,
+        callback_manager: CallbackManager | None = None,
+    ) -> None:
+        super().__init__(callback_manager=callback_manager)
+        self.qa = qa
+        self.options = _search_options(sources, since, until, top_k)
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        passages = self.qa.search(query_bundle.query_str, **self.options)
+        return [passage_node(p) for p in passages]
+
+    async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        # Retrieval is CPU-bound (ONNX, BM25) and thread-safe: keep the event loop free.
+        return await asyncio.to_thread(self._retrieve, query_bundle)
+
+
+# -- query engine -------------------------------------------------------------------------
+
+
+def _texts(
+    items: Iterable[str | Answer], nodes: list[NodeWithScore], metadata: dict[str, Any]
+) -> Generator[str, None, None]:
+    """newsqa's stream text; the final `Answer` fills `nodes` and `metadata` in place,
+    because a streaming response is handed out before its citations are known."""
+    for item in items:
+        if isinstance(item, Answer):
+            nodes.extend(citation_nodes(item))
+            metadata.update(answer_metadata(item))
+        else:
+            yield item
+
+
+async def _atexts(
+    items: AsyncIterator[str | Answer], nodes: list[NodeWithScore], metadata: dict[str, Any]
+) -> AsyncGenerator[str, None]:
+    async for item in items:
+        for text in _texts([item], nodes, metadata):
+            yield text
+
+
+class NewsQAQueryEngine(CustomQueryEngine):
+    """Questions answered by newsqa: `Response.response` is the verified answer text,
+    `source_nodes` its citations (one node each, the exact quote), `metadata["answer"]`
+    the whole `Answer`.
+
+    With `streaming=True`, `query` returns a `StreamingResponse` (`aquery` an
+    `AsyncStreamingResponse`) whose generator yields the text newsqa has verified as it
+    goes; its `source_nodes` and `metadata` are filled in once the generator is done.
+    """
+
+    qa: NewsQA
+    streaming: bool = False
+    sources: list[str] | None = None
+    since: DateLike = None
+    until: DateLike = None
+    top_k: int | None = None
+
+    def custom_query(self, query_str: str) -> Response | StreamingResponse:
+        if not self.streaming:
+            return answer_response(self.qa.ask(query_str, **self._options()))
+        nodes: list[NodeWithScore] = []
+        metadata: dict[str, Any] = {}
+        items = self.qa.stream(query_str, **self._options())
+        return StreamingResponse(_texts(items, nodes, metadata), nodes, metadata)
+
+    async def acustom_query(self, query_str: str) -> Response | AsyncStreamingResponse:
+        if not self.streaming:
+            return answer_response(await self.qa.aask(query_str, **self._options()))
+        nodes: list[NodeWithScore] = []
+        metadata: dict[str, Any] = {}
+        items = self.qa.astream(query_str, **self._options())
+        return AsyncStreamingResponse(_atexts(items, nodes, metadata), nodes, metadata)
+
+    def _options(self) -> dict[str, Any]:
+        return _search_options(self.sources, self.since, self.until, self.top_k)
+
+
+# -- chat engine --------------------------------------------------------------------------
+
+
+def _turn_output(answer: Answer) -> ToolOutput:
+    """The whole `Answer` where LlamaIndex chat responses keep what produced them."""
+    return ToolOutput(
+        tool_name="newsqa",
+        content=answer.answer,
+        raw_input={"question": answer.question, "standalone_question": answer.rewritten_question},
+        raw_output=answer,
+    )
+
+
+def _chat_response(answer: Answer) -> AgentChatResponse:
+    return AgentChatResponse(response=answer.answer, sources=[_turn_output(answer)],
+                             source_nodes=citation_nodes(answer), metadata=answer_metadata(answer))
+
+
+def _kept(items: Iterable[str | Answer], sources: list[ToolOutput]) -> Iterator[str | Answer]:
+    """`items` unchanged; the final `Answer` is also recorded in `sources`."""
+    for item in items:
+        if isinstance(item, Answer):
+            sources.append(_turn_output(item))
+        yield item
+
+
+async def _akept(
+    items: AsyncIterator[str | Answer], sources: list[ToolOutput]
+) -> AsyncIterator[str | Answer]:
+    async for item in items:
+        for kept in _kept([item], sources):
+            yield kept
+
+
+def _deltas(texts: Iterable[str]) -> Generator[ChatResponse, None, None]:
+    """Stream text as LlamaIndex chat deltas: each carries the message so far."""
+    so_far = ""
+    for text in texts:
+        so_far += text
+        yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=so_far),
+                           delta=text)
+
+
+async def _adeltas(texts: AsyncIterator[str]) -> AsyncGenerator[ChatResponse, None]:
+    so_far = ""
+    async for text in texts:
+        so_far += text
+        yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=so_far),
+                           delta=text)
+
+
+def _exchanges(messages: Sequence[ChatMessage]) -> list[tuple[str, str]]:
+    """(question, answer) pairs from a LlamaIndex history; markers and sources stripped."""
+    pairs: list[tuple[str, str]] = []
+    question: str | None = None
+    for message in messages:
+        if message.role == MessageRole.USER:
+            question = message.content or ""
+        elif message.role == MessageRole.ASSISTANT and question is not None:
+            pairs.append((question, strip_reply(message.content or "")))
+            question = None
+    return pairs
+
+
+class NewsQAChatEngine(BaseChatEngine):
+    """Condense-plus-context chat over a newsqa session (`NewsQA.chat`).
+
+    Each message is condensed into a standalone question by newsqa's follow-up
+    rewriting (the LLM when one is configured, else offline), answered from retrieved
+    passages, and every citation verified. `source_nodes` are the citations; the whole
+    `Answer` is `sources[0].raw_output` (and `metadata["answer"]` when not streaming).
+    `session_options` go to `NewsQA.chat` (sources, since, until, top_k, history_tokens).
+    """
+
+    def __init__(self, qa: NewsQA, **session_options: Any) -> None:
+        self.session: ChatSession = qa.chat(**session_options)
+
+    def reset(self) -> None:
+        self.session.reset()
+
+    @property
+    def chat_history(self) -> list[ChatMessage]:
+        messages = []
+        for turn in self.session.history:
+            messages.append(ChatMessage(role=MessageRole.USER, content=turn.question))
+            messages.append(ChatMessage(role=MessageRole.ASSISTANT, content=turn.answer))
+        return messages
+
+    def chat(
+        self, message: str, chat_history: list[ChatMessage] | None = None
+    ) -> AgentChatResponse:
+        self._use_history(chat_history)
+        return _chat_response(self.session.ask(message))
+
+    async def achat(
+        self, message: str, chat_history: list[ChatMessage] | None = None
+    ) -> AgentChatResponse:
+        self._use_history(chat_history)
+        return _chat_response(await self.session.aask(message))
+
+    def stream_chat(
+        self, message: str, chat_history: list[ChatMessage] | None = None
+    ) -> StreamingAgentChatResponse:
+        """Deltas of verified text; `source_nodes` and `sources` fill in as it ends."""
+        self._use_history(chat_history)
+        nodes: list[NodeWithScore] = []
+        sources: list[ToolOutput] = []
+        items = _kept(self.session.stream(message), sources)
+        # Not "writing to memory": the session keeps the history, so no thread is needed.
+        return StreamingAgentChatResponse(
+            chat_stream=_deltas(_texts(items, nodes, {})), sources=sources, source_nodes=nodes,
+            is_writing_to_memory=False,
+        )
+
+    async def astream_chat(
+        self, message: str, chat_history: list[ChatMessage] | None = None
+    ) -> StreamingAgentChatResponse:
+        self._use_history(chat_history)
+        nodes: list[NodeWithScore] = []
+        sources: list[ToolOutput] = []
+        items = _akept(self.session.astream(message), sources)
+        return StreamingAgentChatResponse(
+            achat_stream=_adeltas(_atexts(items, nodes, {})), sources=sources,
+            source_nodes=nodes, is_writing_to_memory=False,
+        )
+
+    def _use_history(self, chat_history: Sequence[ChatMessage] | None) -> None:
+        """LlamaIndex's convention: a given history replaces the engine's memory. Its
+        follow-ups are re-condensed offline, as newsqa does for a client's history."""
+        if chat_history is None:
+            return
+        self.session.reset()
+        for turn in replay_history(_exchanges(chat_history)):
+            self.session.add_turn(turn.question, turn.answer, turn.rewritten_question)
+
+
+# -- reader -------------------------------------------------------------------------------
+
+
+class NewsReader(BaseReader):
+    """newsqa's loaders as a LlamaIndex reader: files and folders of text (datelines,
+    seed headers, front matter), JSON/JSONL and HTML, as `Document`s whose metadata
+    holds article_id, title, source, published_at (ISO), url and origin.
+
+    A file or record that cannot be read raises newsqa's `InputError` (naming the file
+    and line); with `skip_errors=True` it is logged and the rest still load, as
+    `newsqa ingest` does.
+    """
+
+    def __init__(self, *, skip_errors: bool = False) -> None:
+        self.skip_errors = skip_errors
+
+    def lazy_load_data(
+        self,
+        paths: str | Path | Iterable[str | Path],
+        extra_info: dict[str, Any] | None = None,
+    ) -> Iterator[Document]:
+        if isinstance(paths, (str, Path)):
+            paths = [paths]
+        for loaded in read_paths(paths):
+            if isinstance(loaded, InputError):
+                if not self.skip_errors:
+                    raise loaded
+                log.warning("skipped: %s", loaded)
+                continue
+            yield article_document(loaded.article, origin=loaded.origin, extra_info=extra_info)
+
+
+# -- any LlamaIndex LLM as newsqa's model -------------------------------------------------
+
+
+def as_newsqa_llm(llm: Any) -> Any:
+    """`llm` wrapped in `LlamaIndexLLM` when it is a LlamaIndex LLM, else unchanged."""
+    return LlamaIndexLLM(llm) if isinstance(llm, LlamaIndexBaseLLM) else llm
+
+
+class LlamaIndexLLM(LLM):
+    """newsqa's `LLM` speaking through a LlamaIndex `LLM`.
+
+    Why a subclass with a transport and not a second client: the structured-output
+    ladder, pydantic validation, the one repair, usage accounting and typed errors all
+    live in `newsqa.llm.LLM` and stay in force unchanged. Only the raw call goes to
+    `llm.chat` / `stream_chat` / `achat` / `astream_chat`, through an object shaped like
+    the openai client (the seam `newsqa.local` uses for llama.cpp).
+
+    The ladder starts on its plain-text rung: LlamaIndex's chat API has no portable
+    `response_format`, so the schema goes into the prompt and the reply is extracted and
+    validated, as for a server that refuses structured output. Sampling (max tokens,
+    temperature, timeouts, retries) is the LlamaIndex LLM's own; newsqa adds no retries,
+    and whatever the LlamaIndex LLM raises leaves as an `LLMError`. Tokens are counted
+    with newsqa's tiktoken count unless the LlamaIndex LLM reports them; the context
+    window and reply budget come from its `metadata`.
+    """
+
+    def __init__(
+        self,
+        llm: LlamaIndexBaseLLM,
+        *,
+        context_window: int | None = None,
+        max_output_tokens: int | None = None,
+    ) -> None:
+        self.llama_llm = llm
+        facts = llm.metadata
+        client = SimpleNamespace(chat=SimpleNamespace(completions=_Completions(self)))
+        async_client = SimpleNamespace(chat=SimpleNamespace(completions=_AsyncCompletions(self)))
+        super().__init__(facts.model_name or type(llm).__name__, base_url=_where(llm),
+                         client=client, async_client=async_client,
+                         retry=RetryPolicy(max_retries=0),
+                         context_window=context_window or facts.context_window)
+        reply = max_output_tokens or facts.num_output
+        if reply > 0:  # LlamaIndex says -1 when it does not know: newsqa's default stays
+            self.max_output_tokens = reply
+        self._rung = RUNGS.index("text")
+
+    def chat_messages(self, messages: Messages) -> list[ChatMessage]:
+        """newsqa's messages for the LlamaIndex LLM; "system" as the role it expects."""
+        system = self.llama_llm.metadata.system_role
+        return [
+            ChatMessage(role=system if m["role"] == "system" else MessageRole(m["role"]),
+                        content=m.get("content") or "")
+            for m in messages
+        ]
+
+    @contextlib.contextmanager
+    def typed_errors(self) -> Iterator[None]:
+        """Whatever the LlamaIndex LLM raises leaves as an `LLMError`, never as text."""
+        try:
+            yield
+        except LLMError:
+            raise
+        except Exception as exc:
+            raise self._llm_error(exc) from exc
+
+    def _llm_error(self, exc: Exception) -> LLMError:
+        import openai
+
+        if isinstance(exc, openai.OpenAIError):  # OpenAI-backed LlamaIndex LLMs
+            return self._classify(exc).error
+        where = f"{self.model} via LlamaIndex {type(self.llama_llm).__name__}"
+        unreachable = isinstance(exc, (TimeoutError, ConnectionError, httpx.TransportError))
+        kind = LLMConnectionError if unreachable else LLMServerError
+        return kind(f"{where}: {type(exc).__name__}: {exc}")
+
+
+def _where(llm: LlamaIndexBaseLLM) -> str:
+    """What error messages name: the LLM's API base when it has one."""
+    api_base = getattr(llm, "api_base", None)
+    if isinstance(api_base, str) and api_base:
+        return api_base
+    return f"LlamaIndex {type(llm).__name__}"
+
+
+class _Completions:
+    """`client.chat.completions.create(**request)` answered by `llm.chat`/`stream_chat`.
+
+    Only the messages are read from the request: model, max_tokens and temperature
+    are the LlamaIndex LLM's own settings.
+    """
+
+    def __init__(self, owner: LlamaIndexLLM) -> None:
+        self.owner = owner
+
+    def create(self, *, messages: Messages, stream: bool = False, **_: Any) -> Any:
+        chat = self.owner.chat_messages(messages)
+        if stream:
+            return self._chunks(chat)
+        with self.owner.typed_errors():
+            reply = self.owner.llama_llm.chat(chat)
+        return _completion(self.owner.model, reply)
+
+    def _chunks(self, chat: list[ChatMessage]) -> Iterator[Any]:
+        last: ChatResponse | None = None
+        with self.owner.typed_errors():
+            for last in self.owner.llama_llm.stream_chat(chat):
+                if last.delta:
+                    yield _chunk(self.owner.model, {"content": last.delta})
+        yield _last_chunk(self.owner.model, last)
+
+
+class _AsyncCompletions:
+    """The same over `llm.achat`/`astream_chat`."""
+
+    def __init__(self, owner: LlamaIndexLLM) -> None:
+        self.owner = owner
+
+    async def create(self, *, messages: Messages, stream: bool = False, **_: Any) -> Any:
+        chat = self.owner.chat_messages(messages)
+        with self.owner.typed_errors():
+            if stream:
+                return _AsyncChunks(self._chunks(await self.owner.llama_llm.astream_chat(chat)))
+            reply = await self.owner.llama_llm.achat(chat)
+        return _completion(self.owner.model, reply)
+
+    async def _chunks(self, replies: AsyncIterator[ChatResponse]) -> AsyncGenerator[Any, None]:
+        last: ChatResponse | None = None
+        with self.owner.typed_errors():
+            async for last in replies:
+                if last.delta:
+                    yield _chunk(self.owner.model, {"content": last.delta})
+        yield _last_chunk(self.owner.model, last)
+
+
+class _AsyncChunks:
+    """An async stream with the awaitable `close()` the openai client's streams have."""
+
+    def __init__(self, chunks: AsyncGenerator[Any, None]) -> None:
+        self._chunks = chunks
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._chunks
+
+    async def close(self) -> None:
+        await self._chunks.aclose()
+
+
+def _completion(model: str, reply: ChatResponse) -> Any:
+    from openai.types.chat import ChatCompletion
+
+    return ChatCompletion.model_validate({
+        "id": "llama-index", "object": "chat.completion", "created": 0, "model": model,
+        "choices": [{"index": 0, "finish_reason": _finish_reason(reply),
+                     "message": {"role": "assistant", "content": reply.message.content or ""}}],
+        "usage": _reported_usage(reply),
+    })
+
+
+def _chunk(
+    model: str, delta: dict[str, Any], finish_reason: str | None = None,
+    usage: dict[str, int] | None = None,
+) -> Any:
+    from openai.types.chat import ChatCompletionChunk
+
+    return ChatCompletionChunk.model_validate({
+        "id": "llama-index", "object": "chat.completion.chunk", "created": 0, "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+        "usage": usage,
+    })
+
+
+def _last_chunk(model: str, last: ChatResponse | None) -> Any:
+    """How the stream ended and, when the LlamaIndex LLM said, what it cost."""
+    return _chunk(model, {}, _finish_reason(last), _reported_usage(last))
+
+
+def _field(holder: Any, name: str) -> Any:
+    return holder.get(name) if isinstance(holder, dict) else getattr(holder, name, None)
+
+
+def _reported_usage(reply: ChatResponse | None) -> dict[str, int] | None:
+    """Tokens the LlamaIndex LLM reported (llama-index-llms-openai puts them in
+    `additional_kwargs`, others leave the provider's reply in `raw`); None: count them."""
+    if reply is None:
+        return None
+    for holder in (reply.additional_kwargs, _field(reply.raw, "usage")):
+        prompt, completion = _field(holder, "prompt_tokens"), _field(holder, "completion_tokens")
+        if isinstance(prompt, int) and isinstance(completion, int):
+            return {"prompt_tokens": prompt, "completion_tokens": completion,
+                    "total_tokens": prompt + completion}
+    return None
+
+
+def _finish_reason(reply: ChatResponse | None) -> str:
+    """The provider's finish reason when `raw` has one: "length" is how newsqa tells a
+    reply cut off at max_tokens from a malformed one."""
+    choices = _field(reply.raw, "choices") if reply is not None else None
+    first = choices[0] if isinstance(choices, (list, tuple)) and choices else None
+    reason = _field(first, "finish_reason")
+    return reason if reason in _FINISH_REASONS else "stop"
