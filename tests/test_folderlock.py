@@ -56,6 +56,15 @@ def test_a_file_where_the_folder_should_be_is_a_clear_error(tmp_path: Path) -> N
         NewsQA(db=tmp_path / "db").articles()
 
 
+def _made_without_lock(db: Path) -> Path:
+    """An existing (empty) index folder whose lock file is gone, for a test to plant one."""
+    qa = NewsQA(db=db)
+    assert qa.articles() == []
+    qa.close()
+    (db / LOCK_NAME).unlink()
+    return db
+
+
 def _refused_one_line(db: Path) -> str:
     """`newsqa articles` on the folder: exit 1 with one line on stderr, which is returned."""
     from click.testing import CliRunner
@@ -70,8 +79,7 @@ def _refused_one_line(db: Path) -> str:
 
 
 def test_a_symlinked_lock_file_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
-    db = tmp_path / "db"
-    db.mkdir()
+    db = _made_without_lock(tmp_path / "db")
     target = tmp_path / "precious.txt"
     target.write_text("keep me\n")
     (db / LOCK_NAME).symlink_to(target)
@@ -84,8 +92,7 @@ def test_a_symlinked_lock_file_is_refused_and_its_target_untouched(tmp_path: Pat
 
 
 def test_a_dangling_lock_symlink_creates_nothing(tmp_path: Path) -> None:
-    db = tmp_path / "db"
-    db.mkdir()
+    db = _made_without_lock(tmp_path / "db")
     target = tmp_path / "elsewhere" / "made-by-newsqa"
     target.parent.mkdir()
     (db / LOCK_NAME).symlink_to(target)
@@ -94,8 +101,7 @@ def test_a_dangling_lock_symlink_creates_nothing(tmp_path: Path) -> None:
 
 
 def test_a_lock_path_that_is_not_a_lone_regular_file_is_refused(tmp_path: Path) -> None:
-    db = tmp_path / "db"
-    db.mkdir()
+    db = _made_without_lock(tmp_path / "db")
     os.mkfifo(db / LOCK_NAME)
     assert "not a regular file" in _refused_one_line(db)
     (db / LOCK_NAME).unlink()
