@@ -358,11 +358,34 @@ def _nest(top: Path, depth: int, name: str) -> Path:
     return top.joinpath(*[name] * depth)
 
 
+def _unnest(folder: Path) -> None:
+    """Remove a tree too deep for shutil.rmtree (and so for pytest's clean-up), which
+    recurses once per level: each folder is moved up beside `folder` before it is read."""
+    import os
+    import uuid
+
+    queue = [folder]
+    while queue:
+        current = queue.pop()
+        with os.scandir(current) as entries:
+            for entry in list(entries):
+                if entry.is_dir(follow_symlinks=False):
+                    lifted = folder.parent / f".lifted-{uuid.uuid4().hex}"
+                    os.rename(entry.path, lifted)
+                    queue.append(lifted)
+                else:
+                    os.unlink(entry.path)
+        os.rmdir(current)
+
+
 def test_a_folder_nested_1100_deep_loads_without_recursion_error(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("A story at the top.", encoding="utf-8")
     deepest = _nest(tmp_path, 1100, "d")
     (tmp_path / "z.txt").write_text("A story after the deep folder.", encoding="utf-8")
-    origins = [r.origin for r in articles(tmp_path)]
+    try:
+        origins = [r.origin for r in articles(tmp_path)]
+    finally:
+        _unnest(tmp_path / "d")
     assert origins == [str(tmp_path / "a.txt"), str(deepest / "deep.txt"), str(tmp_path / "z.txt")]
 
 
@@ -372,7 +395,10 @@ def test_a_folder_that_cannot_be_listed_is_one_error_and_the_rest_still_load(
     (tmp_path / "a.txt").write_text("A story at the top.", encoding="utf-8")
     _nest(tmp_path, 400, "a-long-folder-name")  # about 7,600 characters: past PATH_MAX
     (tmp_path / "z.txt").write_text("A story after the deep folder.", encoding="utf-8")
-    results = load(tmp_path)
+    try:
+        results = load(tmp_path)
+    finally:
+        _unnest(tmp_path / "a-long-folder-name")
     errors = [r for r in results if isinstance(r, InputError)]
     loaded = [r.origin for r in results if isinstance(r, Loaded)]
     assert loaded == [str(tmp_path / "a.txt"), str(tmp_path / "z.txt")]
