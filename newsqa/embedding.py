@@ -28,6 +28,7 @@ far more than any single call.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import importlib.util
@@ -705,8 +706,10 @@ class OpenAIEmbedder:
 
         where = f"embeddings model {self.model!r} at {self._base_url}"
         try:
+            # base64: 4 bytes a number decoded by numpy, not a JSON float list turned into
+            # Python floats (which made a fast local server's ingest CPU-bound in the client).
             reply = self._client.embeddings.create(
-                model=self.model, input=batch, encoding_format="float"
+                model=self.model, input=batch, encoding_format="base64"
             )
         except openai.OpenAIError as exc:
             raise EmbeddingError(f"{where}: request failed: {exc}") from exc
@@ -714,7 +717,7 @@ class OpenAIEmbedder:
         if len(data) != len(batch):
             raise EmbeddingError(f"{where}: sent {len(batch)} texts, got {len(data)} vectors")
         try:
-            matrix = np.array([d.embedding for d in data], dtype=np.float32)
+            matrix = np.stack([_vector(d.embedding) for d in data])
         except (TypeError, ValueError) as exc:
             raise EmbeddingError(f"{where}: malformed vectors in the reply: {exc}") from exc
         return self._check_matrix(matrix, where)
@@ -729,6 +732,16 @@ class OpenAIEmbedder:
                 f"{where}: expected {self._dimension} dimensions, got {matrix.shape[1]}"
             )
         return matrix
+
+
+def _vector(embedding: object) -> np.ndarray:
+    """One reply vector: base64 float32 as asked, or a float list from a server that ignores it."""
+    if isinstance(embedding, str):
+        raw = base64.b64decode(embedding, validate=True)
+        if len(raw) % 4:
+            raise ValueError(f"{len(raw)} bytes is not a whole number of float32 values")
+        return np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    return np.asarray(embedding, dtype=np.float32)
 
 
 # -- choosing one ------------------------------------------------------------------------------

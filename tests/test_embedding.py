@@ -3,10 +3,12 @@ and the OpenAI embedder through the real openai client against a local HTTP serv
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
 import shutil
+import struct
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -317,6 +319,8 @@ class EmbeddingServer:
         self.dimension = dimension
         self.mode = "ok"  # "ok" | "error" | "short"
         self.batches: list[list[str]] = []
+        self.formats: list[str] = []
+        self.ignore_base64 = False  # some OpenAI-compatible servers always send float lists
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
@@ -333,6 +337,12 @@ class EmbeddingServer:
         digest = hashlib.sha256(text.encode()).digest()
         return [3.0 * (b - 127.5) for b in digest[: self.dimension]]
 
+    def _encode(self, vector: list[float], body: dict[str, Any]) -> Any:
+        """As OpenAI does: base64 little-endian float32 when asked, unless told to ignore it."""
+        if body.get("encoding_format") != "base64" or self.ignore_base64:
+            return vector
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
     def _reply(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         texts = body["input"]
         self.batches.append(texts)
@@ -340,8 +350,9 @@ class EmbeddingServer:
             return 500, {"error": {"message": "embedding backend exploded", "type": "server"}}
         if self.mode == "short":
             texts = texts[:-1]
+        self.formats.append(body.get("encoding_format", "float"))
         data = [
-            {"object": "embedding", "index": i, "embedding": self.vector(t)}
+            {"object": "embedding", "index": i, "embedding": self._encode(self.vector(t), body)}
             for i, t in enumerate(texts)
         ][::-1]
         usage = {"prompt_tokens": len(texts), "total_tokens": len(texts)}
@@ -397,6 +408,18 @@ def test_openai_vectors_are_ordered_and_normalised(embedding_server: EmbeddingSe
         np.testing.assert_allclose(vector, want / np.linalg.norm(want), rtol=1e-5)
     assert embedder.name == "openai:local-embed" and embedder.dimension == 8
     np.testing.assert_allclose(embedder.embed_query("beta"), vectors[1], rtol=1e-6)
+
+
+def test_openai_vectors_come_as_base64_or_as_float_lists(
+    embedding_server: EmbeddingServer,
+) -> None:
+    """base64 is asked for (numpy decodes it); a server that ignores that still works."""
+    want = np.array(embedding_server.vector("x"), dtype=np.float32)
+    want /= np.linalg.norm(want)
+    assert np.allclose(_openai(embedding_server).embed_query("x"), want, atol=1e-6)
+    embedding_server.ignore_base64 = True
+    assert np.allclose(_openai(embedding_server, "other").embed_query("x"), want, atol=1e-6)
+    assert embedding_server.formats == ["base64", "base64"]
 
 
 def test_openai_batches_at_2048_inputs(embedding_server: EmbeddingServer) -> None:
