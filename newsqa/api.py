@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .chat import ChatSession
 from .config import Settings
-from .errors import IndexMissing, InputError, NewsQAError, SetupError, StoreError, quote
+from .errors import IndexMissing, NewsQAError, SetupError, StoreError, quote
 from .models import (
     Answer,
     Article,
@@ -25,6 +25,7 @@ from .models import (
     Summary,
     Timeline,
     Usage,
+    check_question,
 )
 
 if TYPE_CHECKING:
@@ -37,22 +38,6 @@ if TYPE_CHECKING:
 
 DateLike = dt.date | dt.datetime | str | None
 T = TypeVar("T")
-
-MAX_QUESTION_CHARS = 2000
-"""The longest question (or summary query, focus, timeline query, chat turn) accepted.
-
-Work grows faster than the text: a 900 KB question cost 5.6 s of CPU and, ten at
-once, grew `newsqa serve` to 1.7 GB; the offline chat rewrite of one took minutes."""
-
-
-def check_question(text: object, what: str = "question") -> None:
-    """Refuse an over-long question before any work is done on it."""
-    if isinstance(text, str) and len(text) > MAX_QUESTION_CHARS:
-        raise InputError(
-            what, f"is {len(text):,} characters long; the limit is {MAX_QUESTION_CHARS:,} "
-            "(ask something shorter)"
-        )
-
 
 class _built_once(Generic[T]):
     """Like functools.cached_property, but safe when threads race to build.

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from .errors import ConfigError, InputError, LLMError
-from .models import Answer, Citation, Usage
+from .models import Answer, Citation, Usage, check_question
 
 if TYPE_CHECKING:
     from .api import DateLike, NewsQA
@@ -355,7 +355,7 @@ def trim_history(history: list[Turn], budget: int) -> list[Turn]:
 # -- replies as text --------------------------------------------------------------------------
 
 _MARKER = re.compile(r"\[\d+\]")
-_SOURCES_TAIL = re.compile(r"\n+Sources:\n.*\Z", re.S)
+_SOURCES_HEAD = "\nSources:\n"
 
 
 def _source_line(number: int, citation: Citation) -> str:
@@ -412,7 +412,10 @@ def reply_remainder(answer: Answer, sent: str) -> str:
 
 def strip_reply(content: str) -> str:
     """A previous reply as conversation history: the answer without markers and sources."""
-    return _MARKER.sub("", _SOURCES_TAIL.sub("", content)).strip()
+    # str.find, not a regex: "\n+Sources:" backtracked quadratically over a run of newlines.
+    at = content.find(_SOURCES_HEAD)
+    body = content[:at] if at >= 0 else content
+    return _MARKER.sub("", body).strip()
 
 
 # -- the session ------------------------------------------------------------------------------
@@ -519,6 +522,7 @@ class ChatSession:
 def _check_question(question: str) -> None:
     if not isinstance(question, str) or not question.strip():
         raise InputError("question", "is empty")
+    check_question(question)
 
 
 # -- the terminal ------------------------------------------------------------------------------

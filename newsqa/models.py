@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .errors import InputError
+
 MetadataValue = str | int | float | bool
 
 _WS = re.compile(r"\s+")
@@ -29,6 +31,24 @@ def article_id_for(*, url: str | None, text: str) -> str:
     """Stable id: the URL identifies a story across edits; without one, the text does."""
     basis = url.strip() if url and url.strip() else "text:" + normalise_text(text)
     return hashlib.sha256(basis.encode("utf-8")).hexdigest()[:16]
+
+
+MAX_QUESTION_CHARS = 2000
+"""The longest question (or summary query, focus, timeline query, chat turn) accepted.
+
+Work grows faster than the text: a 900 KB question cost 5.6 s of CPU and, ten at
+once, grew `newsqa serve` to 1.7 GB; the offline chat rewrite of one took minutes.
+It lives with the types so every entry point (API, chat session, server) checks the
+same bound."""
+
+
+def check_question(text: object, what: str = "question") -> None:
+    """Refuse an over-long question before any work is done on it."""
+    if isinstance(text, str) and len(text) > MAX_QUESTION_CHARS:
+        raise InputError(
+            what, f"is {len(text):,} characters long; the limit is {MAX_QUESTION_CHARS:,} "
+            "(ask something shorter)"
+        )
 
 
 class Article(BaseModel):

@@ -38,7 +38,6 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from .api import check_question
 from .chat import ChatSession, format_reply, replay_history, reply_remainder, strip_reply
 from .errors import (
     InputError,
@@ -49,7 +48,7 @@ from .errors import (
     NewsQAError,
     StoreError,
 )
-from .models import Answer
+from .models import Answer, check_question
 
 if TYPE_CHECKING:
     from .api import NewsQA

@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from newsqa.api import MAX_QUESTION_CHARS, NewsQA
-from newsqa.chat import Turn
+from newsqa.api import NewsQA
+from newsqa.chat import ChatSession, Turn, strip_reply
 from newsqa.cli import cli
 from newsqa.errors import IndexMissing, InputError
+from newsqa.models import MAX_QUESTION_CHARS
 from tests.conftest import REPO
 
 SEEDS = REPO / "seeds"
@@ -92,6 +93,19 @@ def test_a_chat_follow_up_is_checked_before_it_is_rewritten(qa: NewsQA) -> None:
     with pytest.raises(InputError, match=LIMIT):
         session.ask(follow_up)
     assert len(session.history) == 1
+
+
+def test_a_session_built_directly_checks_too(qa: NewsQA) -> None:
+    """Not only `qa.chat()`: the bound lives with the types, so ChatSession meets it."""
+    with pytest.raises(InputError, match=LIMIT):
+        ChatSession(qa).ask(TOO_LONG)
+
+
+def test_strip_reply_drops_the_sources_whatever_precedes_them() -> None:
+    """A long run of newlines once made the sources pattern backtrack for minutes."""
+    assert strip_reply("Qaani met them. [1]\n\nSources:\n[1] a") == "Qaani met them."
+    blank = "Qaani met them." + "\n" * 200_000 + "no sources here"
+    assert strip_reply(blank) == blank.strip()
 
 
 def test_the_cli_says_so_in_one_line(seeded: Path) -> None:

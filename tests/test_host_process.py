@@ -54,7 +54,9 @@ print(json.dumps({"during": seen, "after": blas_threads()}))
 
 def _run(code: str, tmp_path: Path) -> dict[str, object]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TIKTOKEN_", "OPENBLAS_"))}
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "HF_HUB_OFFLINE", "TOKENIZERS_PARALLELISM"):
+    # KMP_DUPLICATE_LIB_OK: set in this pytest process by an earlier in-process test
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "HF_HUB_OFFLINE", "TOKENIZERS_PARALLELISM",
+                 "KMP_DUPLICATE_LIB_OK"):
         env.pop(name, None)
     result = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path / "db"), str(REPO / "seeds")],
