@@ -18,11 +18,11 @@ import pytest
 
 from newsqa.answer import DraftStream, answer, stream_answer
 from newsqa.config import Settings
-from newsqa.errors import ArticleNotFound
 from newsqa.grounding import DraftAnswer
 from newsqa.llm import LLM, RetryPolicy
 from newsqa.models import Answer, Article, Passage
 from tests.openai_server import FakeOpenAIServer, Recorded, Reply, serve
+from tests.test_answer_llm import DictIndex
 
 SETTINGS = Settings()
 IRAQ = Article(
@@ -44,17 +44,6 @@ PORT = Article(
     text="Dock workers in Larnport returned to work on Friday after a nine-day strike. "
     "Members voted 412 to 97 to accept a 6% pay rise.",
 )
-
-
-class DictIndex:
-    def __init__(self, *articles: Article) -> None:
-        self._articles = {a.id: a for a in articles}
-
-    def get_article(self, article_id: str) -> Article:
-        try:
-            return self._articles[article_id]
-        except KeyError:
-            raise ArticleNotFound(article_id) from None
 
 
 def whole(article: Article) -> Passage:
