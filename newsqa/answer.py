@@ -218,7 +218,8 @@ def _result(
                       **{**common, "rejected_citations": []})
     if not grounder.sentences:
         return Answer(answer=NOT_VERIFIED, answerable=False, reason=NO_VERIFIED_CITATION, **common)
-    dropped = len(grounder.failures) - (reask.recovered_claims if reask else 0)
+    # A claim the re-ask retried and lost again is one claim left out, not two.
+    dropped = reask.failed_claims - reask.recovered_claims if reask else len(grounder.failures)
     note = None
     if dropped > 0:
         note = f"{dropped} claim{'s' if dropped > 1 else ''} without a supported citation left out"
@@ -233,7 +234,13 @@ def _text(direct: str | None, sentences: Sequence[str]) -> str:
 
 
 class _Shown:
-    """What a stream has shown: kept claims as they complete, the direct answer before them."""
+    """What a stream has shown: kept claims as they complete, the direct answer before them.
+
+    Nothing is shown until the draft has said it is answerable and given its direct
+    answer (a model may write the keys in any order below the json_schema rung):
+    otherwise the stream could show claims the final answer discards, or miss the
+    lead the final text starts with.
+    """
 
     def __init__(self, grounder: Grounder) -> None:
         self.grounder = grounder
@@ -241,35 +248,40 @@ class _Shown:
         self._drafts = DraftStream()
         self._done = 0  # claims handed to the grounder
         self._kept = 0  # sentences yielded
+        self._lead: str | None = None  # the draft's direct answer, once known
+        self._open = False  # answerable, lead known: kept claims may be shown
 
     def feed(self, delta: str) -> list[str]:
-        claims, direct = self._drafts.feed(delta)
-        return self._ground(claims, direct)
+        self._ground(self._drafts.feed(delta))
+        if not self._open and self._drafts.answerable is True and self._drafts.direct is not None:
+            self._lead, self._open = self._drafts.direct, True
+        return self._pieces()
 
     def finish(self, draft: DraftAnswer) -> list[str]:
         """The claims the stream had not completed (all of them, if the reply was repaired)."""
         rest = draft.claims[self._done:] if self._drafts.matches(draft) else [
             c for c in draft.claims if c.text not in self._drafts.seen
         ]
-        return self._ground(rest, draft.answer)
+        self._ground(rest)
+        if not self._open:
+            self._lead, self._open = draft.answer, draft.answerable
+        return self._pieces()
 
     def more(self) -> list[str]:
         """Sentences the re-ask added after the stream."""
-        return self._pieces(None)
+        return self._pieces()
 
-    def _ground(self, claims: Sequence[DraftClaim], direct: str | None) -> list[str]:
+    def _ground(self, claims: Sequence[DraftClaim]) -> None:
         for claim in claims:
             self._done += 1
             self.grounder.add(claim)
-        return self._pieces(direct)
 
-    def _pieces(self, direct: str | None) -> list[str]:
+    def _pieces(self) -> list[str]:
         new = self.grounder.sentences[self._kept:]
-        if not new:
+        if not self._open or not new:
             return []
         if self._kept == 0:
-            lead = self.grounder.direct(direct or "")
-            new = [_text(lead, new[:1]), *new[1:]]
+            new = [_text(self.grounder.direct(self._lead or ""), new[:1]), *new[1:]]
         self._kept = len(self.grounder.sentences)
         pieces = [(" " if self.sent else "") + new[0], *(" " + s for s in new[1:])]
         self.sent += len(pieces)
@@ -305,6 +317,8 @@ def _closing(result: Answer, streamed: int) -> Iterator[str | Answer]:
     """What follows the streamed claims: the text when none was shown, a note, then it."""
     if streamed == 0:
         yield result.answer
+    elif not result.answerable:  # only a repaired reply can contradict what was shown
+        yield f"\n[note: {result.reason}; the text above is withdrawn]"
     elif result.rejected_citations:
         n = len(result.rejected_citations)
         yield (f"\n[note: {n} citation{'s' if n > 1 else ''} could not be verified or did not "
@@ -382,14 +396,21 @@ class DraftStream:
 
     def __init__(self) -> None:
         self.seen: set[str] = set()
+        self.answerable: bool | None = None  # once the reply has said
+        self.direct: str | None = None  # the direct answer, once complete
         self._text = ""
         self._claims = 0
 
-    def feed(self, delta: str) -> tuple[list[DraftClaim], str | None]:
+    def feed(self, delta: str) -> list[DraftClaim]:
+        """The claims this delta completed."""
         self._text += delta
-        if "}" not in delta:
-            return [], None
+        if not any(ch in delta for ch in "},el"):  # no value can have closed
+            return []
         document = self._partial()
+        if isinstance(document.get("answerable"), bool):
+            self.answerable = document["answerable"]
+        if isinstance(document.get("answer"), str):
+            self.direct = document["answer"]
         raw = document.get("claims")
         claims = raw if isinstance(raw, list) else []
         if claims and not self._closes_last():
@@ -397,8 +418,7 @@ class DraftStream:
         new = [c for c in (_claim(item) for item in claims[self._claims:]) if c is not None]
         self._claims = max(self._claims, len(claims))
         self.seen.update(c.text for c in new)
-        direct = document.get("answer")
-        return new, direct if isinstance(direct, str) else None
+        return new
 
     def matches(self, draft: DraftAnswer) -> bool:
         """Whether the final draft starts with the claims this stream already handed out."""

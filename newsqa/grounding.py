@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 from .citations import ClaimedQuote, verify_one
 from .models import Article, Citation, Passage, RejectedCitation
 from .prompts import unescape_quote
-from .support import RELEVANCE_THRESHOLD, check_support, relevance
+from .support import RELEVANCE_THRESHOLD, check_support, missing_facts, relevance
 
 _INLINE_MARKER = re.compile(r"\s*\[(?:S?\d+)(?:\s*,\s*S?\d+)*\]")
 # What a model writes when it has no answer, in the direct-answer slot.
@@ -36,6 +36,9 @@ _NO_ANSWER = re.compile(
     r"the sources do not (say|contain|mention)\b.*)\W*$",
     re.IGNORECASE,
 )
+
+
+_YES_NO = re.compile(r"^\W*(yes|no)\b\W*$", re.IGNORECASE)
 
 
 class DraftCitation(BaseModel):
@@ -154,7 +157,11 @@ class Grounder:
         return found
 
     def _settle(self) -> None:
-        """Keep every waiting claim the answer's quotes now make relevant, in arrival order."""
+        """Keep every waiting claim the answer's quotes now make relevant, oldest first.
+
+        A claim that waited is kept after the one that made it relevant, so the answer
+        can read in another order than the draft's.
+        """
         progress = True
         while progress:
             progress = False
@@ -174,12 +181,19 @@ class Grounder:
         self.sentences.append(text + " " + "".join(f"[{n}]" for n in markers))
 
     def direct(self, proposed: str) -> str | None:
-        """The draft's short answer, if the first kept claim's quotes support it."""
+        """The draft's short answer, if the first kept claim's quotes support it.
+
+        A bare yes or no states the question itself: its names, numbers and dates must
+        then be in those quotes, or "Yes" would confirm a false premise.
+        """
         text = _INLINE_MARKER.sub("", proposed).strip()
         if not self.sentences or is_no_answer(text):
             return None
-        quotes = [c.quote for c in self.first]
-        verdict = check_support(text, quotes, self.question, about=_about(self.first))
+        known = [*(c.quote for c in self.first), *_about(self.first)]
+        if _YES_NO.match(text):
+            return text if not missing_facts(self.question, known) else None
+        verdict = check_support(text, known[: len(self.first)], self.question,
+                                about=known[len(self.first):])
         return text if verdict.supported else None
 
     def _verified(self, claim: DraftClaim, text: str) -> tuple[list[Citation], list[str]]:

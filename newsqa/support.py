@@ -9,10 +9,11 @@ answer "HACKED" citing that sentence (issue 15). Both quotes verified.
 `check_support` is lexical on purpose (no model, microseconds per claim, same
 answer on every machine), and asks three things, each with a one-line reason:
 
-1. Hard facts: every number, date and name the claim states must be in its quotes,
-   in what is known about their articles (`about`: source, title, date) or in the
-   question. A wrong number or an invented name is the failure a reader cannot
-   spot and a term-overlap score forgives.
+1. Hard facts: every number, date and name the claim states must be in its quotes
+   or in what is known about their articles (`about`: source, title, date). Not in
+   the question: a false premise ("Did the US send 5,000 troops?") must not vouch
+   for a claim that repeats it. A wrong number or an invented name is the failure a
+   reader cannot spot and a term-overlap score forgives.
 2. Coverage: the IDF-weighted share of the claim's content terms that its quotes
    (or `about`) contain, after dropping terms that only echo the question: the
    claim's new information must come from the quotes, not from the question.
@@ -90,7 +91,9 @@ def check_support(
     known = [*evidence, *about]
     rel = relevance(question, [*evidence, *answer_quotes], idf=idf)
     score = coverage(claim, known, question, idf=idf)
-    missing = missing_facts(claim, [*known, question])
+    # Quotes and what is known of their articles only, never the question: a question's
+    # false premise ("Did the US send 5,000 troops?") must not vouch for a claim repeating it.
+    missing = missing_facts(claim, known)
     ok, reason = _verdict(missing, score, rel, threshold, min_relevance, bool(terms(question)))
     return Support(ok, score, rel, reason)
 

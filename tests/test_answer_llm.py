@@ -415,7 +415,7 @@ def test_draft_stream_decodes_claims_split_anywhere() -> None:
     for size in (1, 2, 3, 7):
         stream = DraftStream()
         claims = [c for i in range(0, len(document), size)
-                  for c in stream.feed(document[i:i + size])[0]]
+                  for c in stream.feed(document[i:i + size])]
         assert [c.text for c in claims] == ["Café “quoted” \\ done", "Second é"]
         assert claims[0].citations[0].quote == 'text: "x"'
 

@@ -183,13 +183,89 @@ def test_a_claim_is_shown_as_soon_as_it_is_complete() -> None:
     reply = json.dumps(draft("Yes", ("First claim.", [("S1", "a")]), ("Second.", [("S1", "b")])))
     stream = DraftStream()
     closed = reply.index('"a"}]}') + len('"a"}]}')
-    claims, direct = stream.feed(reply[: closed - 1])  # its citations list is closed, not it
-    assert claims == [] and direct == "Yes"
-    claims, _ = stream.feed(reply[closed - 1 : closed])
-    assert [c.text for c in claims] == ["First claim."]  # before the second claim begins
-    claims, _ = stream.feed(reply[closed:])
-    assert [c.text for c in claims] == ["Second."]
+    assert stream.feed(reply[: closed - 1]) == []  # its citations list is closed, not it
+    assert (stream.answerable, stream.direct) == (True, "Yes")
+    assert [c.text for c in stream.feed(reply[closed - 1 : closed])] == ["First claim."]
+    assert [c.text for c in stream.feed(reply[closed:])] == ["Second."]
     assert stream.matches(DraftAnswer.model_validate_json(reply))
+
+
+# -- found in review: the stream says exactly what the final answer says ---------------------
+
+TROOPS = "The United States sent 3,000 troops to Kuwait in January."
+VOTE = "Members voted 412 to 97 to accept a 6% pay rise."
+
+
+def _streamed(items: list[str | Answer]) -> tuple[str, Answer]:
+    final = items[-1]
+    assert isinstance(final, Answer)
+    return "".join(i for i in items if isinstance(i, str)), final
+
+
+def test_stream_equals_final_when_claims_precede_the_answer_key(model: FakeOpenAIServer) -> None:
+    """Nothing fails; the model (plain-text / json_object rung, every LlamaIndex LLM) just
+    writes "claims" before "answer". The stream omits the direct answer the final has."""
+    body = {"answerable": True,
+            "claims": [{"text": "The US sent 3,000 troops to Kuwait.",
+                        "citations": [{"source_id": "S1", "quote": TROOPS}]}],
+            "answer": "3,000", "reason": None}
+    model.queue(Reply.chat(json.dumps(body), chunk_size=5))
+    q = "How many troops were sent to Kuwait?"
+    shown, final = _streamed(list(stream_answer(q, USED, INDEX, llm(model), SETTINGS)))
+    assert final.direct_answer == "3,000" and final.reask is None
+    assert shown.startswith(final.answer), (shown, final.answer)
+
+
+def test_stream_equals_final_when_the_reask_wins_the_first_claim(model: FakeOpenAIServer) -> None:
+    """answer.py's docstring: the final text is exactly what was streamed plus the claims
+    the re-ask won back. Here the streamed text lacks the direct answer the final leads with."""
+    model.queue(
+        Reply.json(draft("Friday", ("They returned on Friday.",
+                                    [("S2", "workers went back to the docks on Friday")]))),
+        Reply.json(draft("Friday", ("They returned on Friday.", [
+            ("S2", "Dock workers in Larnport returned to work on Friday")]))),
+    )
+    q = "When did the dock workers return?"
+    shown, final = _streamed(list(stream_answer(q, USED, INDEX, llm(model), SETTINGS)))
+    assert final.answerable and final.direct_answer == "Friday"
+    assert shown.startswith(final.answer), (shown, final.answer)
+
+
+def test_stream_never_shows_claims_the_final_answer_discards(model: FakeOpenAIServer) -> None:
+    """answerable=false with a supported claim: the stream shows the claim, the final
+    Answer says the sources do not contain the answer (the old contradiction note is gone)."""
+    model.queue(Reply.json(draft("412 to 97", ("Members voted 412 to 97.", [("S2", VOTE)]),
+                                 answerable=False)))
+    q = "How did members vote?"
+    shown, final = _streamed(list(stream_answer(q, USED, INDEX, llm(model), SETTINGS)))
+    assert not final.answerable
+    assert "412 to 97" not in shown, shown
+
+
+def test_dropped_count_excludes_claims_the_reask_recovered(model: FakeOpenAIServer) -> None:
+    """2 claims fail, the re-ask sends both again, 1 comes back: 1 claim is left out."""
+    model.queue(
+        Reply.json(draft("412 to 97", ("Members voted 412 to 97.", [("S2", VOTE)]),
+                         ("They returned on Friday.", [("S2", "went back on Friday")]),
+                         ("The strike lasted nine days.", [("S2", "a strike of nine days")]))),
+        Reply.json(draft("412 to 97", ("They returned on Friday.", [
+            ("S2", "Dock workers in Larnport returned to work on Friday")]),
+            ("The strike lasted nine days.", [("S2", "still not in the text")]))),
+    )
+    result = answer("How did members vote?", USED, INDEX, llm(model), SETTINGS)
+    assert result.reask is not None
+    assert (result.reask.failed_claims, result.reask.recovered_claims) == (2, 1)
+    assert result.reason == "1 claim without a supported citation left out", result.reason
+
+
+def test_a_wrong_number_taken_from_the_question_is_not_supported(model: FakeOpenAIServer) -> None:
+    """support.missing_facts counts the question as known: a false-premise question lets
+    the model confirm its wrong number (and answer "Yes") citing a quote that says 3,000."""
+    model.queue(Reply.json(draft("Yes", ("The US sent 5,000 troops to Kuwait.", [("S1", TROOPS)]))),
+                Reply.json(draft("")))
+    result = answer("Did the US send 5,000 troops to Kuwait?", USED, INDEX, llm(model), SETTINGS)
+    assert "5,000" not in result.answer, result.answer
+    assert result.direct_answer != "Yes"
 
 
 # -- the OpenAI-compatible server streams the same guarantee --------------------------------
