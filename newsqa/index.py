@@ -33,7 +33,17 @@ changes with every commit by construction, even when a process is killed right
 after writing a manifest record. The manifest's metadata carries a `revision`
 that a write changes before its first store call and again after its last, so
 writes that keep the pairs (a rewrite with other search texts, a sweep) are seen
-too, and a long-running reader notices a killed write without re-reading the manifest.
+too. The first bump writes an *in-flight* revision (`in_flight()`), the last a
+clean one. A clean revision settles everything: a reader holding a cache built
+at it compares the revision and nothing else. An in-flight one does not: the
+write may commit behind it, and a writer killed before its last bump leaves it
+in place for good, so a reader that built its cache at that revision must
+compare `content_key()` (~12 ms) on every use until a clean revision appears;
+the manifest cache here checks itself against the ids the same way. The last
+bump is clean only if no other write bumped since this one began (else that
+write may still be in flight); `sweep()`, which runs when no write is in flight
+(it would delete a live write's uncommitted chunks too), settles a revision a
+killed writer left in flight.
 """
 
 from __future__ import annotations
@@ -66,6 +76,7 @@ SCHEMA_VERSION = 1
 # A test hook (see `fault_point`): read once, so an unset hook costs one comparison.
 _FAULT_AT = os.environ.get("NEWSQA_FAULT_AT") or None
 FAULT_POINTS = ("chunks-written", "manifest-written", "stale-deleted", "manifest-removed")
+IN_FLIGHT = "w-"  # prefix of the revision a write's first bump writes (see the docstring)
 _PAGE = 2000  # records per get() page: bounded memory and request size on a server
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -151,6 +162,11 @@ def fault_point(name: str) -> None:
     """
     if _FAULT_AT is not None and name == _FAULT_AT:
         os._exit(137)
+
+
+def in_flight(revision: str) -> bool:
+    """Whether a write began at this revision and has not ended (or never will: killed)."""
+    return revision.startswith(IN_FLIGHT)
 
 
 def chunk_id(article_id: str, content_hash: str, index: int) -> str:
@@ -279,41 +295,55 @@ class Index:
         ~2 us a chunk. Chunk ids carry their content_hash, so the pairs are read from
         ids whenever that is unambiguous (one content per committed article among the
         chunks); two contents of one article (a write in flight, or killed before its
-        stale chunks went) send it to the manifest's metadata.
+        stale chunks went) send it to the manifest's metadata. The manifest cache
+        answers only at a clean revision: commits may hide behind an in-flight one.
         """
-        if self._cache_revision is not None and self._cache_revision == self.revision:
+        revision = self.revision
+        if self._cache_revision == revision and not in_flight(revision):
             return _content_key(_pairs(self._cache), self._expected)
-        pairs = self._pairs_from_ids()
+        _, pairs = self._ids()
         if pairs is None:
-            pairs = _pairs(self._entries())
+            pairs = _pairs(self._load_entries(revision))
         return _content_key(pairs, self._expected)
 
-    def _pairs_from_ids(self) -> dict[str, str] | None:
-        """Committed article -> content_hash from ids only; None when the ids are ambiguous."""
+    def _ids(self) -> tuple[set[str], dict[str, str] | None]:
+        """Committed ids, and article -> content_hash from chunk ids (None when ambiguous)."""
         committed = {rid for rid, _ in self._iter_records(self._manifest, [])}
         pairs: dict[str, str] = {}
         for cid, _ in self._iter_records(self._chunks, []):
             parts = cid.rsplit(":", 2)
             if len(parts) != 3:
-                return None
+                return committed, None
             if parts[0] in committed and pairs.setdefault(parts[0], parts[1]) != parts[1]:
-                return None
-        return pairs
+                return committed, None
+        return committed, pairs
 
-    def _bump_revision(self) -> str:
-        revision = uuid.uuid4().hex
+    def _bump_revision(self, in_flight: bool) -> str:
+        revision = (IN_FLIGHT if in_flight else "") + uuid.uuid4().hex
         # modify() replaces the metadata, so write the whole dict.
         self._manifest.modify(metadata={"newsqa_schema": SCHEMA_VERSION, "revision": revision})
         return revision
 
     def _entries(self) -> dict[str, _Entry]:
+        """The manifest, cached per clean revision; under an in-flight one, checked by ids."""
         revision = self.revision
-        if revision != self._cache_revision:
-            self._cache = {
-                rid: _Entry(str(meta["content_hash"]), _info(rid, meta))
-                for rid, meta in self._iter_records(self._manifest, ["metadatas"])
-            }
-            self._cache_revision = revision
+        if self._cache_revision == revision and (
+            not in_flight(revision) or self._cache_matches_ids()
+        ):
+            return self._cache
+        return self._load_entries(revision)
+
+    def _cache_matches_ids(self) -> bool:
+        committed, pairs = self._ids()
+        return committed == self._cache.keys() and pairs == _pairs(self._cache)
+
+    def _load_entries(self, revision: str) -> dict[str, _Entry]:
+        """Read every manifest record's metadata (~0.14 ms an article) into the cache."""
+        self._cache = {
+            rid: _Entry(str(meta["content_hash"]), _info(rid, meta))
+            for rid, meta in self._iter_records(self._manifest, ["metadatas"])
+        }
+        self._cache_revision = revision
         return self._cache
 
     def _iter_records(self, collection: Collection, include: list[str]) -> Iterator[Any]:
@@ -477,7 +507,7 @@ class Index:
         if len(set(article_ids)) != len(article_ids):
             raise StoreError("one write holds the same article twice; deduplicate first")
         records = [self._records(item) for item in batch]
-        self._note_write()  # before the first store call: a kill anywhere after it is seen
+        began = self._begin_write()  # before the first store call: a kill after it is seen
         ids = [i for r in records for i in r.ids]
         docs = [d for r in records for d in r.documents]
         metas = [m for r in records for m in r.metadatas]
@@ -510,7 +540,7 @@ class Index:
         }
         self._chunks.delete(where=stale)
         fault_point("stale-deleted")
-        self._note_write()
+        self._end_write(began)
         if self._cache_revision is not None:
             for item, meta in zip(batch, manifest, strict=True):
                 self._cache[item.article.id] = _Entry(
@@ -549,34 +579,55 @@ class Index:
                     f"article {article.id}: chunk {c.index} does not match the article text"
                 )
 
-    def _note_write(self) -> None:
-        """Bump the revision; keep our cache valid unless someone else wrote meanwhile.
+    def _begin_write(self) -> str:
+        """Before a write's first store call: bump to an in-flight revision and return it.
 
-        Called before a write's first store call and after its last: readers that
-        cached the revision before the write see a change even if the writer is
-        killed in the middle (the content key covers a reader that looked between).
+        Readers that cached the revision before the write see a change even if the
+        writer is killed in the middle; one that looks between this bump and the
+        last sees an in-flight revision and keeps checking the content key. Our
+        cache stays valid unless someone else wrote since it was read.
         """
-        fresh = self._cache_revision is not None and self.revision == self._cache_revision
-        revision = self._bump_revision()
+        current = self.revision
+        fresh = self._cache_revision == current and not in_flight(current)
+        revision = self._bump_revision(in_flight=True)
         self._cache_revision = revision if fresh else None
+        return revision
+
+    def _end_write(self, began: str) -> None:
+        """After a write's last store call: a clean revision, if no other write bumped since.
+
+        Another write's bump since `began` means that write may still be in flight
+        (its last bump came first, or is yet to come, or never will): the revision
+        stays in flight then, until a write ends alone or a sweep settles it. The
+        check and the bump are two calls, not one atomic step: another write that
+        begins between them is hidden until its own last bump (or a sweep).
+        """
+        alone = self.revision == began
+        revision = self._bump_revision(in_flight=not alone)
+        self._cache_revision = revision if alone and self._cache_revision == began else None
 
     @_store_errors
     def remove(self, article_id: str) -> None:
         """Uncommit first (the article vanishes for readers at once), then drop its chunks."""
         if not self._manifest.get(ids=[article_id], include=[])["ids"]:
             raise ArticleNotFound(article_id)
-        self._note_write()
+        began = self._begin_write()
         self._manifest.delete(ids=[article_id])
         fault_point("manifest-removed")
         self._chunks.delete(where={"article_id": article_id})
-        self._note_write()
+        self._end_write(began)
         self._cache.pop(article_id, None)
 
     @_store_errors
     def sweep(self) -> int:
-        """Delete chunks no manifest record names (left by a crash); return how many."""
+        """Delete chunks no manifest record names (left by a crash); return how many.
+
+        Also settles a revision a killed write left in flight: run before a write
+        (never during one), it reads the manifest whole, so what it read is final.
+        """
         self._cache_revision = None
         entries = self._entries()
+        began = self._cache_revision
         orphans = [
             cid
             for cid, meta in self._iter_records(self._chunks, ["metadatas"])
@@ -584,8 +635,8 @@ class Index:
         ]
         for lo in range(0, len(orphans), self._max_batch):
             self._chunks.delete(ids=orphans[lo : lo + self._max_batch])
-        if orphans:
-            self._note_write()
+        if began is not None and (orphans or in_flight(began)):
+            self._end_write(began)
         return len(orphans)
 
     @_store_errors

@@ -41,6 +41,7 @@ import numpy as np
 from . import keywordcache
 from .config import Settings
 from .errors import ConfigError, InputError
+from .index import in_flight
 from .lexical import terms, terms_many
 from .models import Passage
 from .query import Mention, QueryHints, SourceMatcher, parse_query
@@ -601,14 +602,26 @@ class Retriever:
         self._lock = threading.Lock()
 
     def keyword_index(self) -> KeywordIndex:
-        """The BM25 index for the current revision of the store, built on first need."""
+        """The BM25 index for the current revision of the store, built on first need.
+
+        At a clean revision the revision settles it (no other read). At an in-flight
+        one (see newsqa.index) a write may have committed since the index was built
+        without the revision moving, and stays so if the writer was killed before
+        its last bump: each call then compares the content key (~12 ms) as well.
+        """
         revision = self.index.revision
         with self._lock:
-            if self._keyword is None or self._keyword.table.revision != revision:
-                self._keyword = self._saved_or_built(revision)
+            held, content = self._keyword, None
+            if held is not None and held.table.revision == revision:
+                if not in_flight(revision):
+                    return held
+                content = self.index.content_key()
+                if content == held.table.content_key:
+                    return held
+            self._keyword = self._saved_or_built(revision, content)
             return self._keyword
 
-    def _saved_or_built(self, revision: str) -> KeywordIndex:
+    def _saved_or_built(self, revision: str, content: str | None = None) -> KeywordIndex:
         """The index saved for the committed articles at this revision, else a new one saved.
 
         Keyed on the manifest's content (Index.content_key) as well as the revision:
@@ -619,7 +632,8 @@ class Retriever:
         """
         folder = keywordcache.cache_folder(self.settings)
         shape = self.weights.keyword_build()
-        key = keywordcache.cache_key(self.index.content_key(), revision, shape)
+        content = self.index.content_key() if content is None else content
+        key = keywordcache.cache_key(content, revision, shape)
         saved = keywordcache.load(folder, key)
         if saved is not None and saved.table.revision == revision:
             return saved

@@ -15,7 +15,7 @@ import pytest
 
 from newsqa.config import Settings
 from newsqa.errors import ArticleNotFound, ModelMismatch, StoreError
-from newsqa.index import Index, chunk_id
+from newsqa.index import Index, chunk_id, in_flight
 from newsqa.models import Article, Chunk
 
 DIM = 8
@@ -286,6 +286,11 @@ def test_a_file_where_the_folder_should_be(tmp_path: Path) -> None:
         Index(Settings(db=path), Space())
 
 
+def never_bumped(index: Index, in_flight: bool = False) -> str:
+    """Index._bump_revision as a writer killed before each bump leaves it: not written."""
+    return index.revision
+
+
 def test_content_key_follows_commits_even_without_a_revision_bump(
     store_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -295,19 +300,68 @@ def test_content_key_follows_commits_even_without_a_revision_bump(
     before, revision = index.content_key(), index.revision
     assert index.all_chunks().content_key == before
     with monkeypatch.context() as patch:
-        patch.setattr(Index, "_note_write", lambda self: None)  # the bumps never happen
+        patch.setattr(Index, "_bump_revision", never_bumped)  # the bumps never happen
         write(index, make_article(17), seed=2)
     reader = Index(store_settings, Space())
     assert reader.revision == revision
     committed = reader.content_key()
     assert committed != before and reader.all_chunks().content_key == committed
     with monkeypatch.context() as patch:
-        patch.setattr(Index, "_note_write", lambda self: None)
+        patch.setattr(Index, "_bump_revision", never_bumped)
         index.remove(make_article(17).id)
     assert Index(store_settings, Space()).content_key() == before
     write(index, make_article(18, source="Other"), seed=3)
     assert index.content_key() not in (before, committed)
     assert index.revision != revision
+
+
+def test_a_reader_at_an_in_flight_revision_sees_commits_behind_it(
+    store_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer killed before its last bump leaves the revision it began with: a reader
+    that read the manifest at that revision must still see what was committed after."""
+    reader, writer = Index(store_settings, Space()), Index(store_settings, Space())
+    first, second = make_article(23), make_article(24)
+    write(writer, first)
+    begin = Index._begin_write
+    seen: list[str] = []
+
+    def begin_then_read(self: Index) -> str:
+        began = begin(self)
+        assert [i.id for i in reader.articles()] == [first.id]  # read at the new revision
+        seen.append(reader.content_key())
+        return began
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Index, "_begin_write", begin_then_read)
+        patch.setattr(Index, "_end_write", lambda self, began: None)  # killed before it
+        write(writer, second, seed=1)
+    assert seen and in_flight(reader.revision)
+    assert {i.id for i in reader.articles()} == {first.id, second.id}
+    assert reader.content_key() != seen[0]
+    assert reader.all_chunks().content_key == reader.content_key()
+    assert {i.id for i in writer.articles()} == {first.id, second.id}
+
+
+def test_a_write_ends_on_a_clean_revision_only_if_no_other_began_meanwhile(
+    store_settings: Settings,
+) -> None:
+    """Another write's bump since this one began means that one may still be in flight
+    (or killed): the revision stays in flight until a write ends alone or a sweep runs."""
+    a, b = Index(store_settings, Space()), Index(store_settings, Space())
+    assert not in_flight(a.revision)
+    began_a = a._begin_write()
+    assert in_flight(b.revision)
+    began_b = b._begin_write()
+    a._end_write(began_a)
+    assert in_flight(b.revision)  # b is still writing
+    b._end_write(began_b)
+    assert in_flight(b.revision)  # a's last bump came after b began
+    write(a, make_article(25))
+    assert not in_flight(b.revision)  # a write that ends alone settles it
+    b._begin_write()  # and is killed: never ends
+    assert in_flight(a.revision)
+    assert a.sweep() == 0 and not in_flight(b.revision)
 
 
 def test_content_key_reads_the_manifest_when_an_article_has_two_contents_on_disk(

@@ -147,9 +147,110 @@ def test_a_commit_without_any_revision_bump_still_reaches_the_saved_keyword_inde
     with NewsQA(db=db, llm="extractive") as qa:
         revision = qa.index.revision
         with monkeypatch.context() as patch:
-            patch.setattr(Index, "_note_write", lambda self: None)
+            patch.setattr(Index, "_bump_revision", lambda self, in_flight: self.revision)
             assert qa.ingest([path]).added == 1
         assert qa.index.revision == revision
     with NewsQA(db=db, llm="extractive") as qa:
         answer = qa.ask(NEW_QUESTION)
     assert article_id in {c.article_id for c in answer.citations} and "417" in answer.answer
+
+
+# -- a live reader: the writer dies in this process, the reader lives on -----------------
+
+
+class Killed(BaseException):
+    """A writer's death at a fault point, raised (not os._exit) so the reader outlives it."""
+
+
+def retrieved(qa: Any) -> set[str]:
+    return {p.article_id for p in qa.search(NEW_QUESTION)}
+
+
+def stop_writer(patch: pytest.MonkeyPatch, writer: Any, reader: Any, point: str) -> None:
+    """The reader searches right after the writer's first revision bump; the writer dies at
+    `point`, before its last bump. What a long-running server sees of a killed ingest."""
+    from newsqa import index as store
+
+    bump = store.Index._bump_revision
+    looked: list[str] = []
+
+    def bumped(self: store.Index, *args: Any, **kwargs: Any) -> str:
+        revision = bump(self, *args, **kwargs)
+        if self is writer and not looked:
+            looked.append(revision)
+            reader.search(NEW_QUESTION)  # its keyword index is built at this revision
+        return revision
+
+    def fault(name: str) -> None:
+        if name == point:
+            raise Killed(name)
+
+    patch.setattr(store.Index, "_bump_revision", bumped)
+    patch.setattr(store, "fault_point", fault)
+
+
+def counting_content_keys(patch: pytest.MonkeyPatch) -> list[str]:
+    from newsqa.index import Index
+
+    calls: list[str] = []
+    key = Index.content_key
+
+    def counted(self: Index) -> str:
+        calls.append("content_key")
+        return key(self)
+
+    patch.setattr(Index, "content_key", counted)
+    return calls
+
+
+def test_a_live_reader_sees_a_commit_whose_writer_died_before_its_last_bump(
+    tmp_path: Path, new_story: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader that built its keyword index between the first bump and the commit: the
+    revision never moves again, so the revision alone would keep that index for good."""
+    from newsqa import NewsQA
+    from newsqa.index import in_flight
+
+    path, article_id = new_story
+    db = tmp_path / "db"
+    with NewsQA(db=db, llm="extractive") as qa:
+        qa.ingest([SEEDS])
+    with NewsQA(db=db, llm="extractive") as reader, NewsQA(db=db, llm="extractive") as writer:
+        assert article_id not in retrieved(reader)
+        with monkeypatch.context() as patch:
+            stop_writer(patch, writer.index, reader, "stale-deleted")
+            with pytest.raises(Killed):
+                writer.ingest([path])
+        assert article_id in {row.id for row in reader.articles()}  # committed
+        assert in_flight(reader.index.revision)
+        with monkeypatch.context() as patch:
+            calls = counting_content_keys(patch)
+            assert article_id in retrieved(reader) and article_id in retrieved(reader)
+            assert len(calls) >= 2  # checked on every search while in flight
+        with NewsQA(db=db, llm="extractive") as again:
+            assert again.ingest([path]).unchanged == 1  # its sweep settles the revision
+        assert not in_flight(reader.index.revision)
+        assert article_id in retrieved(reader)
+        with monkeypatch.context() as patch:
+            calls = counting_content_keys(patch)
+            assert article_id in retrieved(reader) and article_id in retrieved(reader)
+            assert calls == []  # a clean revision costs a search nothing more
+
+
+def test_a_live_reader_drops_an_article_whose_removal_died_after_the_uncommit(
+    tmp_path: Path, new_story: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from newsqa import NewsQA
+
+    path, article_id = new_story
+    db = tmp_path / "db"
+    with NewsQA(db=db, llm="extractive") as qa:
+        qa.ingest([SEEDS, path])
+    with NewsQA(db=db, llm="extractive") as reader, NewsQA(db=db, llm="extractive") as writer:
+        assert article_id in retrieved(reader)
+        with monkeypatch.context() as patch:
+            stop_writer(patch, writer.index, reader, "manifest-removed")
+            with pytest.raises(Killed):
+                writer.remove(article_id)
+        assert article_id not in {row.id for row in reader.articles()}  # uncommitted
+        assert article_id not in retrieved(reader)
