@@ -11,7 +11,7 @@ see what was actually asked.
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,12 @@ if TYPE_CHECKING:
 DEFAULT_HISTORY_TOKENS = 1500
 MAX_CONTEXT_TERMS = 5
 MAX_STANDALONE_CHARS = 1000
+# Earlier turns only steer the follow-up rewrite, whose offline form costs the square
+# of the previous reply (20 KB: 0.5 s; 300 KB: minutes), and replaying a client's
+# history runs it once a turn: whatever history a session takes in keeps a bounded
+# part of each turn, and only the latest turns (`clip_history`, `replay_history`).
+MAX_HISTORY_CHARS = 4000
+MAX_HISTORY_PAIRS = 16
 
 
 @dataclass(frozen=True)
@@ -259,16 +265,36 @@ def condense_offline(question: str, history: Sequence[Turn]) -> str:
     return f"{rewritten} (context: {', '.join(terms)})"
 
 
+def exchanges(messages: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(question, answer) pairs from a chat client's (role, text) messages.
+
+    A user message answered by an assistant message is one exchange; the reply
+    loses its citation markers and sources (`strip_reply`). Other roles are
+    skipped, and an empty user message leaves the one before it standing.
+    """
+    pairs: list[tuple[str, str]] = []
+    pending: str | None = None
+    for role, text in messages:
+        if role == "user":
+            pending = text.strip() or pending
+        elif role == "assistant" and pending is not None:
+            pairs.append((pending, strip_reply(text)))
+            pending = None
+    return pairs
+
+
 def replay_history(pairs: Iterable[tuple[str, str]]) -> list[Turn]:
     """Turns from (question, answer) pairs a client kept, with the offline rewrites redone.
 
     A chat client sends back only what was said, not what each question was
     rewritten to; replaying the (cheap, deterministic) offline rewrite restores the
-    topic that a chain of follow-ups carries.
+    topic that a chain of follow-ups carries. Only the latest pairs are replayed,
+    each clipped first (see MAX_HISTORY_CHARS): the rewrite is what costs.
     """
     turns: list[Turn] = []
-    for question, answer in pairs:
-        turns.append(Turn(question, answer, condense_offline(question, turns)))
+    for question, answer in deque(pairs, maxlen=MAX_HISTORY_PAIRS):
+        turn = clip_turn(Turn(question, answer))
+        turns.append(Turn(turn.question, turn.answer, condense_offline(turn.question, turns)))
     return turns
 
 
@@ -337,6 +363,24 @@ def turn_tokens(turn: Turn) -> int:
     from .chunking import count_tokens
 
     return count_tokens(turn.question) + count_tokens(turn.answer)
+
+
+def clip_turn(turn: Turn) -> Turn:
+    """The turn as history keeps it: each text cut to MAX_HISTORY_CHARS."""
+    texts = (turn.question, turn.answer, turn.rewritten_question or "")
+    if all(len(text) <= MAX_HISTORY_CHARS for text in texts):
+        return turn
+    rewritten = turn.rewritten_question
+    return Turn(
+        turn.question[:MAX_HISTORY_CHARS],
+        turn.answer[:MAX_HISTORY_CHARS],
+        None if rewritten is None else rewritten[:MAX_HISTORY_CHARS],
+    )
+
+
+def clip_history(history: Iterable[Turn]) -> list[Turn]:
+    """The latest MAX_HISTORY_PAIRS turns, each clipped: the bound on any history taken in."""
+    return [clip_turn(turn) for turn in deque(history, maxlen=MAX_HISTORY_PAIRS)]
 
 
 def trim_history(history: list[Turn], budget: int) -> list[Turn]:
@@ -425,7 +469,8 @@ class ChatSession:
     """A conversation over a `NewsQA` archive; one per user, not shared across threads.
 
     Search options given here (`sources`, `since`, `until`, `top_k`) apply to every
-    turn. `history_tokens` bounds what is remembered: the oldest turns go first.
+    turn. `history_tokens` bounds what is remembered: the oldest turns go first. Any
+    history (given here, to `use_history` or `add_turn`) is clipped (`clip_history`).
     """
 
     def __init__(
@@ -446,7 +491,8 @@ class ChatSession:
         self.search_options: dict[str, Any] = {
             "sources": sources, "since": since, "until": until, "top_k": top_k
         }
-        self._history: list[Turn] = trim_history(list(history), history_tokens)
+        self._history: list[Turn] = []
+        self.use_history(history)
 
     @property
     def history(self) -> list[Turn]:
@@ -456,10 +502,13 @@ class ChatSession:
     def reset(self) -> None:
         self._history = []
 
+    def use_history(self, history: Iterable[Turn]) -> None:
+        """Replace the remembered turns (e.g. with `replay_history` of a client's messages)."""
+        self._history = trim_history(clip_history(history), self.history_tokens)
+
     def add_turn(self, question: str, answer: str, rewritten_question: str | None = None) -> None:
         """Record an exchange that happened elsewhere (e.g. replayed from a chat client)."""
-        self._history.append(Turn(question, answer, rewritten_question))
-        self._history = trim_history(self._history, self.history_tokens)
+        self.use_history([*self._history, Turn(question, answer, rewritten_question)])
 
     # -- rewriting
 

@@ -65,7 +65,7 @@ from llama_index.core.tools import ToolOutput
 
 from .api import DateLike, NewsQA
 from .articles import read_paths
-from .chat import ChatSession, replay_history, strip_reply
+from .chat import ChatSession, exchanges, replay_history
 from .errors import InputError, LLMConnectionError, LLMError, LLMServerError
 from .llm import LLM, RUNGS, Messages, RetryPolicy
 from .models import Answer, Article, Citation, Passage
@@ -322,19 +322,6 @@ async def _adeltas(texts: AsyncIterator[str]) -> AsyncGenerator[ChatResponse, No
                            delta=text)
 
 
-def _exchanges(messages: Sequence[ChatMessage]) -> list[tuple[str, str]]:
-    """(question, answer) pairs from a LlamaIndex history; markers and sources stripped."""
-    pairs: list[tuple[str, str]] = []
-    question: str | None = None
-    for message in messages:
-        if message.role == MessageRole.USER:
-            question = message.content or ""
-        elif message.role == MessageRole.ASSISTANT and question is not None:
-            pairs.append((question, strip_reply(message.content or "")))
-            question = None
-    return pairs
-
-
 class NewsQAChatEngine(BaseChatEngine):
     """Condense-plus-context chat over a newsqa session (`NewsQA.chat`).
 
@@ -399,12 +386,12 @@ class NewsQAChatEngine(BaseChatEngine):
 
     def _use_history(self, chat_history: Sequence[ChatMessage] | None) -> None:
         """LlamaIndex's convention: a given history replaces the engine's memory. Its
-        follow-ups are re-condensed offline, as newsqa does for a client's history."""
+        follow-ups are re-condensed offline, and it is clipped, as newsqa's server does
+        for a client's history (see newsqa.chat.MAX_HISTORY_CHARS)."""
         if chat_history is None:
             return
-        self.session.reset()
-        for turn in replay_history(_exchanges(chat_history)):
-            self.session.add_turn(turn.question, turn.answer, turn.rewritten_question)
+        messages = ((m.role.value, m.content or "") for m in chat_history)
+        self.session.use_history(replay_history(exchanges(messages)))
 
 
 # -- reader -------------------------------------------------------------------------------

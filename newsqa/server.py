@@ -38,7 +38,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from .chat import ChatSession, format_reply, replay_history, reply_remainder, strip_reply
+from .chat import ChatSession, exchanges, format_reply, replay_history, reply_remainder
 from .errors import (
     InputError,
     LLMConnectionError,
@@ -59,11 +59,6 @@ DEFAULT_MODEL_ID = "newsqa"
 DEFAULT_MAX_BODY = 1_000_000
 MAX_MESSAGES = 200
 MAX_SOURCES = 100
-# Earlier messages only steer the follow-up rewrite, whose cost grows with the square
-# of the previous reply (20 KB: 0.5 s; 300 KB: minutes): read a bounded part of each,
-# and of the conversation.
-MAX_HISTORY_CHARS = 4000
-MAX_HISTORY_PAIRS = 16
 # Past this many bytes we stop draining an oversized body and just answer 413.
 _DRAIN_LIMIT_FACTOR = 8
 
@@ -208,7 +203,8 @@ def _conversation(request: ChatRequest) -> tuple[str, list[tuple[str, str]]]:
     """The question (last user message) and the earlier (user, assistant) exchanges.
 
     The question is checked against the API's limit here, before any work; earlier
-    messages are clipped and only the latest exchanges kept (see MAX_HISTORY_CHARS).
+    messages become (question, answer) pairs, clipped when replayed (see
+    newsqa.chat.MAX_HISTORY_CHARS).
     """
     messages = request.messages
     last = messages[-1]
@@ -225,20 +221,7 @@ def _conversation(request: ChatRequest) -> tuple[str, list[tuple[str, str]]]:
         check_question(question)
     except InputError as exc:
         raise APIError(400, str(exc), param=f"{where}.content", code="question_too_long") from None
-    return question, _history_pairs(messages[:-1])
-
-
-def _history_pairs(messages: list[_Message]) -> list[tuple[str, str]]:
-    pairs: list[tuple[str, str]] = []
-    pending: str | None = None
-    for message in messages:
-        if message.role == "user":
-            pending = message.text().strip()[:MAX_HISTORY_CHARS] or pending
-        elif message.role == "assistant" and pending is not None:
-            # clipped before strip_reply: its Sources pattern backtracks on long newline runs
-            pairs.append((pending, strip_reply(message.text()[:MAX_HISTORY_CHARS])))
-            pending = None
-    return pairs[-MAX_HISTORY_PAIRS:]
+    return question, exchanges((m.role, m.text()) for m in messages[:-1])
 
 
 def _session(qa: NewsQA, request: ChatRequest, pairs: list[tuple[str, str]]) -> ChatSession:

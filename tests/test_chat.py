@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from newsqa.chat import (
+    MAX_HISTORY_CHARS,
+    MAX_HISTORY_PAIRS,
     ChatSession,
     Turn,
     condense_offline,
@@ -158,6 +160,35 @@ def test_trim_history_drops_oldest_turns_first() -> None:
 def test_trim_history_keeps_the_newest_turn_even_over_budget() -> None:
     turns = [Turn("old?", "short"), Turn("new?", "word " * 500)]
     assert trim_history(turns, budget=10) == turns[-1:]
+
+
+LONG_ANSWER = ("Qaani met al-Sudani in Baghdad and warned Washington. " * 800)[:40_000]
+
+
+def bounded(turns: list[Turn]) -> bool:
+    return 0 < len(turns) <= MAX_HISTORY_PAIRS and all(
+        len(t.question) <= MAX_HISTORY_CHARS and len(t.answer) <= MAX_HISTORY_CHARS
+        and len(t.standalone) <= MAX_HISTORY_CHARS for t in turns
+    )
+
+
+def test_every_history_a_session_takes_in_is_clipped(tmp_path: Path) -> None:
+    """The offline rewrite costs the square of the previous reply (40 KB: ~3 s), and a
+    replay runs it once a turn: a given history, an added turn and a replayed client
+    history keep the latest MAX_HISTORY_PAIRS turns, MAX_HISTORY_CHARS of each text."""
+    from newsqa.api import NewsQA
+
+    long_turns = [Turn(f"Who did Qaani meet? ({i})", LONG_ANSWER, "Q" * 50_000)
+                  for i in range(3 * MAX_HISTORY_PAIRS)]
+    qa = NewsQA(db=tmp_path / "none", llm="extractive")  # nothing is opened
+    for session in (ChatSession(qa, history=long_turns, history_tokens=10**9),
+                    qa.chat(history=long_turns, history_tokens=10**9)):
+        assert bounded(session.history) and session.history[-1].question.endswith("(47)")
+        session.add_turn("Who did Qaani meet?", LONG_ANSWER)
+        assert bounded(session.history)
+        assert session.condense("What did he warn?")[0] == "What did Qaani warn?"
+    replayed = replay_history([("Who did Qaani meet? " * 1000, LONG_ANSWER)] * 100)
+    assert bounded(replayed)
 
 
 # -- reply text ------------------------------------------------------------------------------
