@@ -2,8 +2,10 @@
 
 No model writes anything here, so nothing can be invented: the answer is the
 best-supported sentences of the retrieved passages, verbatim, in the order a
-reader would want them. It abstains when no sentence covers enough of what the
-question asks (see `ABSTAIN_BELOW`).
+reader would want them. It abstains when the evidence looks like that of a
+question the archive does not hold (`NullModel`), and when the question asks
+for a name, a number or a date it picks that span out of the cited sentences
+(`direct_answer`).
 
 A sentence's support is the IDF-weighted share of the question's content terms
 it contains; the sentence before it counts at half weight, because news writes
@@ -14,34 +16,201 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .chunking import sentence_spans
 from .citations import ClaimedQuote, verify
 from .config import Settings
-from .lexical import terms
+from .lexical import terms, words
 from .models import Answer, Article, Citation, Passage, RejectedCitation
 
 if TYPE_CHECKING:
     from .index import Index
 
-# Chosen on the MultiHop-RAG dev split (benchmarks/RESULTS.md, "Extractive abstention"):
-# the support level that best separates null queries from answerable ones.
-ABSTAIN_BELOW = 0.3
 MAX_SENTENCES = 3
 MIN_GAIN = 0.1  # share of the question's term weight a further sentence must add
 POOL = 40  # sentences considered for the answer after the best one
 CONTEXT_WEIGHT = 0.5
 
-_NUMBER = re.compile(r"\d")
-_MONTHS = (
-    "january february march april may june july august september october november december "
-    "monday tuesday wednesday thursday friday saturday sunday yesterday today"
-).split()
-_DATEISH = re.compile(r"\b(?:\d{4}|" + "|".join(_MONTHS) + r")\b", re.IGNORECASE)
-_NAME = re.compile(r"\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)*")
+
+# -- abstention ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Signals:
+    """What the abstention rule weighs; each is cheap and says something a reader can check.
+
+    - support: the IDF-weighted share of the question's terms the chosen
+      sentences cover (an answer that misses what was asked is no answer);
+    - names_found: the share of the question's names (capitalised words: people,
+      companies, outlets) found anywhere in the retrieved passages, their titles
+      or publishers; a question about someone the archive never mentions cannot
+      be answered from it, however well its other words match;
+    - dense: the best cosine between the question and a retrieved passage;
+    - rerank: the learned ranker's best score (rerank.py): how much the best
+      passage looks like the evidence of a question.
+    dense and rerank are None when their scale is not the one the models were
+    fitted on (another embedding model or ranker, the ranker off).
+    """
+
+    support: float
+    names_found: float
+    names: int
+    dense: float | None
+    rerank: float | None
+    question_terms: int
+
+    def value(self, name: str) -> float:
+        found = getattr(self, name)
+        return float(found) if found is not None else 0.0
+
+
+@dataclass(frozen=True)
+class NullModel:
+    """A logistic model of "the archive does not hold this": P(null) from some `Signals`.
+
+    Constants fitted by `python benchmarks/abstention.py --fit` on MultiHop-RAG dev
+    queries (null = the corpus lacks the answer); the threshold is the one with
+    the best balanced accuracy there. Cross-validated figures: benchmarks/RESULTS.md,
+    "Extractive abstention".
+    """
+
+    name: str
+    intercept: float
+    weights: Mapping[str, float]
+    abstain_at: float  # abstain when P(null) reaches this
+
+    def probability(self, signals: Signals) -> float:
+        z = self.intercept + sum(w * signals.value(n) for n, w in self.weights.items())
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+    def applies(self, signals: Signals) -> bool:
+        return all(getattr(signals, n) is not None for n in self.weights)
+
+
+# Best first; a question gets the first model whose signals it has (`null_model`).
+FULL = NullModel("ranker+dense+lexical", 12.97,
+                 {"rerank": -0.6141, "dense": -15.75, "names_found": -6.725, "support": -1.423},
+                 0.09)
+DENSE = NullModel("dense+lexical", 18.85,
+                  {"dense": -22.64, "names_found": -9.763, "support": -4.111}, 0.09)
+LEXICAL = NullModel("lexical", 8.419, {"names_found": -10.39, "support": -5.809}, 0.10)
+MODELS = (FULL, DENSE, LEXICAL)
+# Cosines and ranker scores were fitted on MultiHop-RAG questions, all of 12 or more
+# content terms; shorter questions score far lower on both even when answerable (NewsQA's
+# crowd questions), so below that length only the lexical model decides.
+MIN_TERMS = 12
+# Nor do those models know short questions without names: there the old rule stays as a
+# floor (chosen on MultiHop-RAG dev before; NewsQA's answerable questions all clear it).
+SHORT_MIN_SUPPORT = 0.30
+DENSE_MODEL = "all-MiniLM-L6-v2"  # the embedding model whose cosines DENSE and FULL know
+
+_NAME_WORD = re.compile(r"\b[^\W\d_]*[A-Z][\w'’&.-]*")  # "Qaani", "ECB", "iPhone"
+
+
+def question_names(question: str) -> list[str]:
+    """Terms of the question's capitalised words, its first word left out (that is grammar)."""
+    found: list[str] = []
+    for match in _NAME_WORD.finditer(question):
+        if question[: match.start()].strip():
+            found += terms(match.group())
+    return list(dict.fromkeys(found))
+
+
+def evidence_signals(
+    question: str, passages: Sequence[Passage], chosen: Sequence[Candidate], *,
+    dense: bool, rerank: bool,
+) -> Signals:
+    """The abstention rule's inputs; `dense`/`rerank`: whether those scores are calibrated."""
+    names = question_names(question)
+    seen: set[str] = set()
+    for p in passages:
+        seen.update(terms(f"{p.title}\n{p.source}\n{p.text}"))
+    size = len(set(terms(question)))
+    cosines = [p.scores["dense"] for p in passages if "dense" in p.scores]
+    ranked = [p.scores["rerank"] for p in passages if "rerank" in p.scores]
+    long_enough = size >= MIN_TERMS
+    return Signals(
+        support=evidence_support(chosen),
+        names_found=sum(n in seen for n in names) / len(names) if names else 1.0,
+        names=len(names),
+        dense=max(cosines) if cosines and dense and long_enough else None,
+        rerank=max(ranked) if ranked and rerank and dense and long_enough else None,
+        question_terms=size,
+    )
+
+
+def null_model(signals: Signals) -> NullModel:
+    """The best model whose signals are there (the lexical one always is)."""
+    return next(m for m in MODELS if m.applies(signals))
+
+
+def dense_calibrated(index: Index) -> bool:
+    """Whether the index's cosines are on the scale the models were fitted on."""
+    return str(getattr(index, "model", "")).startswith(DENSE_MODEL)
+
+
+def rerank_calibrated() -> bool:
+    """Whether rerank scores come from the shipped ranker (another model has its own scale)."""
+    from .retrieval import FusionWeights
+
+    weights = FusionWeights.from_env()
+    return weights.rerank and not weights.ranker
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What the engine decided from the passages, before any citation is verified."""
+
+    chosen: list[Candidate]
+    signals: Signals
+    model: NullModel
+    p_null: float
+
+    @property
+    def abstains(self) -> bool:
+        return not self.chosen or self.p_null >= self.model.abstain_at or self.too_thin
+
+    @property
+    def too_thin(self) -> bool:
+        s = self.signals
+        return s.question_terms < MIN_TERMS and s.support < SHORT_MIN_SUPPORT
+
+
+def assess(
+    question: str, passages: Sequence[Passage], *, dense: bool = True, rerank: bool = True
+) -> Assessment:
+    """The chosen sentences and the abstention decision (benchmarks/abstention.py reuses it)."""
+    candidates = rank_sentences(question, passages)
+    chosen = choose(candidates) if candidates else []
+    signals = evidence_signals(question, passages, chosen, dense=dense, rerank=rerank)
+    model = null_model(signals)
+    return Assessment(chosen, signals, model, model.probability(signals) if chosen else 1.0)
+
+
+def _abstain_reason(found: Assessment) -> str:
+    s = found.signals
+    if found.too_thin:
+        return (f"the best supporting sentences cover {s.support:.0%} of the question's terms "
+                f"(the extractive engine abstains below {SHORT_MIN_SUPPORT:.0%} on questions "
+                f"this short)")
+    parts = [f"the chosen sentences cover {s.support:.0%} of the question's terms"]
+    if s.names:
+        parts.append(f"{s.names_found:.0%} of the names it asks about appear in the "
+                     "retrieved articles")
+    if "dense" in found.model.weights:
+        parts.append(f"the closest passage has similarity {s.value('dense'):.2f}")
+    if "rerank" in found.model.weights:
+        parts.append(f"the ranker scores the best passage {s.value('rerank'):.1f}")
+    return (f"the evidence looks like that of a question the archive does not hold "
+            f"({'; '.join(parts)}): {found.p_null:.0%} likely unanswerable by the "
+            f"{found.model.name} model, and the extractive engine abstains from "
+            f"{found.model.abstain_at:.0%}")
+
+
+# -- the answer ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -67,26 +236,25 @@ def extractive_answer(
     question: str, passages: Sequence[Passage], index: Index, settings: Settings
 ) -> Answer:
     """Answer from source sentences, or abstain saying why."""
-    candidates = rank_sentences(question, passages)
-    if not candidates:
+    found = assess(question, passages, dense=dense_calibrated(index),
+                   rerank=rerank_calibrated())
+    if not found.chosen:
         return _abstain(question, passages, "no retrieved passage matches the question")
-    chosen = choose(candidates)
-    support = evidence_support(chosen)
-    if support < ABSTAIN_BELOW:
-        return _abstain(
-            question,
-            passages,
-            f"the best supporting sentences cover {support:.0%} of the question's terms "
-            f"(the extractive engine abstains below {ABSTAIN_BELOW:.0%})",
-        )
-    citations, rejected = _cite(chosen, index)
+    if found.abstains:
+        return _abstain(question, passages, _abstain_reason(found))
+    citations, rejected = _cite(found.chosen, index)
     if not citations:
         return _abstain(question, passages, "no sentence could be verified", rejected)
     text = " ".join(f"{c.quote} [{i}]" for i, c in enumerate(citations, 1))
+    direct = direct_answer(question, _best_first(citations, found.chosen),
+                           [p.text for p in passages])
+    if direct is not None and question_kind(question) in LEAD_WITH:
+        text = f"{direct}. {text}"
     return Answer(
         question=question,
         answer=text,
         answerable=True,
+        direct_answer=direct,
         citations=citations,
         rejected_citations=rejected,
         passages=list(passages),
@@ -104,7 +272,7 @@ def rank_sentences(question: str, passages: Sequence[Passage]) -> list[Candidate
     sentence_terms = [[set(terms(p.text[s:e])) for s, e in spans] for p, _, spans in split]
     weights = _idf(wanted, [t for per_passage in sentence_terms for t in per_passage])
     total = sum(weights.values())
-    kind = _question_kind(question)
+    kind = question_kind(question)
     out: list[Candidate] = []
     for (passage, rank, spans), per_sentence in zip(split, sentence_terms, strict=True):
         for i, (start, end) in enumerate(spans):
@@ -141,22 +309,11 @@ def _idf(wanted: set[str], sentences: list[set[str]]) -> dict[str, float]:
     return {t: math.log(1 + n / (1 + sum(t in s for s in sentences))) for t in wanted}
 
 
-def _question_kind(question: str) -> str:
-    q = question.lower()
-    if re.search(r"\bhow (many|much)\b|\bwhat (number|percentage|amount)\b", q):
-        return "number"
-    if re.search(r"\bwhen\b|\bwhat (date|day|year|time)\b", q):
-        return "date"
-    if re.search(r"\bwho\b|\bwhom\b", q):
-        return "person"
-    return "other"
-
-
 def _kind_bonus(kind: str, sentence: str) -> float:
     """A small nudge toward sentences that carry the kind of fact asked for."""
     if kind == "number" and _NUMBER.search(sentence):
         return 0.15
-    if kind == "date" and _DATEISH.search(sentence):
+    if kind == "date" and _DATE.search(sentence):
         return 0.15
     if kind == "person" and _NAME.search(sentence[1:]):
         return 0.05
@@ -253,3 +410,210 @@ def _abstain(
         mode="extractive",
         model="extractive",
     )
+
+
+# -- the direct answer -----------------------------------------------------------------------
+
+# Kinds whose direct answer opens the answer text (measured on dev: benchmarks/RESULTS.md).
+LEAD_WITH: frozenset[str] = frozenset()
+
+_AUXILIARY = re.compile(
+    r"^\W*(?:is|are|was|were|do|does|did|has|have|had|can|could|will|would|should|shall|may|"
+    r"might|must)\b", re.IGNORECASE)
+_WH = re.compile(r"\b(how (?:many|much)|when|who|whom|whose|what|which|where|why|how)\b",
+                 re.IGNORECASE)
+_NUMBER_NOUNS = frozenset("number amount percentage percent total cost price sum count".split())
+_DATE_NOUNS = frozenset("year date day month".split())
+_ENTITY_NOUNS = frozenset(
+    """company companies firm firms organization organisation organizations organisations
+    individual individuals person people entity player players team teams celebrity artist
+    executive ceo founder institution agency brand startup group name club athlete""".split()
+)
+_FILLER = frozenset("is was are were the a an of".split())
+
+
+def question_kind(question: str) -> str:
+    """What the question asks for: "number", "date", "person" (or organisation), or "other".
+
+    The first question word decides ("Who ...", "... , which company ..."); a
+    question opening with an auxiliary ("Did ...", "Is ...") asks yes or no,
+    whatever "when" or "who" its clauses hold.
+    """
+    if _AUXILIARY.match(question):
+        return "other"
+    match = _WH.search(question)
+    if match is None:
+        return "other"
+    head = match.group(1).lower()
+    if head.startswith("how "):
+        return "number"
+    if head == "when":
+        return "date"
+    if head in ("who", "whom", "whose"):
+        return "person"
+    if head in ("what", "which"):
+        noun = next((w for w in words(question[match.end():])[:4] if w not in _FILLER), "")
+        for kind, nouns in (("number", _NUMBER_NOUNS), ("date", _DATE_NOUNS),
+                            ("person", _ENTITY_NOUNS)):
+            if noun in nouns:
+                return kind
+    return "other"
+
+
+_CAPITALISED = r"[A-Z][\w'’.&-]*"
+_NAME = re.compile(_CAPITALISED + r"(?:\s+(?:(?:of|de|da|van|von|der|del|al|bin|la|le)\s+)?"
+                   + _CAPITALISED + r")*")
+_POSSESSIVE = re.compile(r"[’']s\b")
+_MONTH_NAMES = ("january february march april may june july august september october "
+                "november december").split()
+_DAY_NAMES = "monday tuesday wednesday thursday friday saturday sunday".split()
+_NOT_NAMES = frozenset(
+    """the a an he she it they we i his her its their this that these those there here however
+    meanwhile but and or so yet after before when while although though if as at in on by for
+    from with without according despite during since until last next earlier later today
+    yesterday tomorrow mr mrs ms dr also still then now what who which where why how yes
+    no""".split() + _MONTH_NAMES + _DAY_NAMES
+)
+_SCALE = r"(?:\s?(?:%|percent|per cent|million|billion|trillion|thousand|hundred))?"
+_FIGURE = r"[$€£]?\d[\d,]*(?:\.\d+)?" + _SCALE
+# "one" is left out: "one of them", "One ton" are rarely the count asked for.
+_SPELLED = (r"(?:two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|"
+            r"fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|"
+            r"sixty|seventy|eighty|ninety|hundreds|thousands|dozens?)" + _SCALE)
+_NUMBER = re.compile(r"(?<![\w.])(?:" + _FIGURE + r"(?:\s(?:to|and|-)\s" + _FIGURE + r")?|"
+                     + _SPELLED + r")(?![\w-])", re.IGNORECASE)
+_YEAR = re.compile(r"(?:19|20)\d\d")
+_MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
+          r"Sept?(?:ember)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?")
+_WEEKDAY = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
+_DATE = re.compile(
+    r"\b(?:" + _MONTH + r"\s\d{1,2}(?:st|nd|rd|th)?(?:,?\s\d{4})?"
+    r"|\d{1,2}(?:st|nd|rd|th)?\s" + _MONTH + r"(?:,?\s\d{4})?"
+    r"|" + _MONTH + r"\s\d{4}"
+    r"|(?:last|this|next)\s(?:week|month|year|" + _WEEKDAY + r")"
+    r"|" + _WEEKDAY + r"|yesterday|today|(?:19|20)\d\d)\b"
+)
+# A wire dateline ("NEW DELHI, India (CNN) -- ") names where, not who.
+_DATELINE = re.compile(r"^[^()\n]{0,60}\((?:CNN|AP|AFP|Reuters|UPI)\)\s*(?:--|—|–)\s*")
+_MID_SENTENCE_CAPITAL = re.compile(r"[\w,;:]\s+([A-Z][\w-]*)")
+
+
+def direct_answer(
+    question: str, quotes: Sequence[str], context: Sequence[str] = ()
+) -> str | None:
+    """The name, number or date the question asks for: a span of a quote, not of the question.
+
+    `quotes` are the cited sentences, best first; `context` is the retrieved text.
+    Numbers and dates come from the best sentence that holds one. A name is the
+    one most quotes and retrieved passages mention (a multi-hop answer is what
+    its articles share), "Altman" counting for "Sam Altman"; the context also
+    tells names from capitalised sentence openers. None for every other
+    question, yes/no included (no rule was tried that tells yes from no).
+    """
+    kind = question_kind(question)
+    if kind == "other":
+        return None
+    asked = set(terms(question))
+    seen = _Seen.of([*quotes, *context]) if kind == "person" else _Seen(frozenset(), frozenset())
+    found: dict[str, _Mention] = {}
+    for rank, quote in enumerate(quotes):
+        for start, span in _spans(kind, quote, seen):
+            key = " ".join(terms(span)) or span.lower()
+            if span in question or (kind != "number" and set(key.split()) <= asked):
+                continue
+            mention = found.setdefault(key, _Mention(span, (rank, start)))
+            mention.count += mention.last != rank
+            mention.last = rank
+    if not found:
+        return None
+    if kind != "person":
+        return min(found.values(), key=lambda m: m.first).text
+    return _best_name(found, [set(terms(text)) for text in context])
+
+
+@dataclass
+class _Mention:
+    text: str
+    first: tuple[int, int]  # (quote rank, offset): where it was seen first
+    count: int = 0
+    last: int = -1  # the last quote that mentioned it: each quote counts once
+
+
+def _best_name(found: dict[str, _Mention], context: Sequence[set[str]]) -> str:
+    """The name in most quotes and passages; a surname counts for the full name it ends."""
+    counts = {k: m.count + sum(set(k.split()) <= c for c in context) for k, m in found.items()}
+    for key in found:
+        size = len(key.split())
+        longer = [o for o in found if len(o.split()) > size and o.split()[-size:] == key.split()]
+        if longer:
+            target = max(longer, key=lambda o: counts[o])
+            counts[target] += counts[key]
+            counts[key] = 0
+    best = max(found, key=lambda k: (counts[k], -found[k].first[0], -found[k].first[1]))
+    return found[best].text
+
+
+def _spans(kind: str, quote: str, seen: _Seen) -> list[tuple[int, str]]:
+    """(offset, text) of what could answer a question of this kind within one quote."""
+    if kind == "number":
+        return [(m.start(), m.group()) for m in _NUMBER.finditer(quote)
+                if not _YEAR.fullmatch(m.group())]
+    if kind == "date":
+        return [(m.start(), m.group()) for m in _DATE.finditer(quote)]
+    out = []
+    dateline = _DATELINE.match(quote)
+    for match in _NAME.finditer(quote, dateline.end() if dateline else 0):
+        span = _name_in(quote, match, seen)
+        if span is not None:
+            out.append(span)
+    return out
+
+
+def _name_in(quote: str, match: re.Match[str], seen: _Seen) -> tuple[int, str] | None:
+    """The name inside a capitalised run, without "The", a sentence opener or "'s ..."."""
+    end = match.end()
+    possessive = _POSSESSIVE.search(quote, match.start(), end)
+    if possessive is not None:
+        end = possessive.start()
+    tokens = [t for t in re.finditer(r"\S+", quote[:end]) if t.start() >= match.start()]
+    at_start = not quote[: match.start()].strip(" \"“‘'([")
+    while tokens and (tokens[0].group().lower() in _NOT_NAMES
+                      or (at_start and seen.opener(tokens[0].group(), alone=len(tokens) == 1))):
+        at_start = False
+        tokens = tokens[1:]
+    if not tokens:
+        return None
+    text = quote[tokens[0].start() : end].rstrip(".-'’")
+    if not text or all(t.lower() in _NOT_NAMES for t in text.split()):
+        return None
+    return tokens[0].start(), text
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """How the retrieved text writes its words: tells "Using" (an opener) from "Tomas"."""
+
+    capitalised: frozenset[str]  # seen capitalised mid-sentence: names
+    lower: frozenset[str]  # seen in lower case: ordinary words
+
+    @classmethod
+    def of(cls, texts: Iterable[str]) -> _Seen:
+        joined = "\n".join(texts)
+        return cls(frozenset(m.group(1) for m in _MID_SENTENCE_CAPITAL.finditer(joined)),
+                   frozenset(re.findall(r"\b[a-z][a-z'-]*", joined)))
+
+    def opener(self, word: str, *, alone: bool) -> bool:
+        """Whether a capitalised word opening a sentence is an ordinary word, not a name.
+
+        Alone ("Following ...") it must be seen capitalised mid-sentence to count
+        as a name; before another capitalised word ("Using Caroline", "Tomas Berg")
+        it is an ordinary word only if the text also writes it in lower case.
+        """
+        return word not in self.capitalised if alone else word.lower() in self.lower
+
+
+def _best_first(citations: Sequence[Citation], chosen: Sequence[Candidate]) -> list[str]:
+    """The cited quotes in order of their sentence's score: the best evidence speaks first."""
+    score = {(c.passage.article_id, c.text): c.score for c in chosen}
+    ordered = sorted(citations, key=lambda c: -score.get((c.article_id, c.quote), 0.0))
+    return [c.quote for c in ordered]
