@@ -299,8 +299,12 @@ def exact_match(prediction: str, gold: str) -> bool:
 
 
 def prediction_text(answer: Answer) -> str:
-    """What is compared with the gold answer: an abstention says what the paper's gold says."""
-    return answer.answer if answer.answerable else ABSTAIN_ANSWER
+    """What is compared with the gold answer: the direct answer when there is one (a whole
+    sentence never exactly matches "Sam Bankman-Fried"), else the answer text; an
+    abstention says what the paper's gold says."""
+    if not answer.answerable:
+        return ABSTAIN_ANSWER
+    return answer.direct_answer or answer.answer
 
 
 # -- citations ---------------------------------------------------------------------------------

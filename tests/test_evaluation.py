@@ -96,6 +96,18 @@ def test_lenient_match_is_the_papers_shared_word_rule() -> None:
     assert extract_answer('The answer to the question is "No" indeed') == "No"
 
 
+def test_the_direct_answer_is_what_is_scored_when_there_is_one() -> None:
+    from newsqa.evaluation import prediction_text
+    from newsqa.models import Answer, Citation
+
+    cited = Citation(article_id="a", quote="Sam Bankman-Fried", start=0, end=17)
+    answer = Answer(question="Who?", answer="Sam Bankman-Fried. He is on trial. [1]",
+                    answerable=True, direct_answer="Sam Bankman-Fried", citations=[cited],
+                    mode="llm")
+    assert exact_match(prediction_text(answer), "Sam Bankman-Fried")
+    assert prediction_text(answer.model_copy(update={"direct_answer": None})) == answer.answer
+
+
 def test_exact_match_normalises_case_punctuation_and_articles() -> None:
     assert exact_match("The Verge.", "the verge")
     assert not exact_match("The Verge and TechCrunch", "The Verge")
