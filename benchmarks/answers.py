@@ -72,6 +72,9 @@ EVAL = ROOT.parent / "shared" / "eval"
 EXPECTED_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
 TYPES = ("inference_query", "comparison_query", "temporal_query", "null_query")
 ENGINES = ("newsqa-llm", "extractive", "llamaindex")
+# The model's own short answer in its first draft, before any grounding: never shown to a
+# user, reported to tell the model's errors apart from what grounding removed.
+DRAFT = "draft (ungrounded)"
 N_CTX = 4096
 REPLY_TOKENS = 1024  # newsqa's default max_output_tokens; LlamaIndex gets the same
 SUMMARY_BULLETS = 3  # beside lead-3 and the extractive summariser's 3 sentences
@@ -548,8 +551,8 @@ def run_question(q: Question, llm: MeteredLLM, snapshot: Snapshot, settings: Any
     record: dict[str, Any] = {
         "id": q.query.id, "type": q.query.question_type, "question": q.query.query,
         "gold": q.query.answer, "evidence_retrieved": q.evidence_retrieved,
-        "passages": [{"article_id": p.article_id, "start": p.start, "end": p.end}
-                     for p in q.passages],
+        "passages": [{"article_id": p.article_id, "title": p.title, "start": p.start,
+                      "end": p.end} for p in q.passages],
     }
     record["newsqa-llm"] = _newsqa_run(q, llm, snapshot, settings)
     record["extractive"] = _newsqa_run(q, None, snapshot, settings)
@@ -623,19 +626,23 @@ def run_summaries(n: int, seed: int, llm: MeteredLLM) -> dict[str, Any] | None:
         return None
     items = random.Random(seed).sample(items, min(n, len(items)))
     made, rows = _llm_summaries(items, llm)
+    return {"n": len(items), "rouge": rouge_table(bench, items, made), "rows": rows}
+
+
+def rouge_table(bench: ModuleType, items: Sequence[Any], made: Sequence[str]) -> dict[str, Any]:
+    """benchmarks/summarize.py's scoring of lead-3, its extractive summariser and ours."""
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(list(bench.METRICS), use_stemmer=True)
     refs = [bench.reference_lines(i.reference) for i in items]
     preps = [bench.Prepared(i) for i in items]
-    table = {
+    return {
         f"lead-{SUMMARY_BULLETS}": bench.score(scorer, [
             (bench.lead(i.article, SUMMARY_BULLETS), r) for i, r in zip(items, refs, strict=True)]),
         "newsqa extractive": bench.score(scorer, [
             (bench.production(p, SUMMARY_BULLETS), r) for p, r in zip(preps, refs, strict=True)]),
         "newsqa LLM": bench.score(scorer, list(zip(made, refs, strict=True))),
     }
-    return {"n": len(items), "rouge": table, "rows": rows}
 
 
 def _llm_summaries(items: Sequence[Any], llm: MeteredLLM) -> tuple[list[str], list[dict]]:
@@ -681,7 +688,8 @@ def _one_summary(qa: Any, llm: MeteredLLM, article: Article, item_id: str,
 
 def answer_figures(records: Sequence[dict[str, Any]], engine: str) -> dict[str, Any]:
     """Accuracy as the paper scores it, normalised EM and abstention, for one engine."""
-    rows = [(r, r[engine]) for r in records if "error" not in r[engine]]
+    rows = [(r, _engine_row(r, engine)) for r in records]
+    rows = [(r, e) for r, e in rows if "error" not in e]
     pred = [(_prediction(engine, e), r["gold"]) for r, e in rows]
     full = [(_prediction(engine, e, whole=True), r["gold"]) for r, e in rows]
     null = [(r, e) for r, e in rows if r["type"] == "null_query"]
@@ -695,6 +703,22 @@ def answer_figures(records: Sequence[dict[str, Any]], engine: str) -> dict[str, 
         "false_abstain": _share(sum(_abstained(engine, e) for _, e in real), len(real)),
         "seconds": latency_summary([e["seconds"] for _, e in rows]),
     }
+
+
+def _engine_row(record: dict[str, Any], engine: str) -> dict[str, Any]:
+    if engine != DRAFT:
+        return dict(record[engine])
+    llm = record["newsqa-llm"]
+    drafts = [c["draft"] for c in llm.get("calls", []) if c["draft"]]
+    if not drafts:
+        return {"error": "no draft"}
+    from newsqa.grounding import is_no_answer
+
+    said = str(drafts[0]["answer"])
+    answered = bool(drafts[0]["answerable"]) and not is_no_answer(said)
+    prediction = said if answered else ABSTAIN_ANSWER
+    return {"prediction": prediction, "text_prediction": prediction, "answerable": answered,
+            "seconds": llm["seconds"]}
 
 
 def _prediction(engine: str, row: dict[str, Any], whole: bool = False) -> str:
@@ -719,10 +743,11 @@ def by_type(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         groups[r["type"]].append(r)
-    out = {"all": {e: answer_figures(records, e) for e in ENGINES}}
+    engines = (*ENGINES, DRAFT)
+    out = {"all": {e: answer_figures(records, e) for e in engines}}
     for qtype in TYPES:
         if groups[qtype]:
-            out[qtype] = {e: answer_figures(groups[qtype], e) for e in ENGINES}
+            out[qtype] = {e: answer_figures(groups[qtype], e) for e in engines}
     return out
 
 
@@ -744,6 +769,30 @@ def grounding_figures(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "rungs": rung_figures([c for r in records for c in r["newsqa-llm"].get("calls", [])]),
         "tokens": _token_figures(rows),
     }
+
+
+def grounding_losses(records: Sequence[dict[str, Any]],
+                     titles: Mapping[str, str]) -> dict[str, Any]:
+    """Answerable questions whose first draft was right (lenient) but newsqa abstained, with
+    the rejection reasons they had; and 'not found' quotes that are a title the prompt showed."""
+    lost = [r for r in records if r["type"] != "null_query" and "error" not in r["newsqa-llm"]
+            and not r["newsqa-llm"]["answerable"]
+            and lenient_match(_engine_row(r, DRAFT).get("prediction", ABSTAIN_ANSWER), r["gold"])]
+    reasons: Counter[str] = Counter()
+    for r in lost:
+        reasons.update(set(r["newsqa-llm"]["rejected_by_reason"]))
+    missing = [(x["quote"], r) for r in records for x in r["newsqa-llm"].get("rejected", [])
+               if x["reason"].startswith("quote not found")]
+    return {"right_draft_but_abstained": len(lost), "their_rejection_reasons": dict(reasons),
+            "not_found": len(missing),
+            "not_found_quoting_a_title": sum(_quotes_title(q, r, titles) for q, r in missing)}
+
+
+def _quotes_title(quote: str, record: dict[str, Any], titles: Mapping[str, str]) -> bool:
+    """The prompt shows each source's title as an attribute; citations point into the text."""
+    said = _squash(quote).strip("\"'“”‘’.")
+    shown = [p.get("title") or titles.get(p["article_id"], "") for p in record["passages"]]
+    return len(said) >= 10 and any(said in _squash(t) for t in shown)
 
 
 def _citation_totals(records: Sequence[dict[str, Any]], engine: str) -> dict[str, Any]:
@@ -831,6 +880,8 @@ def render(figures: Mapping[str, Any]) -> str:
     """Markdown for RESULTS.md: the side-by-side table first, then the parts only newsqa has."""
     lines = [*_accuracy_table(figures["by_type"]), "", *_anchor_lines(), ""]
     lines += _grounding_lines(figures["grounding"], figures["llamaindex"])
+    if figures.get("losses"):
+        lines.append(f"- grounding losses: {json.dumps(figures['losses'])}")
     if figures.get("summaries"):
         lines += ["", *_summary_lines(figures["summaries"])]
     return "\n".join(lines)
@@ -896,7 +947,8 @@ def _summary_lines(s: Mapping[str, Any]) -> list[str]:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, required=True, help="GGUF file to serve")
+    parser.add_argument("--model", type=Path, help="GGUF file to serve (required to run)")
+    parser.add_argument("--rescore", type=Path, help="only recompute the figures from a --dump")
     parser.add_argument("--data", type=Path, default=EVAL / "multihop")
     parser.add_argument("--db", type=Path, default=ROOT / DEFAULT_MULTIHOP_DB,
                         help="corpus index built by `newsqa eval multihop`")
@@ -926,6 +978,10 @@ def main() -> int:
     if not (args.data / "queries.jsonl").is_file():
         print(f"skipped: {args.data} is absent (see ../shared/eval/README.md)")
         return 0
+    if args.rescore:
+        return rescore(args.rescore, args.data, args.out)
+    if args.model is None:
+        raise SystemExit("--model PATH is required (the GGUF file to measure)")
     digest = check_model(args.model)
     queries = sample_queries(args.data, args.per_type, args.seed)
     corpus = args.data / "corpus.jsonl"
@@ -939,20 +995,55 @@ def main() -> int:
     started = time.perf_counter()
     with llama_server(args.model, log, args.threads) as (base_url, model_id):
         records, summ = run_all(args, questions, snapshot, settings, base_url, model_id)
-    figures = {
-        "model_sha256": digest, "per_type": args.per_type, "top_k": args.top_k,
-        "seed": args.seed, "evidence_retrieved": sum(q.evidence_retrieved for q in questions),
+    titles = {aid: a.title for aid, a in snapshot.articles.items()}
+    figures = {"model_sha256": digest, "per_type": args.per_type, "top_k": args.top_k,
+               "seed": args.seed, **all_figures(records, summ, titles),
+               "wall_seconds": round(time.perf_counter() - started, 1)}
+    return report(figures, args.out)
+
+
+def all_figures(records: Sequence[dict[str, Any]], summ: Mapping[str, Any] | None,
+                titles: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "questions": len(records),
+        "evidence_retrieved": sum(bool(r["evidence_retrieved"]) for r in records),
         "by_type": by_type(records), "grounding": grounding_figures(records),
+        "losses": grounding_losses(records, titles),
         "llamaindex": llama_index_figures(records),
         "summaries": summary_figures(summ) if summ else None,
-        "wall_seconds": round(time.perf_counter() - started, 1),
     }
-    if args.out:
-        args.out.write_text(json.dumps(figures, indent=1), encoding="utf-8")
+
+
+def report(figures: Mapping[str, Any], out: Path | None) -> int:
+    if out:
+        out.write_text(json.dumps(figures, indent=1), encoding="utf-8")
     print(render(figures))
-    print(f"\nwall {figures['wall_seconds']} s; evidence in the passages for "
-          f"{figures['evidence_retrieved']} of {len(questions)} questions")
+    print(f"\nwall {figures.get('wall_seconds', '-')} s; evidence in the passages for "
+          f"{figures['evidence_retrieved']} of {figures['questions']} questions")
     return 0
+
+
+def rescore(dump: Path, data: Path, out: Path | None) -> int:
+    """The figures again from a dump, without the model: so a new measure (or a fixed one)
+    can be read off a run that took hours, from the very answers it gave."""
+    from newsqa.articles import Loaded, read_paths
+
+    lines = [json.loads(line) for line in dump.open(encoding="utf-8") if line.strip()]
+    records = [r for r in lines if "summary" not in r]
+    rows = [r["summary"] for r in lines if "summary" in r]
+    titles = {item.article.id: item.article.title for item in read_paths([data / "corpus.jsonl"])
+              if isinstance(item, Loaded)}
+    return report(all_figures(records, _summaries_from(rows), titles), out)
+
+
+def _summaries_from(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    if not rows:
+        return None
+    bench = load_summarize_bench()
+    items = {i.id: i for i in bench.load_dev("cnn_dailymail") or []}
+    picked = [items[r["id"]] for r in rows]
+    made = ["\n".join(r.get("bullets", [])) for r in rows]
+    return {"n": len(rows), "rouge": rouge_table(bench, picked, made), "rows": list(rows)}
 
 
 def run_all(args: argparse.Namespace, questions: Sequence[Question], snapshot: Snapshot,
