@@ -24,7 +24,6 @@ from .models import (
     Passage,
     Summary,
     Timeline,
-    Usage,
     check_question,
 )
 
@@ -78,20 +77,6 @@ def _as_step(step: str, build: Callable[[], T]) -> T:
         raise
     except Exception as exc:
         raise SetupError(step, exc) from exc
-
-
-class _Session(ChatSession):
-    """A ChatSession that checks a turn's length before rewriting it: the offline rewrite
-    costs the square of the text (870 KB took seven minutes), so the check in `ask`,
-    which sees only the rewritten question, would come too late."""
-
-    def condense(self, question: str) -> tuple[str, Usage]:
-        check_question(question)
-        return super().condense(question)
-
-    async def acondense(self, question: str) -> tuple[str, Usage]:
-        check_question(question)
-        return await super().acondense(question)
 
 
 class NewsQA:
@@ -394,7 +379,7 @@ class NewsQA:
 
     def chat(self, **options: Any) -> ChatSession:
         """A multi-turn session that rewrites follow-ups into standalone questions."""
-        return _Session(self, **options)
+        return ChatSession(self, **options)
 
     # -- helpers ---------------------------------------------------------------------------
 
