@@ -233,11 +233,11 @@ class Grounder:
 
     def _elsewhere(self, quote: str, label: str, named: Passage | None) -> Citation | None:
         """A quote the model put under the wrong label: found in another shown source."""
+        searched = {named.article_id} if named is not None else set()  # searched whole
         for i, passage in enumerate(self.used, 1):
-            if passage is named or passage.article_id not in self.articles:
+            if passage.article_id in searched or passage.article_id not in self.articles:
                 continue
-            if named is not None and passage.article_id == named.article_id:
-                continue  # that article was searched whole already
+            searched.add(passage.article_id)  # verify_one falls back to the whole article
             result = verify_one(self._claimed(passage, quote, f"S{i}"), self.articles)
             if isinstance(result, Citation):
                 return result.model_copy(update={"reattributed_from": label or "(none)"})
