@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import importlib.util
 import json
 import os
@@ -51,6 +50,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from newsqa.embedding import sha256_file  # noqa: E402  (ties a figure to the bytes measured)
 from newsqa.errors import LLMError, NewsQAError, StoreError  # noqa: E402
 from newsqa.evaluation import (  # noqa: E402
     ABSTAIN_ANSWER,
@@ -98,15 +98,6 @@ GOALS = "a local model of 2B or less: lenient accuracy >= 0.60, null abstention 
 
 
 # -- the model file and its server ----------------------------------------------------
-
-
-def sha256_of(path: Path) -> str:
-    """The packager is unverified: the digest ties a figure to the exact bytes measured."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def free_port() -> int:
@@ -967,7 +958,7 @@ def parse_args() -> argparse.Namespace:
 def check_model(path: Path) -> str:
     if not path.is_file():
         raise SystemExit(f"no model file at {path}")
-    digest = sha256_of(path)
+    digest = sha256_file(path)
     verdict = "matches" if digest == EXPECTED_SHA256 else f"DIFFERS from {EXPECTED_SHA256}"
     print(f"model {path}: sha256 {digest} ({verdict} the one in RESULTS.md)", file=sys.stderr)
     return digest
