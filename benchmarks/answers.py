@@ -952,6 +952,8 @@ def parse_args() -> argparse.Namespace:
                         help="seconds to wait for the corpus index")
     parser.add_argument("--dump", type=Path, help="JSON lines per question (outside the repo)")
     parser.add_argument("--out", type=Path, help="the figures as JSON")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the questions already in --dump, answer the rest")
     return parser.parse_args()
 
 
@@ -1043,9 +1045,12 @@ def run_all(args: argparse.Namespace, questions: Sequence[Question], snapshot: S
     llm = MeteredLLM(model_id, base_url=base_url, timeout=600, context_window=N_CTX,
                      max_output_tokens=REPLY_TOKENS)
     parts = llama_index_parts(base_url, model_id)
-    records = []
-    dump = args.dump.open("w", encoding="utf-8") if args.dump else None
+    records = finished(args.dump, questions) if args.resume else []
+    skip = {r["id"] for r in records}
+    dump = _open_dump(args.dump, records)
     for done, q in enumerate(questions, 1):
+        if q.query.id in skip:
+            continue
         record = run_question(q, llm, snapshot, settings, parts)
         records.append(record)
         if dump:
@@ -1061,6 +1066,27 @@ def run_all(args: argparse.Namespace, questions: Sequence[Question], snapshot: S
     if dump:
         dump.close()
     return records, summ
+
+
+def finished(dump: Path | None, questions: Sequence[Question]) -> list[dict[str, Any]]:
+    """The answered questions of an interrupted run (same sample): an hour is not redone
+    because a process was killed. Temperature 0 makes the rest what they would have been."""
+    if dump is None or not dump.is_file():
+        return []
+    wanted = {q.query.id for q in questions}
+    rows = [json.loads(line) for line in dump.open(encoding="utf-8") if line.strip()]
+    return [r for r in rows if "summary" not in r and r.get("id") in wanted]
+
+
+def _open_dump(path: Path | None, kept: Sequence[dict[str, Any]]) -> Any:
+    """The dump rewritten with the kept records (summaries are redone whole on a resume)."""
+    if path is None:
+        return None
+    dump = path.open("w", encoding="utf-8")
+    for record in kept:
+        dump.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+    dump.flush()
+    return dump
 
 
 if __name__ == "__main__":
