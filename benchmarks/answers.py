@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import itertools
 import json
 import os
 import random
@@ -373,14 +374,16 @@ class Question:
 
 
 def sample_queries(folder: Path, per_type: int, seed: int) -> list[MultihopQuery]:
-    """Stratified: `per_type` dev questions of each type, drawn with a fixed seed."""
+    """Stratified: `per_type` dev questions of each type, drawn with a fixed seed, and
+    taken in turn (one of each type, then the next), so a run stopped early is still
+    stratified."""
     queries = load_multihop_queries(folder / "queries.jsonl", read_ids(folder / DEV_IDS))
     rng = random.Random(seed)
-    picked: list[MultihopQuery] = []
+    drawn: list[list[MultihopQuery]] = []
     for qtype in TYPES:
         pool = [q for q in queries if q.question_type == qtype]
-        picked += rng.sample(pool, min(per_type, len(pool)))
-    return picked
+        drawn.append(rng.sample(pool, min(per_type, len(pool))))
+    return [q for row in itertools.zip_longest(*drawn) for q in row if q is not None]
 
 
 class Snapshot:

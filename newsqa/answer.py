@@ -220,10 +220,15 @@ def _result(
         return Answer(answer=NOT_VERIFIED, answerable=False, reason=NO_VERIFIED_CITATION, **common)
     # A claim the re-ask retried and lost again is one claim left out, not two.
     dropped = reask.failed_claims - reask.recovered_claims if reask else len(grounder.failures)
-    note = None
+    notes = []
     if dropped > 0:
-        note = f"{dropped} claim{'s' if dropped > 1 else ''} without a supported citation left out"
+        notes.append(f"{dropped} claim{'s' if dropped > 1 else ''} without a supported "
+                     "citation left out")
     direct = grounder.direct(draft.answer)
+    if direct is None and not is_no_answer(draft.answer):
+        notes.append(f"the short answer {draft.answer.strip()[:80]!r} left out: the kept "
+                     "claims' quotes do not show it")
+    note = "; ".join(notes) or None
     return Answer(answer=_text(direct, grounder.sentences), answerable=True, reason=note,
                   direct_answer=direct, citations=grounder.citations, **common)
 

@@ -27,7 +27,14 @@ from pydantic import BaseModel, Field
 from .citations import ClaimedQuote, verify_one
 from .models import Article, Citation, Passage, RejectedCitation
 from .prompts import unescape_quote
-from .support import RELEVANCE_THRESHOLD, check_support, missing_facts, relevance
+from .support import (
+    RELEVANCE_THRESHOLD,
+    check_support,
+    contradiction,
+    is_instruction,
+    missing_facts,
+    relevance,
+)
 
 _INLINE_MARKER = re.compile(r"\s*\[(?:S?\d+)(?:\s*,\s*S?\d+)*\]")
 # What a model writes when it has no answer, in the direct-answer slot.
@@ -39,6 +46,9 @@ _NO_ANSWER = re.compile(
 
 
 _YES_NO = re.compile(r"^\W*(yes|no)\b\W*$", re.IGNORECASE)
+# A "Yes" states the whole question: its quotes must cover this much of what the question
+# asks (support.relevance, the 8 heaviest terms), not the 15% any one relevant quote needs.
+YES_RELEVANCE = 0.5
 
 
 class DraftCitation(BaseModel):
@@ -47,8 +57,10 @@ class DraftCitation(BaseModel):
 
 
 class DraftClaim(BaseModel):
-    text: str
+    # Quotes first, then the claim: a model that has just copied its evidence writes a
+    # claim that says what the evidence says, rather than restating the question.
     citations: list[DraftCitation] = Field(default_factory=list)
+    text: str
 
 
 class DraftAnswer(BaseModel):
@@ -181,20 +193,35 @@ class Grounder:
         self.sentences.append(text + " " + "".join(f"[{n}]" for n in markers))
 
     def direct(self, proposed: str) -> str | None:
-        """The draft's short answer, if the first kept claim's quotes support it.
+        """The draft's short answer, if the kept claims' quotes support it.
 
-        A bare yes or no states the question itself: its names, numbers and dates must
-        then be in those quotes, or "Yes" would confirm a false premise.
+        A name, number or date must be in the first kept claim's quotes. A bare yes or
+        no is the question itself, asserted or denied, so it is tested against the
+        question: "No" needs a kept quote or claim that says the opposite of what the
+        question asks; "Yes" needs the question's names, numbers and dates in the
+        quotes, most of its key terms, and nothing contradicting it. Otherwise the
+        claims stand alone, without a yes or no the evidence does not show.
         """
         text = _INLINE_MARKER.sub("", proposed).strip()
         if not self.sentences or is_no_answer(text):
             return None
-        known = [*(c.quote for c in self.first), *_about(self.first)]
         if _YES_NO.match(text):
-            return text if not missing_facts(self.question, known) else None
-        verdict = check_support(text, known[: len(self.first)], self.question,
-                                about=known[len(self.first):])
+            return text if self._yes_no_holds(text.strip(" .!").lower() == "yes") else None
+        verdict = check_support(text, [c.quote for c in self.first], self.question,
+                                about=_about(self.first))
         return text if verdict.supported else None
+
+    def _yes_no_holds(self, yes: bool) -> bool:
+        if _ORDERING.search(self.question):
+            return False  # "Did A report X after B?": an order or a change no quote can show
+        quotes = [c.quote for c in self.citations if not is_instruction(c.quote)]
+        statement = _as_statement(self.question)
+        denied = (contradiction(statement, quotes) or contradiction(statement, self.sentences))
+        if not yes:
+            return denied is not None
+        known = [*quotes, *_about(self.citations)]
+        return (denied is None and not missing_facts(statement, known)
+                and relevance(self.question, quotes) >= YES_RELEVANCE)
 
     def _verified(self, claim: DraftClaim, text: str) -> tuple[list[Citation], list[str]]:
         found: list[Citation] = []
@@ -226,10 +253,24 @@ class Grounder:
         elsewhere = self._elsewhere(quote, label, named)
         if elsewhere is not None:
             return elsewhere
+        titled = self._titled(quote)
+        if titled is not None:
+            return RejectedCitation(article_id=titled.article_id, quote=cited.quote,
+                                    reason="quote not found: it is a source's title, not its "
+                                    "text; quote the text")
         if named is None:
             return RejectedCitation(quote=cited.quote, reason=f"unknown source {label or '(none)'}")
         return RejectedCitation(article_id=named.article_id, quote=cited.quote,
                                 reason=f"quote not found in {label}")
+
+    def _titled(self, quote: str) -> Passage | None:
+        """The shown passage whose title the quote copies (a small model's common slip)."""
+        wanted = _squashed(quote)
+        for passage in self.used:
+            title = _squashed(passage.title)
+            if title and (title in wanted or (len(wanted) >= 20 and wanted in title)):
+                return passage
+        return None
 
     def _elsewhere(self, quote: str, label: str, named: Passage | None) -> Citation | None:
         """A quote the model put under the wrong label: found in another shown source."""
@@ -257,11 +298,40 @@ class Grounder:
 
 
 def _about(citations: Sequence[Citation]) -> list[str]:
-    """What a claim may state of its sources without quoting them: outlet, title, date."""
+    """What a claim may state of its sources without quoting them: outlet and date.
+
+    Not the title: a headline makes claims of its own ("... separated in 2016"), and
+    counting it let a claim take its year from the title while quoting a photo caption
+    (issue 15's hand-check). Claims rest on the article's text, which is what quotes
+    are checked against.
+    """
     facts: list[str] = []
     for c in citations:
-        facts += [c.source, c.title, str(c.published_at or "")]
+        facts += [c.source, str(c.published_at or "")]
     return [f for f in dict.fromkeys(facts) if f]
+
+
+def _squashed(text: str) -> str:
+    return "".join(ch for ch in text.lower() if ch.isalnum())
+
+
+# Questions about an order or a change between reports: a yes or no to them rests on
+# dates and on comparing whole articles, which no set of quotes shows (issue 15's
+# hand-check kept a "Yes" to "Did A report X after B discussed Y?" where the order was
+# the reverse).
+_ORDERING = re.compile(
+    r"\b(?:before|after|earlier|later|prior|subsequent(?:ly)?|following|preced\w*|between|"
+    r"since|until|consisten\w*|inconsisten\w*|change[ds]?|shift\w*|remain\w*)\b",
+    re.IGNORECASE)
+
+_QUESTION_OPENING = re.compile(
+    r"^\s*(?:did|does|do|is|are|was|were|has|have|had|can|could|will|would|should)\s+",
+    re.IGNORECASE)
+
+
+def _as_statement(question: str) -> str:
+    """"Did X lose the cup?" -> "X lose the cup": the claim a yes/no question asks about."""
+    return _QUESTION_OPENING.sub("", question).rstrip(" ?")
 
 
 def reask_message(failures: Sequence[Failure]) -> str:

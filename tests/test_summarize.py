@@ -366,7 +366,12 @@ def test_llm_disagreement_needs_both_sides_verified(
     sides = summary.disagreements[0].citations
     assert [c.quote for c in sides] == ["killing 12 people", "killing 15 people"]
     assert {c.article_id for c in sides} == set(articles)
-    assert [r.quote for r in summary.rejected_citations] == ["killing 99 people"]
+    # "One-sided." is supported by neither quote: the invented one is not found, and the
+    # real one does not say what the text says (titles no longer vouch for it, issue 15).
+    rejected = {r.quote: r.reason for r in summary.rejected_citations}
+    assert sorted(rejected) == ["killing 12 people", "killing 99 people"]
+    assert rejected["killing 12 people"].startswith("does not support the claim")
+    assert rejected["killing 99 people"].startswith("quote not found")
 
 
 def test_llm_timeline_verified_sorted_with_untrusted_dates(

@@ -122,10 +122,29 @@ def test_names_are_capitalised_words_not_opening_a_sentence() -> None:
     assert names == ["FTX", "Sudani", "Verge"]
 
 
-def test_terms_that_only_echo_the_question_are_not_counted() -> None:
+def test_the_answer_must_be_in_the_quotes_and_so_must_most_of_the_claim() -> None:
     quote = "Lima, the capital, hosted the summit."
-    assert coverage("The capital of Peru is Lima.", [quote], "What is the capital of Peru?") == 1
-    assert coverage("The capital of Peru is Lima.", [quote]) < 1
+    asked = "What is the capital of Peru?"
+    # Judged on its new term alone ("Lima") it would be fully covered; "Peru" is not quoted.
+    assert coverage("The capital of Peru is Lima.", [quote], asked) == pytest.approx(2 / 3)
+    assert coverage("The capital of Peru is Lima.", ["Peru's capital is Lima."], asked) == 1
+    assert coverage("The capital of Peru is Cusco.", [quote], asked) < 2 / 3
+
+
+def test_a_claim_restating_a_many_part_question_is_not_carried_by_one_quoted_part() -> None:
+    # issue 15's hand-check: a claim repeating four attributes of the question plus the
+    # answer's name was kept on a quote that holds the name and one attribute.
+    asked = ("Who became the face of generative AI, showcased a vision for AI agents at "
+             "a developer conference, and is at the center of a theory about board "
+             "truthfulness?")
+    claim = ("Altman became the face of generative AI, showcased a vision for AI agents at "
+             "a developer conference, and is at the center of a theory about board "
+             "truthfulness.")
+    quote = "ChatGPT thrust Altman into the spotlight as the face of generative AI."
+    result = check_support(claim, [quote], asked)
+    assert not result.supported
+    assert result.reason is not None and "claim's terms" in result.reason
+    assert check_support("Altman became the face of generative AI.", [quote], asked).supported
 
 
 def test_rare_terms_weigh_more() -> None:
@@ -154,3 +173,49 @@ def test_instructions_to_a_model_are_flagged(text: str) -> None:
 )
 def test_news_about_rules_and_ai_is_not_flagged(text: str) -> None:
     assert not is_instruction(text)
+
+
+# -- polarity: issue 15's hand-check kept "FC Cincinnati lost the Supporters' Shield" on a
+# quote saying it won: every term but one is shared, so overlap alone cannot see it.
+
+SHIELD = ("FC Cincinnati won the Supporters' Shield as the regular season champion, "
+          "confirmed on Wednesday despite suffering defeat.")
+
+
+@pytest.mark.parametrize(("claim", "quote", "said"), [
+    ("FC Cincinnati lost the Supporters' Shield.", SHIELD, "'lost' where its quotes say 'won'"),
+    ("FC Cincinnati did not win the Supporters' Shield.", SHIELD, "claim negates"),
+    ("The minister commented on the deal.", "The minister didn't comment on the deal.",
+     "quotes negate"),
+    ("Prices fell in March.", "Prices rose in March, after they fell in February.",
+     "'fell' where its quotes say 'rose'"),
+])
+def test_a_claim_saying_the_opposite_of_its_quote_is_rejected(
+        claim: str, quote: str, said: str) -> None:
+    result = check_support(claim, [quote])
+    assert not result.supported
+    assert result.score >= 0.5  # term overlap alone would have kept it
+    assert result.reason is not None and said in result.reason
+
+
+@pytest.mark.parametrize(("claim", "quote"), [
+    ("FC Cincinnati won the Supporters' Shield.", SHIELD),  # "defeat" governs nothing shared
+    ("Prices fell in February.", "Prices rose in March, after they fell in February."),
+    ("Revenue rose 5%.", "He said he would not resign, and revenue rose 5%."),
+    ("The US sent 3,000 troops to Kuwait.", "The United States sent 3,000 troops to Kuwait."),
+])
+def test_a_negation_or_opposite_elsewhere_in_the_quote_is_not_a_contradiction(
+        claim: str, quote: str) -> None:
+    assert check_support(claim, [quote]).supported
+
+
+def test_an_order_between_reports_needs_a_quote_that_shows_it() -> None:
+    claim = ("TechCrunch reported on Flipboard's ActivityPub integration after The Verge "
+             "discussed the protocol.")
+    quotes = ["Flipboard began by integrating its app with Mastodon, ahead of full "
+              "ActivityPub integration.", "The Verge explains how the ActivityPub protocol works."]
+    result = check_support(claim, quotes, about=["TechCrunch", "The Verge"])
+    assert not result.supported
+    assert result.reason is not None and "order" in result.reason
+    assert check_support("Qaani flew home after the meeting.",
+                         ["After the meeting, Qaani flew home to Tehran."]).supported
