@@ -360,9 +360,9 @@ def contradiction(claim: str, quotes: Sequence[str]) -> str | None:
     claim_cues = _cues(claim)
     plain = {t for cues in said for t in cues.plain}
     negated = {t for cues in said for t in cues.negated}
-    flipped = (claim_cues.negated & plain) - negated
-    if flipped:
-        return f"the claim negates what its quotes state ({', '.join(sorted(flipped)[:3])})"
+    denied = (claim_cues.negated & plain) - negated
+    if denied:
+        return f"the claim negates what its quotes state ({', '.join(sorted(denied)[:3])})"
     flipped = (negated & claim_cues.plain) - claim_cues.negated - plain
     if flipped:
         return f"its quotes negate what the claim states ({', '.join(sorted(flipped)[:3])})"
