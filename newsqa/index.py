@@ -640,6 +640,19 @@ class Index:
         return len(orphans)
 
     @_store_errors
+    def settle(self) -> int:
+        """What an ingest runs first: `sweep()` only if a write may have died, else nothing.
+
+        Every write leaves a clean revision when it ends alone (see the module
+        docstring), and a killed one leaves its in-flight revision behind, so a
+        clean revision says there is nothing to sweep. Sweeping anyway read every
+        chunk's metadata: 14 s of a 17 s one-article ingest at 100k chunks.
+        """
+        if not in_flight(self.revision):
+            return 0
+        return self.sweep()
+
+    @_store_errors
     def stored_chunk_count(self) -> int:
         """Physical chunk records, committed or not (for checks and diagnostics)."""
         return int(self._chunks.count())

@@ -12,8 +12,10 @@ Why it is shaped this way:
   commit): Chroma charges ~40 ms per call whatever its size, mostly waiting on
   SQLite's fsync. One writer thread stores batch N while batch N+1 embeds, so
   that wait hides behind the model instead of adding to it. A crash loses at
-  most the batches in flight, never half an article; `Index.sweep()` at the
-  start removes what a crash left uncommitted.
+  most the batches in flight, never half an article; `Index.settle()` at the
+  start removes what a crash left uncommitted (a crash leaves the store's
+  revision in flight; a clean one costs nothing, so one new article costs its
+  own chunks, not a pass over the collection).
 - One bad file never stops the rest: failures are collected with their path.
 """
 
@@ -100,7 +102,7 @@ def ingest(
 ) -> IngestReport:
     """Add or update what changed; report added/updated/unchanged/duplicates/failed."""
     report = IngestReport()
-    index.sweep()
+    index.settle()
     loaded = list(_load(items, report))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="newsqa-ingest-writer") as writer:
         run = _Run(index, embedder, report, len(loaded), progress, index.article_hashes(), writer)

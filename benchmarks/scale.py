@@ -1,0 +1,526 @@
+"""A growing archive at scale: big indexes built through `newsqa ingest`, then one more article.
+
+    python benchmarks/scale.py build --chunks 100000 --db /tmp/scale-100k
+    python benchmarks/scale.py write-one --db /tmp/scale-100k [--profile /tmp/one.prof] [--search]
+    python benchmarks/scale.py engines --chunks 100000 --folder /tmp/engines
+
+`build` makes synthetic articles from real MultiHop-RAG sentences (320 random
+sentences each, seeded, like benchmarks/query.py's synthetic index: real
+vocabulary, real chunking) and ingests them with the public `newsqa ingest`
+command in batches of files. Vectors come from a stand-in OpenAI-compatible
+embeddings server in this process (`standin_server`): it answers each text at
+once with a seeded random unit vector of 384 floats (MiniLM's width), so only
+newsqa's own machinery (chunking, Chroma, manifest, keyword index) is timed;
+the real model would take hours for 100k chunks on 2 cores. The article files
+live in a temporary folder, never in the repository (the text is the publishers').
+
+`write-one` ingests one new article into such an index through `newsqa ingest`
+and reports its wall time (optionally under cProfile), then the first search.
+
+`engines` compares keyword engines (tantivy, SQLite FTS5) on the same real chunk
+texts; see `engine_report`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "eval" / "multihop"
+SEED = 20240127
+SENTENCES_PER_ARTICLE = 320  # ~45 chunks of 256 tokens, as benchmarks/query.py
+DIMENSION = 384
+MODEL = "standin-384"
+
+
+# -- the stand-in embedder ---------------------------------------------------------------------
+
+
+def standin_vector(text: str) -> np.ndarray:
+    """A unit vector seeded by the text: the same text always gets the same vector."""
+    rng = np.random.default_rng(zlib.crc32(text.encode("utf-8")))
+    vector = rng.standard_normal(DIMENSION).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def standin_server() -> ThreadingHTTPServer:
+    """An OpenAI-compatible /embeddings endpoint that answers instantly (base64 float32)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+            data = [{"object": "embedding", "index": i,
+                     "embedding": base64.b64encode(standin_vector(t).tobytes()).decode()}
+                    for i, t in enumerate(texts)]
+            raw = json.dumps({"object": "list", "data": data, "model": MODEL,
+                              "usage": {"prompt_tokens": 0, "total_tokens": 0}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+def newsqa_env(httpd: ThreadingHTTPServer) -> dict[str, str]:
+    """The environment of a `newsqa` process embedding through the stand-in server."""
+    return {**os.environ, "NEWSQA_EMBEDDING": f"openai:{MODEL}", "OPENAI_API_KEY": "unused",
+            "OPENAI_BASE_URL": f"http://127.0.0.1:{httpd.server_address[1]}/v1",
+            "NEWSQA_LLM": "extractive"}
+
+
+# -- synthetic articles from real sentences ----------------------------------------------------
+
+
+def corpus_material() -> tuple[list[str], list[str]]:
+    """Corpus sentences (longer than 30 characters) and publisher names, in a fixed order."""
+    from newsqa.chunking import sentence_spans
+
+    sentences: list[str] = []
+    sources: set[str] = set()
+    with open(DATA / "corpus.jsonl", encoding="utf-8") as f:
+        for line in f:
+            record = json.loads(line)
+            text = record["body"]
+            sentences += [text[s:e] for s, e in sentence_spans(text) if e - s > 30]
+            sources.add(record["source"])
+    return sentences, sorted(sources)
+
+
+def synthetic_record(number: int, sentences: list[str], sources: list[str]) -> dict[str, Any]:
+    """Article `number`, the same whenever it is made (so builds can be topped up)."""
+    rng = np.random.default_rng([SEED, number])
+    picks = rng.integers(0, len(sentences), SENTENCES_PER_ARTICLE)
+    day = dt.date(2023, 1, 1) + dt.timedelta(days=int(rng.integers(0, 365)))
+    return {
+        "id": f"syn-{number:07d}",
+        "title": f"Synthetic story {number}: {sentences[int(picks[0])][:60]}",
+        "source": sources[int(rng.integers(0, len(sources)))],
+        "published_at": day.isoformat(),
+        "url": f"https://synthetic.invalid/story/{number}",
+        "body": " ".join(sentences[int(i)] for i in picks),
+    }
+
+
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def run_ingest(db: Path, files: list[Path], env: dict[str, str]) -> tuple[float, str]:
+    """`newsqa ingest FILES --db DB` as a user runs it: wall seconds and its summary line."""
+    command = [sys.executable, "-m", "newsqa.cli", "ingest", *map(str, files), "--db", str(db)]
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    took = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"newsqa ingest failed ({done.returncode}): {done.stderr.strip()}")
+    return took, done.stdout.strip()
+
+
+def committed(db: Path) -> tuple[int, int]:
+    """(manifest records, chunk records), counted by Chroma in a process of their own.
+
+    Not through newsqa: opening the index here would do in this process what the
+    timed `newsqa ingest` should pay (a keyword index filled on first open), and an
+    embedded Chroma client left open beside a writing process is what the folder
+    lock exists to prevent.
+    """
+    code = ("import chromadb, sys; c = chromadb.PersistentClient(path=sys.argv[1]); "
+            "print(c.get_collection('newsqa_articles').count(), "
+            "c.get_collection('newsqa_chunks').count())")
+    done = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True,
+                          check=True)
+    articles, chunks = done.stdout.split()
+    return int(articles), int(chunks)
+
+
+class _standin:
+    """A stand-in server for the duration of a block; yields the newsqa environment."""
+
+    def __enter__(self) -> dict[str, str]:
+        self.httpd = standin_server()
+        return newsqa_env(self.httpd)
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+
+
+def build(db: Path, chunks: int, per_call: int) -> None:
+    """Top the index up to `chunks` committed chunks, `per_call` articles per `newsqa ingest`."""
+    sentences, sources = corpus_material()
+    articles, have = committed(db) if db.exists() else (0, 0)
+    per_article = 45  # measured: 320 sentences make ~45 chunks; only sizes the batches
+    start = time.perf_counter()
+    with _standin() as env, tempfile.TemporaryDirectory(prefix="newsqa-scale-") as tmp:
+        number = articles
+        while have < chunks:
+            n = max(1, min(per_call, (chunks - have) // per_article + 1))
+            path = Path(tmp) / "batch.jsonl"
+            write_jsonl(path, [synthetic_record(number + i, sentences, sources) for i in range(n)])
+            took, line = run_ingest(db, [path], env)
+            number += n
+            have = int(line.rsplit(";", 1)[1].split()[0])
+            print(f"  {number} articles, {have} chunks ({took:.1f}s for {n}; "
+                  f"{time.perf_counter() - start:.0f}s in all)", flush=True)
+    print(f"built {db}: {have} chunks in {number} articles")
+
+
+def write_one(db: Path, profile: Path | None, number: int | None, search: bool) -> dict[str, Any]:
+    """One new article through `newsqa ingest` (under cProfile if asked), then maybe a search."""
+    sentences, sources = corpus_material()
+    articles, before = committed(db)
+    number = articles + 1_000_000 if number is None else number
+    record = synthetic_record(number, sentences, sources)
+    with _standin() as env, tempfile.TemporaryDirectory(prefix="newsqa-scale-") as tmp:
+        path = Path(tmp) / "one.jsonl"
+        write_jsonl(path, [record])
+        if profile is not None:
+            env = {**env, "NEWSQA_SCALE_PROFILE": str(profile)}
+        took, line = run_ingest(db, [path], env) if profile is None else _profiled(db, path, env)
+        first = _first_search(db, env, record["title"]) if search else None
+    result = {"chunks_before": before, "ingest_s": round(took, 2), "report": line,
+              "first_search_s": None if first is None else round(first, 2)}
+    print(json.dumps(result))
+    return result
+
+
+def _profiled(db: Path, path: Path, env: dict[str, str]) -> tuple[float, str]:
+    """The same command under cProfile (the profile's own overhead is in the figure)."""
+    out = env["NEWSQA_SCALE_PROFILE"]
+    command = [sys.executable, "-m", "cProfile", "-o", out, "-m", "newsqa.cli", "ingest",
+               str(path), "--db", str(db)]
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    took = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"newsqa ingest failed: {done.stderr.strip()}")
+    return took, done.stdout.strip()
+
+
+def _first_search(db: Path, env: dict[str, str], query: str) -> float:
+    """Wall seconds of `newsqa ask` in a new process right after the write."""
+    command = [sys.executable, "-m", "newsqa.cli", "ask", query, "--db", str(db), "--json"]
+    start = time.perf_counter()
+    subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return time.perf_counter() - start
+
+
+def chunk_texts(limit: int) -> Iterator[tuple[str, str, str, int, str]]:
+    """(chunk id, article id, source, date, search text) of synthetic articles, real chunker."""
+    from newsqa.articles import read_paths
+    from newsqa.chunking import chunk_article, search_text
+
+    sentences, sources = corpus_material()
+    made, number = 0, 0
+    with tempfile.TemporaryDirectory(prefix="newsqa-scale-") as tmp:
+        while made < limit:
+            path = Path(tmp) / "a.jsonl"
+            write_jsonl(path, [synthetic_record(number + i, sentences, sources) for i in range(50)])
+            number += 50
+            for loaded in read_paths([path]):
+                article = getattr(loaded, "article", None)
+                if article is None:
+                    continue
+                day = article.published_at
+                key = day.year * 10000 + day.month * 100 + day.day if day else 0
+                for c in chunk_article(article, max_tokens=256, overlap=20):
+                    yield (f"{article.id}:{c.index}", article.id, article.source, key,
+                           search_text(article, c))
+                    made += 1
+                    if made >= limit:
+                        return
+
+
+# -- keyword engines: tantivy vs SQLite FTS5 on the same chunks ---------------------------------
+
+
+def engine_chunks(folder: Path, limit: int) -> list[tuple[str, str, str, int, str]]:
+    """The chunks (id, article, source, date, newsqa terms joined by spaces), cached in folder.
+
+    Both engines index newsqa's own terms (lexical.terms: folded, stemmed,
+    stopwords out), so they rank the same words and only the engines differ.
+    """
+    from newsqa.lexical import terms_many
+
+    cache = folder / f"chunks-{limit}.jsonl"
+    if cache.exists():
+        with open(cache, encoding="utf-8") as f:
+            return [tuple(json.loads(line)) for line in f]  # type: ignore[misc]
+    rows = list(chunk_texts(limit))
+    tokens = terms_many(r[4] for r in rows)
+    out = [(cid, aid, src, day, " ".join(t))
+           for (cid, aid, src, day, _), t in zip(rows, tokens, strict=True)]
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(cache, "w", encoding="utf-8") as f:
+        for row in out:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return out
+
+
+class TantivyEngine:
+    """tantivy: one writer (segments, merges in the background), readers reload on commit."""
+
+    name = "tantivy"
+
+    def __init__(self, path: Path) -> None:
+        import tantivy
+
+        self.path = path
+        builder = tantivy.SchemaBuilder()
+        builder.add_text_field("chunk_id", stored=True, tokenizer_name="raw")
+        builder.add_text_field("article_id", tokenizer_name="raw")
+        builder.add_text_field("source", tokenizer_name="raw")
+        builder.add_integer_field("date", indexed=True, fast=True)
+        builder.add_text_field("body", tokenizer_name="whitespace")
+        self.schema = builder.build()
+        path.mkdir(parents=True, exist_ok=True)
+        self.index = tantivy.Index(self.schema, path=str(path))
+
+    def add(self, rows: list[tuple[str, str, str, int, str]], replace: bool) -> None:
+        import tantivy
+
+        writer = self.index.writer(heap_size=64_000_000, num_threads=1)
+        if replace:
+            for aid in {r[1] for r in rows}:
+                writer.delete_documents_by_term("article_id", aid)
+        for cid, aid, src, day, body in rows:
+            writer.add_document(tantivy.Document(chunk_id=cid, article_id=aid, source=src,
+                                                 date=day, body=body))
+        writer.commit()
+        writer.wait_merging_threads()
+
+    def open_reader(self) -> Any:
+        import tantivy
+
+        index = tantivy.Index.open(str(self.path))
+        return index, index.searcher()
+
+    def query(self, reader: Any, words: list[str], source: str, k: int) -> list[str]:
+        import tantivy
+
+        _, searcher = reader
+        Q, Occur = tantivy.Query, tantivy.Occur
+        should = [(Occur.Should, Q.term_query(self.schema, "body", w))
+                  for w in dict.fromkeys(words)]
+        must = Q.const_score_query(Q.term_query(self.schema, "source", source), 0.0)
+        query = Q.boolean_query([(Occur.Must, Q.boolean_query(should)), (Occur.Must, must)])
+        hits = searcher.search(query, k, count=False).hits
+        return [searcher.doc(address)["chunk_id"][0] for _, address in hits]
+
+    def contains(self, reader: Any, chunk: str) -> bool:
+        import tantivy
+
+        index, _ = reader
+        index.reload()
+        searcher = index.searcher()
+        query = tantivy.Query.term_query(self.schema, "chunk_id", chunk)
+        return bool(searcher.search(query, 1).hits)
+
+
+class Fts5Engine:
+    """SQLite FTS5 (standard library): one file, WAL, bm25() ranking, a filter column."""
+
+    name = "sqlite-fts5"
+
+    def __init__(self, path: Path) -> None:
+        import sqlite3
+
+        path.mkdir(parents=True, exist_ok=True)
+        self.file = path / "keyword.sqlite"
+        self.db = sqlite3.connect(self.file)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS chunks USING fts5(body, source, "
+            "chunk_id UNINDEXED, article_id UNINDEXED, date UNINDEXED, "
+            "tokenize='unicode61 remove_diacritics 0')"
+        )
+        self.db.execute("CREATE TABLE IF NOT EXISTS owners(rowid INTEGER PRIMARY KEY, "
+                        "article_id TEXT)")
+        self.db.execute("CREATE INDEX IF NOT EXISTS by_article ON owners(article_id)")
+
+    def add(self, rows: list[tuple[str, str, str, int, str]], replace: bool) -> None:
+        with self.db:
+            if replace:
+                for aid in {r[1] for r in rows}:
+                    gone = [r[0] for r in self.db.execute(
+                        "SELECT rowid FROM owners WHERE article_id = ?", (aid,))]
+                    self.db.executemany("DELETE FROM chunks WHERE rowid = ?", [(g,) for g in gone])
+                    self.db.execute("DELETE FROM owners WHERE article_id = ?", (aid,))
+            for cid, aid, src, day, body in rows:
+                cur = self.db.execute(
+                    "INSERT INTO chunks(body, source, chunk_id, article_id, date) "
+                    "VALUES (?, ?, ?, ?, ?)", (body, _fts_phrase(src), cid, aid, day))
+                self.db.execute("INSERT INTO owners(rowid, article_id) VALUES (?, ?)",
+                                (cur.lastrowid, aid))
+
+    def open_reader(self) -> Any:
+        import sqlite3
+
+        db = sqlite3.connect(f"file:{self.file}?mode=ro", uri=True)
+        db.execute("SELECT count(*) FROM chunks WHERE chunks MATCH 'x'").fetchall()
+        return db
+
+    def query(self, reader: Any, words: list[str], source: str, k: int) -> list[str]:
+        match = "({}) AND source:{}".format(
+            " OR ".join(f'"{w}"' for w in dict.fromkeys(words)), _fts_phrase(source, quote=True))
+        got = reader.execute(
+            "SELECT chunk_id FROM chunks WHERE chunks MATCH ? "
+            "ORDER BY bm25(chunks, 1.0, 0.0) LIMIT ?", (match, k))
+        return [r[0] for r in got]
+
+    def contains(self, reader: Any, chunk: str) -> bool:
+        got = reader.execute("SELECT 1 FROM chunks WHERE chunk_id = ? LIMIT 1", (chunk,))
+        return got.fetchone() is not None
+
+
+def _fts_phrase(source: str, quote: bool = False) -> str:
+    """A publisher as one FTS5 token sequence: its words joined by underscores... as a phrase."""
+    token = "src" + "".join(ch if ch.isalnum() else "x" for ch in source.lower())
+    return f'"{token}"' if quote else token
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def engine_report(folder: Path, limit: int, queries: int) -> dict[str, Any]:
+    """Build each engine on the same chunks, then time what a growing archive needs of it.
+
+    - build: all chunks in one writer session (what an upgrade of an old index costs);
+    - add one article: a new writer, the article's ~45 chunks (its id deleted first, as
+      a replace does), commit: what each ingest batch pays;
+    - reader open: a new process's first usable reader;
+    - query: top-200 by BM25 over the chunk terms, filtered to one publisher inside the
+      engine, for `queries` MultiHop-RAG dev questions (each a random publisher);
+    - size on disk after the build and the add.
+    """
+    from newsqa.lexical import terms
+
+    rows = engine_chunks(folder, limit)
+    sentences, sources = corpus_material()
+    extra = synthetic_record(9_000_000, sentences, sources)
+    new = _chunk_record(extra)
+    questions = [terms(q) for q in _dev_questions(queries)]
+    rng = np.random.default_rng(SEED)
+    wanted = [sources[int(rng.integers(0, len(sources)))] for _ in questions]
+    out: dict[str, Any] = {"chunks": len(rows), "queries": len(questions)}
+    for make in (TantivyEngine, Fts5Engine):
+        where = folder / make.name
+        if where.exists():
+            import shutil
+
+            shutil.rmtree(where)
+        engine = make(where)
+        start = time.perf_counter()
+        for lo in range(0, len(rows), 20_000):
+            engine.add(rows[lo : lo + 20_000], replace=False)
+        built = time.perf_counter() - start
+        size = folder_bytes(where)
+        opened = time.perf_counter()
+        reader = engine.open_reader()
+        open_ms = (time.perf_counter() - opened) * 1000
+        latencies = []
+        for words, source in zip(questions, wanted, strict=True):
+            t = time.perf_counter()
+            engine.query(reader, words, source, 200)
+            latencies.append((time.perf_counter() - t) * 1000)
+        adds = []
+        for _ in range(5):
+            t = time.perf_counter()
+            engine.add(new, replace=True)
+            adds.append((time.perf_counter() - t) * 1000)
+        seen = engine.contains(reader, new[0][0])
+        out[make.name] = {
+            "build_s": round(built, 1), "size_mb": round(size / 1e6, 1),
+            "size_after_adds_mb": round(folder_bytes(where) / 1e6, 1),
+            "reader_open_ms": round(open_ms, 1),
+            "query_p50_ms": round(float(np.percentile(latencies, 50)), 2),
+            "query_p95_ms": round(float(np.percentile(latencies, 95)), 2),
+            "add_article_ms": [round(a, 1) for a in adds],
+            "new_article_seen_by_open_reader": seen,
+        }
+        print(make.name, json.dumps(out[make.name]), flush=True)
+    return out
+
+
+def _chunk_record(record: dict[str, Any]) -> list[tuple[str, str, str, int, str]]:
+    from newsqa.articles import read_paths
+    from newsqa.chunking import chunk_article, search_text
+    from newsqa.lexical import terms_many
+
+    with tempfile.TemporaryDirectory(prefix="newsqa-scale-") as tmp:
+        path = Path(tmp) / "one.jsonl"
+        write_jsonl(path, [record])
+        article = next(iter(read_paths([path]))).article  # type: ignore[union-attr]
+    chunks = chunk_article(article, max_tokens=256, overlap=20)
+    tokens = terms_many(search_text(article, c) for c in chunks)
+    day = article.published_at
+    key = day.year * 10000 + day.month * 100 + day.day if day else 0
+    return [(f"{article.id}:{c.index}", article.id, article.source, key, " ".join(t))
+            for c, t in zip(chunks, tokens, strict=True)]
+
+
+def _dev_questions(n: int) -> list[str]:
+    from newsqa.evaluation import DEV_IDS, load_multihop_queries, read_ids
+
+    ids = read_ids(DATA / DEV_IDS)[:n]
+    return [q.query for q in load_multihop_queries(DATA / "queries.jsonl", ids)]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("build")
+    p.add_argument("--db", type=Path, required=True)
+    p.add_argument("--chunks", type=int, default=100_000)
+    p.add_argument("--per-call", type=int, default=250, help="articles per newsqa ingest")
+    p = sub.add_parser("write-one")
+    p.add_argument("--db", type=Path, required=True)
+    p.add_argument("--profile", type=Path)
+    p.add_argument("--number", type=int, help="which synthetic article (default: a new one)")
+    p.add_argument("--search", action="store_true",
+                   help="then time `newsqa ask` in a new process (the first search after it)")
+    p = sub.add_parser("engines")
+    p.add_argument("--folder", type=Path, required=True, help="scratch folder (outside the repo)")
+    p.add_argument("--chunks", type=int, default=100_000)
+    p.add_argument("--queries", type=int, default=200)
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        print(f"skipped: {DATA} is absent (see ../shared/eval/README.md)")
+        return 0
+    if args.command == "build":
+        build(args.db, args.chunks, args.per_call)
+    elif args.command == "write-one":
+        write_one(args.db, args.profile, args.number, args.search)
+    elif args.command == "engines":
+        print(json.dumps(engine_report(args.folder, args.chunks, args.queries), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
