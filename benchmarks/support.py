@@ -8,6 +8,15 @@ A pair is a claim built from a dev question and its gold answer, with quotes:
 - negative "other article" (MultiHop-RAG only): each swapped for a sentence of
   an article the query does not use.
 
+A third family, "facts" (MultiHop-RAG), is a claim that says what one gold fact says,
+the way a model is asked to write it ("According to <outlet>, <fact>"):
+- positive: that fact; negative "same article": another sentence of its article;
+- negative "flipped": the claim turned around (an opposite word swapped in, "won" ->
+  "lost", or "not" put after its first auxiliary) against the unchanged fact: the
+  polarity check's recall. Term overlap alone accepts nearly all of these.
+The question-built claims restate the question, which the whole-claim coverage rejects
+on purpose since issue 15's hand-check; the fact claims are what a claim should be.
+
 Every pair is checked twice: as an answer (the question given, as `answer.py`
 will call it) and as a statement (no question, as summaries and timelines will).
 Prints precision/recall/F1 of "supported" per source, mode and negative kind, the
@@ -137,6 +146,7 @@ def _multihop_query_pairs(
     far_docs = [rng.choice(others) for _ in docs]
     far = [_other_sentence(sentences[d], facts, rng) for d in far_docs]
     pairs = [Pair("multihop", "positive", claim, tuple(facts), question, _about(corpus, docs))]
+    pairs += _fact_pairs(evidence, question, corpus, sentences, rng)
     if all(same):
         pairs.append(Pair("multihop", "same article", claim, tuple(s or "" for s in same),
                           question, _about(corpus, docs)))
@@ -147,12 +157,57 @@ def _multihop_query_pairs(
 
 
 def _about(corpus: dict[str, Any], docs: Sequence[str]) -> tuple[str, ...]:
-    """What a citation knows of its article besides the quote: source, title, date."""
+    """What a citation may state of its article besides the quote, as `grounding._about`:
+    outlet and date (not the title, since issue 15)."""
     out: list[str] = []
     for doc in dict.fromkeys(docs):
         record = corpus[doc]
-        out += [str(record.get(k) or "") for k in ("source", "title", "published_at")]
+        out += [str(record.get(k) or "") for k in ("source", "published_at")]
     return tuple(s for s in out if s)
+
+
+def _fact_pairs(
+    evidence: list[dict[str, Any]], question: str, corpus: dict[str, Any],
+    sentences: dict[str, list[str]], rng: random.Random,
+) -> list[Pair]:
+    """Per gold fact: the claim saying it, with it, with another sentence, and turned around."""
+    pairs: list[Pair] = []
+    for item in evidence:
+        fact, doc = str(item["fact"]).strip(), str(item["doc_id"])
+        if len(fact.split()) < MIN_WORDS:
+            continue
+        outlet = str(corpus[doc].get("source") or "the article")
+        about = _about(corpus, [doc])
+        claim = f"According to {outlet}, {fact}"
+        pairs.append(Pair("facts", "positive", claim, (fact,), question, about))
+        other = _other_sentence(sentences[doc], [fact], rng)
+        if other:
+            pairs.append(Pair("facts", "same article", claim, (other,), question, about))
+        flipped = flip(fact)
+        if flipped:
+            pairs.append(Pair("facts", "flipped", f"According to {outlet}, {flipped}", (fact,),
+                              question, about))
+    return pairs
+
+
+_SWAPS = dict(pair.split(":") for pair in """won:lost lost:won win:lose wins:loses beat:lost
+    rose:fell fell:rose rise:fall increased:decreased decreased:increased gained:lost
+    higher:lower lower:higher before:after after:before approved:rejected rejected:approved
+    more:fewer fewer:more guilty:innocent supported:opposed opposed:supported""".split())
+_FIRST_AUX = re.compile(r"\b(is|was|are|were|will|would|can|could|has|have|had|should)\b")
+
+
+def flip(sentence: str) -> str | None:
+    """The sentence saying the opposite: its first opposite-pair word swapped, else "not"
+    after its first auxiliary; None when it has neither."""
+    for match in re.finditer(r"[A-Za-z]+", sentence):
+        swap = _SWAPS.get(match.group().lower())
+        if swap:
+            return sentence[:match.start()] + swap + sentence[match.end():]
+    aux = _FIRST_AUX.search(sentence)
+    if aux is None:
+        return None
+    return sentence[:aux.end()] + " not" + sentence[aux.end():]
 
 
 def _body(record: dict[str, Any]) -> str:
