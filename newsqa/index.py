@@ -55,7 +55,7 @@ import json
 import os
 import uuid
 import weakref
-from collections.abc import Callable, Container, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -369,9 +369,25 @@ class Index:
         return entry.content_hash if entry else None
 
     @_store_errors
-    def article_hashes(self) -> dict[str, str]:
-        """Every committed article's content_hash: one read for a whole ingest's checks."""
-        return {aid: entry.content_hash for aid, entry in self._entries().items()}
+    def article_hashes(self, ids: Iterable[str] | None = None) -> dict[str, str]:
+        """Committed content_hash of the articles `ids` (of all when None): an ingest's checks.
+
+        With ids, only their manifest records are read (the cache answers at a clean
+        revision): reading every record costs ~0.2 ms an article, 0.5 s of a
+        one-article ingest at 2,700 articles and growing with the archive.
+        """
+        if ids is None:
+            return {aid: entry.content_hash for aid, entry in self._entries().items()}
+        wanted = list(dict.fromkeys(ids))
+        revision = self.revision
+        if self._cache_revision == revision and not in_flight(revision):
+            return {a: self._cache[a].content_hash for a in wanted if a in self._cache}
+        found: dict[str, str] = {}
+        for lo in range(0, len(wanted), _PAGE):
+            got = self._manifest.get(ids=wanted[lo : lo + _PAGE], include=["metadatas"])
+            for rid, meta in zip(got["ids"], got["metadatas"] or [], strict=True):
+                found[rid] = str(meta["content_hash"])
+        return found
 
     @_store_errors
     def articles(self) -> list[ArticleInfo]:

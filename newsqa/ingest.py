@@ -63,7 +63,7 @@ class _Run:
     report: IngestReport
     total: int
     progress: Progress | None
-    stored: dict[str, str]  # article id -> content_hash, read once before the run
+    stored: dict[str, str]  # article id -> content_hash of the inputs, read once before the run
     writer: ThreadPoolExecutor
     done: int = 0
     pending: list[_Pending] = field(default_factory=list)  # staged, not yet embedded
@@ -105,12 +105,13 @@ def ingest(
     index.settle()
     loaded = list(_load(items, report))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="newsqa-ingest-writer") as writer:
-        run = _Run(index, embedder, report, len(loaded), progress, index.article_hashes(), writer)
+        stored = index.article_hashes(article.id for _, article in loaded)
+        run = _Run(index, embedder, report, len(loaded), progress, stored, writer)
         try:
             _pipeline(run, _batches(run, loaded, settings, batch_chunks))
         finally:
             run.wait()  # a write in flight always finishes: no half-submitted batch
-    report.chunks = index.chunk_count()
+    report.chunks = index.stored_chunk_count()  # committed ones: settled, and all written
     return report
 
 
