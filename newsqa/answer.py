@@ -31,12 +31,13 @@ claims the re-ask won back.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Iterator, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from .aio import in_thread, iterate_in_thread
 from .errors import ArticleNotFound, LLMError
 from .grounding import DraftAnswer, DraftClaim, Grounder, is_no_answer, reask_message
 from .models import Answer, Article, Passage, Reask, Usage
@@ -80,18 +81,8 @@ def answer(
 async def aanswer(
     question: str, passages: Sequence[Passage], index: Index, llm: LLM | None, settings: Settings
 ) -> Answer:
-    """`answer` for an event loop: the model call is awaited, the rest runs in a thread."""
-    used = await asyncio.to_thread(_settled, question, passages, index, llm, settings)
-    if isinstance(used, Answer):
-        return used
-    assert llm is not None
-    messages = build_messages(question, used)
-    draft, usage = await llm.astructured(messages, DraftAnswer)
-    grounder = Grounder(question, used, await asyncio.to_thread(_articles, index, used))
-    for claim in draft.claims:
-        grounder.add(claim)
-    reask = await asyncio.to_thread(_reask, llm, messages, draft, grounder)
-    return _result(grounder, draft, llm.model, usage, reask)
+    """`answer` for an event loop: the same code, in a worker thread."""
+    return await in_thread(answer, question, passages, index, llm, settings)
 
 
 def stream_answer(
@@ -118,32 +109,11 @@ def stream_answer(
     yield from _closing(_result(shown.grounder, draft, llm.model, usage, reask), shown.sent)
 
 
-async def astream_answer(
+def astream_answer(
     question: str, passages: Sequence[Passage], index: Index, llm: LLM | None, settings: Settings
 ) -> AsyncIterator[str | Answer]:
-    """`stream_answer` for an event loop."""
-    used = await asyncio.to_thread(_settled, question, passages, index, llm, settings)
-    if isinstance(used, Answer):
-        yield used.answer
-        yield used
-        return
-    assert llm is not None
-    from .llm import StreamStats
-
-    messages = build_messages(question, used)
-    stats = StreamStats()
-    articles = await asyncio.to_thread(_articles, index, used)
-    shown = _Shown(Grounder(question, used, articles))
-    async for delta in llm.astream(messages, schema=DraftAnswer, stats=stats):
-        for text in shown.feed(delta):
-            yield text
-    draft, usage = await asyncio.to_thread(_drained, llm, messages, stats)
-    for text in shown.finish(draft):
-        yield text
-    reask = await asyncio.to_thread(_reask, llm, messages, draft, shown.grounder)
-    result = _result(shown.grounder, draft, llm.model, usage, reask)
-    for item in [*shown.more(), *_closing(result, shown.sent)]:
-        yield item
+    """`stream_answer` for an event loop: the same code, advanced in a worker thread."""
+    return iterate_in_thread(partial(stream_answer, question, passages, index, llm, settings))
 
 
 # -- the engine's parts -------------------------------------------------------------------

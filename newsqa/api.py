@@ -10,9 +10,11 @@ import contextlib
 import datetime as dt
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from .aio import in_thread, iterate_in_thread
 from .chat import ChatSession
 from .config import Settings
 from .errors import IndexMissing, NewsQAError, SetupError, StoreError, quote
@@ -293,11 +295,9 @@ class NewsQA:
         until: DateLike = None,
         top_k: int | None = None,
     ) -> Answer:
-        from .answer import aanswer
-
-        check_question(question)
-        passages = await self._asearch(question, sources, since, until, top_k)
-        return await aanswer(question, passages, self.index, self.llm, self.settings)
+        """`ask` for an event loop: the same code, in a worker thread."""
+        return await in_thread(self.ask, question, sources=sources, since=since, until=until,
+                               top_k=top_k)
 
     def stream(
         self,
@@ -315,7 +315,7 @@ class NewsQA:
         passages = self.search(question, sources=sources, since=since, until=until, top_k=top_k)
         return stream_answer(question, passages, self.index, self.llm, self.settings)
 
-    async def astream(
+    def astream(
         self,
         question: str,
         *,
@@ -324,12 +324,9 @@ class NewsQA:
         until: DateLike = None,
         top_k: int | None = None,
     ) -> AsyncIterator[str | Answer]:
-        from .answer import astream_answer
-
-        check_question(question)
-        passages = await self._asearch(question, sources, since, until, top_k)
-        async for item in astream_answer(question, passages, self.index, self.llm, self.settings):
-            yield item
+        """`stream` for an event loop: the same code, advanced in a worker thread."""
+        return iterate_in_thread(partial(self.stream, question, sources=sources, since=since,
+                                         until=until, top_k=top_k))
 
     # -- summaries, timelines, chat ----------------------------------------------------------
 
@@ -389,21 +386,6 @@ class NewsQA:
         from .retrieval import Filters
 
         return Filters.build(sources=sources, since=since, until=until)
-
-    async def _asearch(
-        self,
-        question: str,
-        sources: Sequence[str] | None,
-        since: DateLike,
-        until: DateLike,
-        top_k: int | None,
-    ) -> list[Passage]:
-        # Retrieval is CPU-bound (ONNX, BM25) and thread-safe; keep the event loop free.
-        import asyncio
-
-        return await asyncio.to_thread(
-            self.search, question, sources=sources, since=since, until=until, top_k=top_k
-        )
 
 
 def _as_llm(llm: LLM | LlamaIndexLLM) -> LLM:

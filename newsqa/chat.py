@@ -14,10 +14,12 @@ import re
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from .aio import in_thread, iterate_in_thread
 from .errors import ConfigError, InputError, LLMError
 from .models import Answer, Citation, Usage, check_question
 
@@ -343,19 +345,6 @@ def condense_with_llm(question: str, history: Sequence[Turn], llm: LLM) -> tuple
     return (rewrite or condense_offline(question, history)), usage
 
 
-async def acondense_with_llm(
-    question: str, history: Sequence[Turn], llm: LLM
-) -> tuple[str, Usage]:
-    if not history:
-        return question.strip(), Usage()
-    try:
-        result, usage = await llm.astructured(_condense_messages(question, history), Condensed)
-    except LLMError:
-        return condense_offline(question, history), Usage()
-    rewrite = _checked_rewrite(result.standalone_question, question)
-    return (rewrite or condense_offline(question, history)), usage
-
-
 # -- history budget ---------------------------------------------------------------------------
 
 
@@ -521,11 +510,8 @@ class ChatSession:
         return condense_with_llm(question, self._history, llm)
 
     async def acondense(self, question: str) -> tuple[str, Usage]:
-        _check_question(question)
-        llm = self.qa.llm
-        if llm is None:
-            return condense_offline(question, self._history), Usage()
-        return await acondense_with_llm(question, self._history, llm)
+        """`condense` for an event loop: the same code, in a worker thread."""
+        return await in_thread(self.condense, question)
 
     # -- asking
 
@@ -535,9 +521,8 @@ class ChatSession:
         return self._finish(question, standalone, result, usage)
 
     async def aask(self, question: str) -> Answer:
-        standalone, usage = await self.acondense(question)
-        result = await self.qa.aask(standalone, **self.search_options)
-        return self._finish(question, standalone, result, usage)
+        """`ask` for an event loop: the same code, in a worker thread."""
+        return await in_thread(self.ask, question)
 
     def stream(self, question: str) -> Iterator[str | Answer]:
         """Text deltas, then the final verified `Answer` (recorded in the history)."""
@@ -548,13 +533,9 @@ class ChatSession:
             else:
                 yield item
 
-    async def astream(self, question: str) -> AsyncIterator[str | Answer]:
-        standalone, usage = await self.acondense(question)
-        async for item in self.qa.astream(standalone, **self.search_options):
-            if isinstance(item, Answer):
-                yield self._finish(question, standalone, item, usage)
-            else:
-                yield item
+    def astream(self, question: str) -> AsyncIterator[str | Answer]:
+        """`stream` for an event loop: the same code, advanced in a worker thread."""
+        return iterate_in_thread(partial(self.stream, question))
 
     def _finish(self, question: str, standalone: str, result: Answer, usage: Usage) -> Answer:
         final = result.model_copy(

@@ -440,8 +440,9 @@ class LlamaIndexLLM(LLM):
     Why a subclass with a transport and not a second client: the structured-output
     ladder, pydantic validation, the one repair, usage accounting and typed errors all
     live in `newsqa.llm.LLM` and stay in force unchanged. Only the raw call goes to
-    `llm.chat` / `stream_chat` / `achat` / `astream_chat`, through an object shaped like
-    the openai client (the seam `newsqa.local` uses for llama.cpp).
+    `llm.chat` / `stream_chat`, through an object shaped like the openai client (the
+    seam `newsqa.local` uses for llama.cpp); newsqa's async calls run these in a worker
+    thread, as they do every model's (`newsqa.aio`).
 
     The ladder starts on its plain-text rung: LlamaIndex's chat API has no portable
     `response_format`, so the schema goes into the prompt and the reply is extracted and
@@ -462,9 +463,8 @@ class LlamaIndexLLM(LLM):
         self.llama_llm = llm
         facts = llm.metadata
         client = SimpleNamespace(chat=SimpleNamespace(completions=_Completions(self)))
-        async_client = SimpleNamespace(chat=SimpleNamespace(completions=_AsyncCompletions(self)))
         super().__init__(facts.model_name or type(llm).__name__, base_url=_where(llm),
-                         client=client, async_client=async_client,
+                         client=client,
                          retry=RetryPolicy(max_retries=0),
                          context_window=context_window or facts.context_window)
         reply = max_output_tokens or facts.num_output
@@ -535,42 +535,6 @@ class _Completions:
                 if last.delta:
                     yield _chunk(self.owner.model, {"content": last.delta})
         yield _last_chunk(self.owner.model, last)
-
-
-class _AsyncCompletions:
-    """The same over `llm.achat`/`astream_chat`."""
-
-    def __init__(self, owner: LlamaIndexLLM) -> None:
-        self.owner = owner
-
-    async def create(self, *, messages: Messages, stream: bool = False, **_: Any) -> Any:
-        chat = self.owner.chat_messages(messages)
-        with self.owner.typed_errors():
-            if stream:
-                return _AsyncChunks(self._chunks(await self.owner.llama_llm.astream_chat(chat)))
-            reply = await self.owner.llama_llm.achat(chat)
-        return _completion(self.owner.model, reply)
-
-    async def _chunks(self, replies: AsyncIterator[ChatResponse]) -> AsyncGenerator[Any, None]:
-        last: ChatResponse | None = None
-        with self.owner.typed_errors():
-            async for last in replies:
-                if last.delta:
-                    yield _chunk(self.owner.model, {"content": last.delta})
-        yield _last_chunk(self.owner.model, last)
-
-
-class _AsyncChunks:
-    """An async stream with the awaitable `close()` the openai client's streams have."""
-
-    def __init__(self, chunks: AsyncGenerator[Any, None]) -> None:
-        self._chunks = chunks
-
-    def __aiter__(self) -> AsyncIterator[Any]:
-        return self._chunks
-
-    async def close(self) -> None:
-        await self._chunks.aclose()
 
 
 def _completion(model: str, reply: ChatResponse) -> Any:

@@ -20,7 +20,6 @@ exponential backoff (honouring Retry-After, capped), then raised as typed errors
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import email.utils
 import json
@@ -28,15 +27,15 @@ import logging
 import os
 import random
 import re
-import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from .aio import in_thread, iterate_in_thread
 from .errors import (
     ConfigError,
     LLMConnectionError,
@@ -54,8 +53,6 @@ T = TypeVar("T", bound=BaseModel)
 R = TypeVar("R")
 Messages = list[dict[str, str]]
 
-# Whether this thread's last reply hit max_tokens, for the error a caller sees.
-_last_reply = threading.local()
 log = logging.getLogger(__name__)
 
 RUNGS = ("json_schema", "json_object", "text")
@@ -94,6 +91,15 @@ _SHAPE_WORDS = re.compile(r"response_format|json_schema|json_object|schema|gramm
                           re.IGNORECASE)
 _SHAPE_STATUSES = frozenset({400, 415, 422, 501})
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
+
+
+class Reply(NamedTuple):
+    """One non-streamed reply: its text, its tokens, and whether max_tokens cut it off
+    (said in the error a caller sees when it does not parse)."""
+
+    content: str
+    usage: Usage
+    cut_off: bool
 
 
 @dataclass(frozen=True)
@@ -149,9 +155,10 @@ class InvalidReply(ValueError):
 class LLM:
     """A chat model behind the OpenAI API, with structured output, retries and usage.
 
-    Give `client`/`async_client` (ready-made `openai.OpenAI`/`AsyncOpenAI`) to plug in
-    another transport, e.g. in-process llama.cpp; otherwise clients are built from
-    `api_key`/`base_url` on first use.
+    Give `client` (a ready-made `openai.OpenAI`, or anything shaped like it) to plug in
+    another transport, e.g. in-process llama.cpp; otherwise the client is built from
+    `api_key`/`base_url` on first use. There is one client and one code path: the
+    async methods run the sync ones in a worker thread (`newsqa.aio`).
     """
 
     def __init__(
@@ -161,7 +168,6 @@ class LLM:
         api_key: str | None = None,
         base_url: str | None = None,
         client: Any = None,
-        async_client: Any = None,
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
         context_window: int | None = None,
@@ -170,7 +176,7 @@ class LLM:
     ) -> None:
         if not model:
             raise ConfigError("LLM needs a model name")
-        if client is None and async_client is None and not (
+        if client is None and not (
             api_key or base_url or os.environ.get("OPENAI_API_KEY")
         ):
             raise ConfigError(
@@ -185,7 +191,6 @@ class LLM:
         self._api_key = api_key or (LOCAL_PLACEHOLDER_KEY if base_url else None)
         self._context_window = context_window
         self._client = _without_retries(client)
-        self._async_client = _without_retries(async_client)
         self._rung = 0  # index into RUNGS of the first rung worth trying
 
     @classmethod
@@ -220,14 +225,6 @@ class LLM:
 
             self._client = self._build(openai.OpenAI)
         return self._client
-
-    @property
-    def async_client(self) -> Any:
-        if self._async_client is None:
-            import openai
-
-            self._async_client = self._build(openai.AsyncOpenAI)
-        return self._async_client
 
     def _build(self, factory: Callable[..., Any]) -> Any:
         import openai
@@ -288,12 +285,8 @@ class LLM:
             return instance, usage + more
 
     async def astructured(self, messages: Messages, schema: type[T]) -> tuple[T, Usage]:
-        content, usage, rung = await self._aladder(messages, schema)
-        try:
-            return parse_reply(content, schema), usage
-        except InvalidReply as bad:
-            instance, more = await self.arepair(messages, schema, content, str(bad), rung=rung)
-            return instance, usage + more
+        """`structured` for an event loop (the same code, in a worker thread)."""
+        return await in_thread(self.structured, messages, schema)
 
     def repair(
         self,
@@ -307,34 +300,16 @@ class LLM:
         """The one retry: show the model its reply and why it failed; raise if still bad."""
         retry_messages = _repair_messages(messages, content, error)
         use = self._rung if rung is None else rung
-        content, usage = self._send(
-            partial(self._create, retry_messages, schema, use), may_fallback=False
-        )
-        return self._final_parse(content, schema, error), usage
+        reply = self._send(partial(self._create, retry_messages, schema, use), may_fallback=False)
+        return self._final_parse(reply, schema, error), reply.usage
 
-    async def arepair(
-        self,
-        messages: Messages,
-        schema: type[T],
-        content: str,
-        error: str,
-        *,
-        rung: int | None = None,
-    ) -> tuple[T, Usage]:
-        retry_messages = _repair_messages(messages, content, error)
-        use = self._rung if rung is None else rung
-        content, usage = await self._asend(
-            partial(self._acreate, retry_messages, schema, use), may_fallback=False
-        )
-        return self._final_parse(content, schema, error), usage
-
-    def _final_parse(self, content: str, schema: type[T], first_error: str) -> T:
+    def _final_parse(self, reply: Reply, schema: type[T], first_error: str) -> T:
         try:
-            return parse_reply(content, schema)
+            return parse_reply(reply.content, schema)
         except InvalidReply as bad:
             cut = (
                 f"; the reply was cut off at max_tokens={self.max_output_tokens}"
-                if getattr(_last_reply, "cut_off", False)
+                if reply.cut_off
                 else ""
             )
             raise LLMOutputError(
@@ -346,7 +321,7 @@ class LLM:
         last: _RungFailed | None = None
         for rung in range(self._rung, len(RUNGS)):
             try:
-                content, usage = self._send(
+                reply = self._send(
                     partial(self._create, messages, schema, rung),
                     may_fallback=rung < len(RUNGS) - 1,
                 )
@@ -355,23 +330,7 @@ class LLM:
                 last = failed
                 continue
             self._remember(rung, last)
-            return content, usage, rung
-        raise AssertionError("the text rung never falls back")  # pragma: no cover
-
-    async def _aladder(self, messages: Messages, schema: type[BaseModel]) -> tuple[str, Usage, int]:
-        last: _RungFailed | None = None
-        for rung in range(self._rung, len(RUNGS)):
-            try:
-                content, usage = await self._asend(
-                    partial(self._acreate, messages, schema, rung),
-                    may_fallback=rung < len(RUNGS) - 1,
-                )
-            except _RungFailed as failed:
-                self._note_fallback(rung, failed)
-                last = failed
-                continue
-            self._remember(rung, last)
-            return content, usage, rung
+            return reply.content, reply.usage, rung
         raise AssertionError("the text rung never falls back")  # pragma: no cover
 
     def _note_fallback(self, rung: int, failed: _RungFailed) -> None:
@@ -384,26 +343,20 @@ class LLM:
         if last is not None and last.explicit:
             self._rung = rung
 
-    def _create(self, messages: Messages, schema: type[BaseModel], rung: int) -> tuple[str, Usage]:
+    def _create(self, messages: Messages, schema: type[BaseModel], rung: int) -> Reply:
         request = self.request(messages, schema, rung)
         response = self.client.chat.completions.create(**request)
         return self._content(response, request["messages"])
 
-    async def _acreate(
-        self, messages: Messages, schema: type[BaseModel], rung: int
-    ) -> tuple[str, Usage]:
-        request = self.request(messages, schema, rung)
-        response = await self.async_client.chat.completions.create(**request)
-        return self._content(response, request["messages"])
-
-    def _content(self, response: Any, messages: Messages) -> tuple[str, Usage]:
+    def _content(self, response: Any, messages: Messages) -> Reply:
         choices = getattr(response, "choices", None) or []
         message = choices[0].message if choices else None
         content = (getattr(message, "content", None) or "") if message is not None else ""
-        _last_reply.cut_off = bool(choices) and choices[0].finish_reason == "length"
-        if _last_reply.cut_off:
+        cut_off = bool(choices) and choices[0].finish_reason == "length"
+        if cut_off:
             log.info("%s: reply cut off at max_tokens=%s", self.model, self.max_output_tokens)
-        return content, self.usage_of(getattr(response, "usage", None), messages, content)
+        usage = self.usage_of(getattr(response, "usage", None), messages, content)
+        return Reply(content, usage, cut_off)
 
     def request(
         self, messages: Messages, schema: type[BaseModel] | None, rung: int, *, stream: bool = False
@@ -471,29 +424,15 @@ class LLM:
             yield from self._deltas(chunks, request["messages"], stats)
             return
 
-    async def astream(
+    def astream(
         self,
         messages: Messages,
         *,
         schema: type[BaseModel] | None = None,
         stats: StreamStats | None = None,
     ) -> AsyncIterator[str]:
-        stats = stats if stats is not None else StreamStats()
-        for rung in range(self._rung if schema else len(RUNGS) - 1, len(RUNGS)):
-            request = self.request(messages, schema, rung, stream=True)
-            try:
-                chunks = await self._asend(
-                    partial(self.async_client.chat.completions.create, **request),
-                    may_fallback=schema is not None and rung < len(RUNGS) - 1,
-                )
-            except _RungFailed as failed:
-                self._note_fallback(rung, failed)
-                if failed.explicit:
-                    self._rung = rung + 1
-                continue
-            async for delta in self._adeltas(chunks, request["messages"], stats):
-                yield delta
-            return
+        """`stream` for an event loop (the same code, advanced in a worker thread)."""
+        return iterate_in_thread(partial(self.stream, messages, schema=schema, stats=stats))
 
     def _deltas(self, chunks: Any, messages: Messages, stats: StreamStats) -> Iterator[str]:
         parts: list[str] = []
@@ -511,27 +450,6 @@ class LLM:
             close = getattr(chunks, "close", None)
             if close is not None:
                 close()
-        stats.content = "".join(parts)
-        stats.usage = self.usage_of(reported, messages, stats.content)
-
-    async def _adeltas(
-        self, chunks: Any, messages: Messages, stats: StreamStats
-    ) -> AsyncIterator[str]:
-        parts: list[str] = []
-        reported = None
-        try:
-            async for chunk in chunks:
-                reported = getattr(chunk, "usage", None) or reported
-                delta = self._absorb(chunk, stats)
-                if delta:
-                    parts.append(delta)
-                    yield delta
-        except Exception as exc:
-            raise self._classify(exc).error from exc
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                await close()
         stats.content = "".join(parts)
         stats.usage = self.usage_of(reported, messages, stats.content)
 
@@ -558,19 +476,6 @@ class LLM:
                 failure = self._classify(exc)
                 self._give_up_or_fall_back(failure, attempt, may_fallback, exc)
                 time.sleep(self.retry.delay(attempt, failure.retry_after))
-                attempt += 1
-
-    async def _asend(self, call: Callable[[], Awaitable[R]], *, may_fallback: bool) -> R:
-        attempt = 0
-        while True:
-            try:
-                return await call()
-            except LLMError:
-                raise
-            except Exception as exc:
-                failure = self._classify(exc)
-                self._give_up_or_fall_back(failure, attempt, may_fallback, exc)
-                await asyncio.sleep(self.retry.delay(attempt, failure.retry_after))
                 attempt += 1
 
     def _give_up_or_fall_back(

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from .aio import iterate_in_thread
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -318,53 +319,29 @@ _END = object()
 
 
 class _AsyncSSE(httpx.AsyncByteStream):
-    """Runs the whole generation on one worker thread and hands chunks to the loop.
+    """The generation on one worker thread (`aio.iterate_in_thread`), as SSE bytes.
 
-    One thread for the whole stream (not one `to_thread` per chunk) so the
-    generator is never resumed from two threads and can be closed cleanly.
+    For httpx's async clients built on `LlamaTransport` by callers; newsqa's own `LLM`
+    uses the sync transport and runs it in a thread when asked for async.
     """
 
     def __init__(self, chunks: Iterator[dict[str, Any]]) -> None:
-        self._chunks = chunks
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._items = iterate_in_thread(lambda: chunks)
         self._first: Any = _END
 
     async def start(self) -> None:
         """Start generating and wait for the first chunk, so bad requests fail as errors."""
-        loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._produce, args=(loop,), daemon=True)
-        self._thread.start()
-        self._first = await self._queue.get()
-        if isinstance(self._first, BaseException):
-            raise self._first
-
-    def _produce(self, loop: asyncio.AbstractEventLoop) -> None:
-        try:
-            for chunk in self._chunks:
-                loop.call_soon_threadsafe(self._queue.put_nowait, chunk)
-                if self._stop.is_set():
-                    break
-            loop.call_soon_threadsafe(self._queue.put_nowait, _END)
-        except Exception as exc:
-            loop.call_soon_threadsafe(self._queue.put_nowait, exc)
-        finally:
-            close = getattr(self._chunks, "close", None)
-            if close is not None:
-                close()
+        self._first = await anext(self._items, _END)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         item = self._first
         while item is not _END:
-            if isinstance(item, BaseException):
-                raise item
             yield _event(item)
-            item = await self._queue.get()
+            item = await anext(self._items, _END)
         yield _DONE
 
     async def aclose(self) -> None:
-        self._stop.set()
+        await self._items.aclose()  # type: ignore[attr-defined]  # an async generator
 
 
 # -- building an LLM ------------------------------------------------------------------------
@@ -443,15 +420,11 @@ def local_llm(
     transport = LlamaTransport(backend)
     # openai types http_client as httpx2's client but accepts httpx ones (its "legacy" path).
     sync_http: Any = httpx.Client(transport=transport)
-    async_http: Any = httpx.AsyncClient(transport=transport)
     client = openai.OpenAI(
         base_url=LOCAL_BASE_URL, api_key="local", max_retries=0, http_client=sync_http
     )
-    async_client = openai.AsyncOpenAI(
-        base_url=LOCAL_BASE_URL, api_key="local", max_retries=0, http_client=async_http
-    )
     return LLM(
-        backend.model_id, client=client, async_client=async_client,
+        backend.model_id, client=client,
         context_window=int(backend.llama.n_ctx()), max_output_tokens=max_output_tokens,
         timeout=settings.llm_timeout if settings is not None else 600.0,
     )

@@ -351,7 +351,7 @@ class Warmup:
         try:
             llm = self.qa.llm
             if llm is not None:
-                _ = (llm.client, llm.async_client)
+                _ = llm.client
             self.qa.search("warm up", top_k=1)
         except NewsQAError as exc:  # the request that follows will report it
             log.warning("warm-up did not complete: %s", exc)

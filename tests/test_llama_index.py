@@ -485,7 +485,7 @@ def test_streaming_through_a_llama_index_llm(
     assert all(r.body.get("stream") for r in openai_server.chat_requests)
 
 
-def test_async_calls_go_through_achat_and_astream_chat(
+def test_async_calls_run_the_same_chat_and_stream_chat_in_a_thread(
     openai_server: FakeOpenAIServer, llama_llm: Any
 ) -> None:
     openai_server.queue(Reply.json({"answer": "yes", "confidence": 1.0}),
