@@ -52,6 +52,7 @@ import datetime as dt
 import functools
 import hashlib
 import json
+import logging
 import os
 import uuid
 import weakref
@@ -72,12 +73,17 @@ if TYPE_CHECKING:
     from chromadb.api import ClientAPI
     from chromadb.api.models.Collection import Collection
 
+    from .keywordstore import KeywordStore
+
 SCHEMA_VERSION = 1
 # A test hook (see `fault_point`): read once, so an unset hook costs one comparison.
 _FAULT_AT = os.environ.get("NEWSQA_FAULT_AT") or None
-FAULT_POINTS = ("chunks-written", "manifest-written", "stale-deleted", "manifest-removed")
+FAULT_POINTS = ("chunks-written", "keywords-written", "manifest-written", "stale-deleted",
+                "manifest-removed")
 IN_FLIGHT = "w-"  # prefix of the revision a write's first bump writes (see the docstring)
 _PAGE = 2000  # records per get() page: bounded memory and request size on a server
+_RESTAGE = 50  # articles per Chroma read (and tantivy commit) when the keyword index is refilled
+log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 Metadata = dict[str, MetadataValue]
@@ -207,6 +213,8 @@ class Index:
         self.location = settings.chroma_url or str(settings.db)
         key = _hold_folder(settings)
         self._release = weakref.finalize(self, folderlock.release, key) if key else None
+        self._cache: dict[str, _Entry] = {}
+        self._cache_revision: str | None = None
         try:
             self._client = _connect(settings)
             self._chunks_name = f"{settings.collection}_chunks"
@@ -216,11 +224,10 @@ class Index:
             self._chunks = self._open(self._chunks_name, self._expected)
             self._check_model()
             self._max_batch = max(1, int(self._client.get_max_batch_size()))
+            self._keywords = self._open_keywords()
         except BaseException:
             self.close()
             raise
-        self._cache: dict[str, _Entry] = {}
-        self._cache_revision: str | None = None
 
     def close(self) -> None:
         """Let another process open this embedded folder (also done when garbage-collected)."""
@@ -272,6 +279,58 @@ class Index:
             "Use another --db or --collection for these settings, or re-ingest into a fresh "
             "index (delete the folder or pick a new collection)."
         )
+
+    def _open_keywords(self) -> KeywordStore | None:
+        """The persistent keyword index of an embedded folder (None for a Chroma server).
+
+        An index written before it existed (or whose keyword folder was lost or
+        left half-filled) gets it filled once from the stored chunks, here, with a
+        message: the folder lock is ours, so no write can race the fill.
+        """
+        if self.settings.chroma_url:
+            return None
+        from .keywordstore import KeywordStore, folder_for
+
+        store = KeywordStore.open(folder_for(Path(self.settings.db), self.settings.collection))
+        if store.fresh:
+            count = self._chunks.count()
+            if count:
+                log.warning("newsqa: building the keyword index of %s once (%d stored chunks; "
+                            "indexes made before it are upgraded in place)", self.location, count)
+            self._reconcile_keywords(store, self._entries())
+            store.mark_complete()
+        return store
+
+    def _reconcile_keywords(self, store: KeywordStore, entries: dict[str, _Entry]) -> None:
+        """Make the keyword index hold exactly the committed versions, each whole.
+
+        Versions the manifest does not name go; committed ones missing or with
+        another number of documents than the manifest's chunk count are written
+        again from Chroma's stored search texts. Costs the versions' term pass plus
+        the missing articles' chunks, so an index that agrees pays little.
+        """
+        from .keywordstore import version
+
+        wanted = {version(aid, e.content_hash): e.info.chunks for aid, e in entries.items()
+                  if e.info.chunks}
+        held = store.versions()
+        stale = [name for name, n in held.items() if wanted.get(name) != n]
+        store.drop_versions(stale)
+        missing = [name for name, n in wanted.items() if held.get(name) != n]
+        for lo in range(0, len(missing), _RESTAGE):
+            self._restage(store, missing[lo : lo + _RESTAGE], entries)
+
+    def _restage(self, store: KeywordStore, names: list[str], entries: dict[str, _Entry]) -> None:
+        from .keywordstore import docs_from_records
+
+        articles = [name.rsplit(":", 1)[0] for name in names]
+        where: Any = {"article_id": {"$in": articles}}
+        got = self._chunks.get(where=where, include=["documents", "metadatas"])
+        rows = [(cid, doc, meta) for cid, doc, meta in zip(
+            got["ids"], got["documents"] or [], got["metadatas"] or [], strict=True)
+            if _committed(meta, entries)]
+        store.stage(docs_from_records([r[0] for r in rows], [r[1] for r in rows],
+                                      [r[2] for r in rows]))
 
     # -- revision and manifest cache -----------------------------------------------------
 
@@ -537,6 +596,11 @@ class Index:
                 metadatas=metas[lo:hi],
             )
         fault_point("chunks-written")
+        if self._keywords is not None:
+            from .keywordstore import docs_from_records
+
+            self._keywords.stage(docs_from_records(ids, docs, metas))
+        fault_point("keywords-written")
         manifest = [_manifest_metadata(item.article, len(item.chunks)) for item in batch]
         for lo in range(0, len(batch), self._max_batch):
             part = batch[lo : lo + self._max_batch]
@@ -555,6 +619,8 @@ class Index:
             ]
         }
         self._chunks.delete(where=stale)
+        if self._keywords is not None:
+            self._keywords.keep_only({i.article.id: i.article.content_hash for i in batch})
         fault_point("stale-deleted")
         self._end_write(began)
         if self._cache_revision is not None:
@@ -631,6 +697,8 @@ class Index:
         self._manifest.delete(ids=[article_id])
         fault_point("manifest-removed")
         self._chunks.delete(where={"article_id": article_id})
+        if self._keywords is not None:
+            self._keywords.remove([article_id])
         self._end_write(began)
         self._cache.pop(article_id, None)
 
@@ -651,6 +719,8 @@ class Index:
         ]
         for lo in range(0, len(orphans), self._max_batch):
             self._chunks.delete(ids=orphans[lo : lo + self._max_batch])
+        if self._keywords is not None:
+            self._reconcile_keywords(self._keywords, entries)
         if began is not None and (orphans or in_flight(began)):
             self._end_write(began)
         return len(orphans)

@@ -1,0 +1,236 @@
+"""The persistent keyword index (tantivy in the index folder) agrees with the committed store.
+
+Real Chroma and real tantivy; vectors are random (the keyword side does not read them).
+The crash tests drive the real CLI in subprocesses and stop a write at an exact step
+with NEWSQA_FAULT_AT, as tests/test_index_trust_crash.py does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from newsqa.config import Settings
+from newsqa.index import Index
+from newsqa.keywordstore import LAYOUT, MARKER, KeywordStore, folder_for
+from newsqa.lexical import terms
+from tests.test_index import Space, make_article, write
+
+REPO = Path(__file__).resolve().parent.parent
+SEEDS = REPO / "seeds"
+KILLED = 137
+NEW_STORY = {
+    "title": "Velmora river authority orders floating barriers",
+    "source": "Quarn Herald",
+    "published_at": "2025-02-11T08:00:00+00:00",
+    "text": "The Velmora river authority ordered 417 floating barriers for the Quarn estuary. "
+            "The barriers hold back debris after the spring floods.",
+}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(db=tmp_path / "db")
+
+
+def keyword_folder(settings: Settings) -> Path:
+    return folder_for(Path(settings.db), settings.collection)
+
+
+def committed_chunk_ids(index: Index) -> set[str]:
+    return set(index.all_chunks().ids)
+
+
+def assert_agrees(index: Index) -> None:
+    """The keyword side holds each committed chunk once, and nothing else."""
+    assert index._keywords is not None
+    held = index._keywords.chunk_ids()
+    assert not [cid for cid, n in Counter(held).items() if n > 1], "duplicates"
+    assert set(held) == committed_chunk_ids(index)
+    assert index.stored_chunk_count() == len(held)  # no Chroma orphans either
+
+
+def test_writes_replaces_and_removals_reach_the_keyword_index(settings: Settings) -> None:
+    index = Index(settings, Space())
+    first, second = make_article(1), make_article(2, text="Barriers on the Quarn estuary. " * 4)
+    write(index, first)
+    write(index, second)
+    assert_agrees(index)
+    store = index._keywords
+    assert store is not None
+    hits = [cid for cid, _ in store.search(terms("Quarn estuary barriers"), 10)]
+    assert hits and all(cid.startswith(second.id) for cid in hits)
+
+    changed = make_article(2, text="A corrected story about the Velmora flood gates. " * 3)
+    write(index, changed)
+    assert_agrees(index)
+    assert not store.search(terms("Quarn estuary"), 10)
+    assert store.search(terms("Velmora flood gates"), 10)
+
+    index.remove(first.id)
+    assert_agrees(index)
+
+
+def test_filters_run_inside_the_engine(settings: Settings) -> None:
+    import datetime as dt
+
+    index = Index(settings, Space())
+    text = "Floods closed the harbour road again this week. " * 3
+    wire = make_article(3, text=text, published_at=dt.date(2024, 5, 1))
+    herald = make_article(4, text=text, source="Herald", published_at=dt.date(2024, 6, 1))
+    undated = make_article(5, text=text, source="Herald")
+    for article in (wire, herald, undated):
+        write(index, article)
+    store = index._keywords
+    assert store is not None
+
+    def articles(**filters: Any) -> set[str]:
+        return {cid.split(":")[0] for cid, _ in store.search(terms("harbour floods"), 50,
+                                                                 **filters)}
+
+    assert articles() == {wire.id, herald.id, undated.id}
+    assert articles(sources=["Herald"]) == {herald.id, undated.id}
+    assert articles(since=20240515) == {herald.id}
+    assert articles(until=20240515) == {wire.id}  # undated chunks never pass a date bound
+
+
+def test_an_index_without_a_keyword_folder_is_filled_once_with_a_message(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What an index built before the keyword folder existed gets on its first open."""
+    import shutil
+
+    index = Index(settings, Space())
+    for n in range(3):
+        write(index, make_article(10 + n))
+    index.close()
+    del index
+    shutil.rmtree(keyword_folder(settings))
+    with caplog.at_level(logging.WARNING, logger="newsqa.index"):
+        index = Index(settings, Space())
+    assert any("building the keyword index" in r.getMessage() for r in caplog.records)
+    assert_agrees(index)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="newsqa.index"):
+        again = Index(settings, Space())
+    assert not caplog.records  # once only
+    assert_agrees(again)
+
+
+def test_a_keyword_folder_of_another_layout_is_rebuilt(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    index = Index(settings, Space())
+    write(index, make_article(20))
+    marker = keyword_folder(settings) / MARKER
+    assert json.loads(marker.read_text())["layout"] == LAYOUT
+    marker.write_text(json.dumps({"layout": LAYOUT + 1}))
+    index.close()
+    del index
+    with caplog.at_level(logging.WARNING):
+        index = Index(settings, Space())
+    assert any("layout" in r.getMessage() for r in caplog.records)
+    assert json.loads(marker.read_text())["layout"] == LAYOUT
+    assert_agrees(index)
+
+
+@pytest.mark.parametrize("marker", ["not json", "[1]", '{"layout": "1"}'])
+def test_a_keyword_folder_with_a_bad_marker_is_rebuilt_not_trusted(
+    settings: Settings, marker: str
+) -> None:
+    index = Index(settings, Space())
+    write(index, make_article(21))
+    (keyword_folder(settings) / MARKER).write_text(marker)
+    index.close()
+    del index
+    assert_agrees(Index(settings, Space()))
+    assert json.loads((keyword_folder(settings) / MARKER).read_text())["layout"] == LAYOUT
+
+
+def test_a_reader_in_another_process_sees_a_new_article_without_a_rebuild(
+    tmp_path: Path,
+) -> None:
+    """A long-lived reader of the folder's keyword index, an ingest in another process."""
+    db = tmp_path / "db"
+    assert newsqa(db, "ingest", str(SEEDS)).returncode == 0
+    reader = KeywordStore.open(folder_for(db, Settings().collection))
+    assert not reader.fresh
+    assert not reader.search(terms("Velmora floating barriers"), 5)
+    path = story_file(tmp_path)
+    assert newsqa(db, "ingest", str(path)).returncode == 0
+    hits = reader.search(terms("Velmora floating barriers"), 5)
+    assert hits and hits[0][0].startswith(article_id(path))
+
+
+# -- crashes: the real CLI, killed at each step, then run again ----------------------------
+
+
+def newsqa(db: Path, *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "NEWSQA_"))}
+    env.update(PYTHONPATH=str(REPO), NEWSQA_LLM="extractive")
+    if fault is not None:
+        env["NEWSQA_FAULT_AT"] = fault
+    return subprocess.run([sys.executable, "-m", "newsqa.cli", *args, "--db", str(db)],
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def story_file(tmp_path: Path, **changes: str) -> Path:
+    path = tmp_path / "new" / "velmora.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({**NEW_STORY, **changes}), encoding="utf-8")
+    return path
+
+
+def article_id(path: Path) -> str:
+    from newsqa.articles import Loaded, read_paths
+
+    [loaded] = list(read_paths([path]))
+    assert isinstance(loaded, Loaded)
+    return loaded.article.id
+
+
+def check_exact(db: Path) -> None:
+    from newsqa import NewsQA
+
+    with NewsQA(db=db, llm="extractive") as qa:
+        assert_agrees(qa.index)
+
+
+@pytest.mark.parametrize(
+    "point", ["chunks-written", "keywords-written", "manifest-written", "stale-deleted"]
+)
+def test_an_update_killed_at_any_step_then_run_again_gives_the_exact_index(
+    tmp_path: Path, point: str
+) -> None:
+    db = tmp_path / "db"
+    first = story_file(tmp_path)
+    assert newsqa(db, "ingest", str(SEEDS), str(first)).returncode == 0
+    updated = story_file(tmp_path, text=NEW_STORY["text"] + " Delivery is due in April.")
+    killed = newsqa(db, "ingest", str(updated), fault=point)
+    assert killed.returncode == KILLED, killed.stderr
+    again = newsqa(db, "ingest", str(updated), "--json")
+    assert again.returncode == 0, again.stderr
+    check_exact(db)
+    with_text = newsqa(db, "show", article_id(updated), "--json")
+    assert "due in April" in json.loads(with_text.stdout)["text"]
+
+
+def test_a_removal_killed_after_the_uncommit_is_finished_by_the_next_ingest(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "db"
+    path = story_file(tmp_path)
+    assert newsqa(db, "ingest", str(SEEDS), str(path)).returncode == 0
+    killed = newsqa(db, "remove", article_id(path), fault="manifest-removed")
+    assert killed.returncode == KILLED, killed.stderr
+    assert newsqa(db, "ingest", str(SEEDS)).returncode == 0  # unchanged: only settles
+    check_exact(db)
+
