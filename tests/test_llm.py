@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
@@ -414,3 +415,19 @@ def test_a_reply_cut_off_inside_a_nested_object_says_it_was_cut_off(
     with pytest.raises(LLMOutputError, match="cut off at max_tokens") as info:
         make_llm(openai_server).structured(MESSAGES, Meeting)
     assert "no complete JSON object" in str(info.value)
+
+
+def test_backends_register_themselves_and_llm_imports_none_of_them() -> None:
+    """issue 17: llm <-> local was an import cycle hidden by a lazy import."""
+    import ast
+
+    import newsqa.llm
+    from newsqa.llm import registered_backends
+    from newsqa.local import backend
+
+    assert backend in registered_backends()  # the entry point pyproject.toml declares
+    tree = ast.parse(Path(newsqa.llm.__file__).read_text(encoding="utf-8"))
+    imported = {node.module for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and node.module}
+    assert not {"local", "newsqa.local", "llama_index", "newsqa.llama_index"} & imported
+    assert backend("gpt-4o-mini", Settings()) is None  # not its name: nothing loaded
