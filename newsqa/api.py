@@ -7,7 +7,6 @@ Reading order for a question: `NewsQA.ask` -> `retrieval.Retriever.search` ->
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from functools import partial
@@ -22,6 +21,7 @@ from .models import (
     Answer,
     Article,
     ArticleInfo,
+    DateLike,
     IngestReport,
     Passage,
     Summary,
@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     from .index import Index
     from .llm import LLM
     from .retrieval import Filters, Retriever
+    from .summarize import SummaryParts
 
-DateLike = dt.date | dt.datetime | str | None
 T = TypeVar("T")
 
 class _built_once(Generic[T]):
@@ -86,7 +86,7 @@ class NewsQA:
 
     `db` is a folder for embedded Chroma; `chroma_url` a Chroma server instead.
     `llm` is a model name served over the OpenAI API, an `LLM`, a LlamaIndex LLM
-    (wrapped by `newsqa.llama_index.LlamaIndexLLM`), or None/"extractive" for the
+    (wrapped by `newsqa.llama_index_llm.LlamaIndexLLM`), or None/"extractive" for the
     offline engine (the default when no OPENAI_* variable is set).
     `create=False` is for reading tools: a missing index raises `IndexMissing` instead
     of being created empty (so a typo in a path is an error, not an empty archive);
@@ -348,7 +348,7 @@ class NewsQA:
         check_question(query, "query")
         check_question(focus, "focus")
         return summarize(
-            self,
+            self._summary_parts(),
             article_id=article_id,
             query=query,
             filters=self._filters(sources, since, until),
@@ -370,15 +370,23 @@ class NewsQA:
         from .summarize import timeline
 
         check_question(query, "query")
-        return timeline(
-            self, query, filters=self._filters(sources, since, until), max_events=max_events
-        )
+        return timeline(self._summary_parts(), query, filters=self._filters(sources, since, until),
+                        max_events=max_events)
 
     def chat(self, **options: Any) -> ChatSession:
         """A multi-turn session that rewrites follow-ups into standalone questions."""
         return ChatSession(self, **options)
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _summary_parts(self) -> SummaryParts:
+        """What summaries and timelines use, handed over explicitly (they never see NewsQA)."""
+        from .summarize import SummaryParts
+
+        window = self.settings.context_window or (
+            self.llm.context_window if self.llm is not None else 8192)
+        return SummaryParts(index=self.index, retriever=self.retriever, embedder=self.embedder,
+                            llm=self.llm, window=window, top_k=self.settings.top_k)
 
     def _filters(
         self, sources: Sequence[str] | None, since: DateLike, until: DateLike
@@ -389,13 +397,13 @@ class NewsQA:
 
 
 def _as_llm(llm: LLM | LlamaIndexLLM) -> LLM:
-    """A newsqa `LLM` as given; anything else goes to newsqa.llama_index, which wraps a
-    LlamaIndex LLM (llama_index is imported only here, only for such an object)."""
+    """A newsqa `LLM` as given; anything else goes to newsqa.llama_index_llm, which wraps
+    a LlamaIndex LLM (llama_index is imported only here, only for such an object)."""
     from .llm import LLM
 
     if isinstance(llm, LLM):
         return llm
-    from .llama_index import as_newsqa_llm
+    from .llama_index_llm import as_newsqa_llm  # deferred: llama_index is a heavy import
 
     return as_newsqa_llm(llm)
 

@@ -15,16 +15,15 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, Field
 
 from .aio import in_thread, iterate_in_thread
 from .errors import ConfigError, InputError, LLMError
-from .models import Answer, Citation, Usage, check_question
+from .models import Answer, Citation, DateLike, Usage, check_question
 
 if TYPE_CHECKING:
-    from .api import DateLike, NewsQA
     from .llm import LLM
 
 DEFAULT_HISTORY_TOKENS = 1500
@@ -454,6 +453,24 @@ def strip_reply(content: str) -> str:
 # -- the session ------------------------------------------------------------------------------
 
 
+class Archive(Protocol):
+    """What a session asks: `NewsQA` is one. Named here, not imported, so chat sits below
+    the API that opens sessions (issue 17: api <-> chat was an import cycle)."""
+
+    @property
+    def llm(self) -> LLM | None: ...
+
+    def ask(
+        self, question: str, *, sources: Sequence[str] | None = ..., since: DateLike = ...,
+        until: DateLike = ..., top_k: int | None = ...,
+    ) -> Answer: ...
+
+    def stream(
+        self, question: str, *, sources: Sequence[str] | None = ..., since: DateLike = ...,
+        until: DateLike = ..., top_k: int | None = ...,
+    ) -> Iterator[str | Answer]: ...
+
+
 class ChatSession:
     """A conversation over a `NewsQA` archive; one per user, not shared across threads.
 
@@ -464,7 +481,7 @@ class ChatSession:
 
     def __init__(
         self,
-        qa: NewsQA,
+        qa: Archive,
         *,
         history_tokens: int = DEFAULT_HISTORY_TOKENS,
         sources: Sequence[str] | None = None,

@@ -51,6 +51,10 @@ def check_question(text: object, what: str = "question") -> None:
         )
 
 
+
+# What a date filter takes: a date, a datetime, an ISO string, or nothing.
+DateLike = dt.date | dt.datetime | str | None
+
 class Article(BaseModel):
     """One news article. `text` is exactly what citations point into."""
 

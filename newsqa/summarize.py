@@ -40,10 +40,10 @@ from .models import (
 )
 
 if TYPE_CHECKING:
-    from .api import NewsQA
     from .embedding import Embedder
+    from .index import Index
     from .llm import LLM
-    from .retrieval import Filters
+    from .retrieval import Filters, Retriever
 
 # ----------------------------------------------------------------------------------------
 # Sentences
@@ -300,8 +300,8 @@ def group_by_article(passages: Iterable[Passage]) -> dict[str, list[Passage]]:
     return groups
 
 
-def _fetch_articles(qa: NewsQA, ids: Iterable[str]) -> dict[str, Article]:
-    return {i: qa.index.get_article(i) for i in ids}
+def _fetch_articles(parts: SummaryParts, ids: Iterable[str]) -> dict[str, Article]:
+    return {i: parts.index.get_article(i) for i in ids}
 
 
 def passage_sentences(
@@ -587,8 +587,25 @@ def _event_order(event: TimelineEvent) -> tuple[dt.date, str, int]:
 # ----------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SummaryParts:
+    """What summaries and timelines work with, wired by `NewsQA` and handed over.
+
+    Why not `NewsQA` itself: passed down, it was a service locator and an import cycle
+    (api -> summarize -> api); these are the parts used, and nothing else is reachable.
+    `window` is the tokens the model reads (the explicit setting wins over the LLM's).
+    """
+
+    index: Index
+    retriever: Retriever
+    embedder: Embedder
+    llm: LLM | None
+    window: int
+    top_k: int
+
+
 def summarize(
-    qa: NewsQA,
+    parts: SummaryParts,
     *,
     article_id: str | None = None,
     query: str | None = None,
@@ -600,44 +617,44 @@ def summarize(
     """One article by id, or what the retrieved articles say about `query`."""
     _check_controls(article_id, query, bullets, max_words)
     if article_id is not None:
-        article = qa.index.get_article(article_id)
-        if qa.llm is None:
+        article = parts.index.get_article(article_id)
+        if parts.llm is None:
             return extractive_article_summary(
-                article, qa.embedder, bullets=bullets, max_words=max_words, focus=focus
+                article, parts.embedder, bullets=bullets, max_words=max_words, focus=focus
             )
-        budget = source_budget(_window(qa), "summarize", qa.llm.max_output_tokens,
+        budget = source_budget(parts.window, "summarize", parts.llm.max_output_tokens,
                                **_controls_text(bullets, max_words, focus))
         groups = {article.id: _article_passages(article, max(budget - 40, 32))}
-        return llm_summary(qa.llm, groups, {article.id: article}, bullets=bullets,
+        return llm_summary(parts.llm, groups, {article.id: article}, bullets=bullets,
                            max_words=max_words, focus=focus, query=None,
-                           window=_window(qa))
+                           window=parts.window)
     assert query is not None
-    groups, articles = _retrieve(qa, query, filters, top_k=max(qa.settings.top_k, 3 * bullets))
-    if qa.llm is None:
-        return extractive_multi_summary(query, groups, articles, qa.embedder, bullets=bullets,
+    groups, articles = _retrieve(parts, query, filters, top_k=max(parts.top_k, 3 * bullets))
+    if parts.llm is None:
+        return extractive_multi_summary(query, groups, articles, parts.embedder, bullets=bullets,
                                         max_words=max_words, focus=focus)
     if not groups:
         return Summary(headline=f"Nothing found about {query!r}", mode="llm",
-                       model=qa.llm.model)
-    return llm_summary(qa.llm, groups, articles, bullets=bullets, max_words=max_words,
-                       focus=focus, query=query, window=_window(qa))
+                       model=parts.llm.model)
+    return llm_summary(parts.llm, groups, articles, bullets=bullets, max_words=max_words,
+                       focus=focus, query=query, window=parts.window)
 
 
 def timeline(
-    qa: NewsQA, query: str, *, filters: Filters | None = None, max_events: int = 12
+    parts: SummaryParts, query: str, *, filters: Filters | None = None, max_events: int = 12
 ) -> Timeline:
     """Dated events about a story, oldest first, each cited."""
     if not query or not query.strip():
         raise InputError("timeline", "the query is empty")
     if max_events < 1:
         raise InputError("timeline", f"max_events must be at least 1, got {max_events}")
-    groups, articles = _retrieve(qa, query, filters, top_k=max(qa.settings.top_k, 2 * max_events))
-    if qa.llm is None:
-        return extractive_timeline(query, groups, articles, qa.embedder, max_events=max_events)
+    groups, articles = _retrieve(parts, query, filters, top_k=max(parts.top_k, 2 * max_events))
+    if parts.llm is None:
+        return extractive_timeline(query, groups, articles, parts.embedder, max_events=max_events)
     if not groups:
-        return Timeline(query=query, mode="llm", model=qa.llm.model)
-    return llm_timeline(qa.llm, query, groups, articles, max_events=max_events,
-                        window=_window(qa))
+        return Timeline(query=query, mode="llm", model=parts.llm.model)
+    return llm_timeline(parts.llm, query, groups, articles, max_events=max_events,
+                        window=parts.window)
 
 
 def _check_controls(
@@ -652,21 +669,14 @@ def _check_controls(
 
 
 def _retrieve(
-    qa: NewsQA, query: str, filters: Filters | None, *, top_k: int
+    parts: SummaryParts, query: str, filters: Filters | None, *, top_k: int
 ) -> tuple[dict[str, list[Passage]], dict[str, Article]]:
     if filters is None:
-        passages = qa.retriever.search(query, top_k=top_k)
+        passages = parts.retriever.search(query, top_k=top_k)
     else:
-        passages = qa.retriever.search(query, top_k=top_k, filters=filters)
+        passages = parts.retriever.search(query, top_k=top_k, filters=filters)
     groups = group_by_article(passages)
-    return groups, _fetch_articles(qa, groups)
-
-
-def _window(qa: NewsQA) -> int:
-    """Tokens the model can read: the explicit setting wins over what the LLM layer knows."""
-    if qa.settings.context_window:
-        return qa.settings.context_window
-    return qa.llm.context_window if qa.llm is not None else 8192
+    return groups, _fetch_articles(parts, groups)
 
 
 def _article_passages(article: Article, max_tokens: int) -> list[Passage]:

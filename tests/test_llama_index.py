@@ -223,9 +223,9 @@ def test_chat_engine_async_and_a_given_history(qa: NewsQA) -> None:
 def test_a_given_history_is_bounded_like_the_servers(tmp_path: Path) -> None:
     """The offline rewrite of a follow-up costs the square of the previous reply (40 KB:
     ~3 s) and replaying a history runs it once a turn: the engine clips what it is given
-    as newsqa's server does (newsqa.chat.MAX_HISTORY_CHARS, MAX_HISTORY_PAIRS)."""
-    import time
-
+    as newsqa's server does (newsqa.chat.MAX_HISTORY_CHARS, MAX_HISTORY_PAIRS).
+    The bound is asserted on what is kept, not timed (a timing failed on a loaded CI box).
+    """
     from newsqa.chat import MAX_HISTORY_CHARS, MAX_HISTORY_PAIRS
 
     engine = NewsQAChatEngine(NewsQA(db=tmp_path / "none", llm="extractive"))
@@ -234,9 +234,7 @@ def test_a_given_history_is_bounded_like_the_servers(tmp_path: Path) -> None:
                ChatMessage(role=MessageRole.ASSISTANT, content=long),
                ChatMessage(role=MessageRole.USER, content="What did he warn?"),
                ChatMessage(role=MessageRole.ASSISTANT, content="x")] * 50
-    start = time.perf_counter()
     engine._use_history(history)
-    assert time.perf_counter() - start < 2.0
     turns = engine.session.history
     assert 0 < len(turns) <= MAX_HISTORY_PAIRS
     assert all(len(t.answer) <= MAX_HISTORY_CHARS for t in turns)
