@@ -2,6 +2,7 @@
 
     python benchmarks/scale.py build --chunks 100000 --db /tmp/scale-100k
     python benchmarks/scale.py write-one --db /tmp/scale-100k [--profile /tmp/one.prof] [--search]
+    python benchmarks/scale.py search --db /tmp/scale-100k [--pool]
     python benchmarks/scale.py engines --chunks 100000 --folder /tmp/engines
 
 `build` makes synthetic articles from real MultiHop-RAG sentences (320 random
@@ -16,6 +17,8 @@ live in a temporary folder, never in the repository (the text is the publishers'
 
 `write-one` ingests one new article into such an index through `newsqa ingest`
 and reports its wall time (optionally under cProfile), then the first search.
+`search` times searches in one process (the default path, or `--pool`) and the
+first search after a one-article write.
 
 `engines` compares keyword engines (tantivy, SQLite FTS5) on the same real chunk
 texts; see `engine_report`.
@@ -254,6 +257,55 @@ def chunk_texts(limit: int) -> Iterator[tuple[str, str, str, int, str]]:
                     made += 1
                     if made >= limit:
                         return
+
+
+def search_report(db: Path, queries: int, pool: bool) -> dict[str, Any]:
+    """Search latency in one process, and the first search after a one-article write.
+
+    NEWSQA_RETRIEVAL_POOL picks the path: the whole-collection keyword index (default),
+    or the pool from the persistent keyword index. Opening times the first open of an
+    index of an older layout too (its keyword index is filled then, once). The write
+    goes through a second NewsQA on the same folder in this process (the folder lock
+    is per process), as a `serve` beside an ingest job would see it.
+    """
+    import dataclasses
+
+    from newsqa import NewsQA
+
+    sentences, sources = corpus_material()
+    questions = _dev_questions(queries)
+    out: dict[str, Any] = {"pool": pool}
+    with _standin() as env:
+        os.environ.update(env)
+        start = time.perf_counter()
+        qa = NewsQA(db=db, llm="extractive")
+        qa.retriever.weights = dataclasses.replace(qa.retriever.weights, pool=pool)
+        qa.index.revision  # noqa: B018 (opens the index: the keyword fill happens here)
+        out["open_s"] = round(time.perf_counter() - start, 2)
+        out["chunks"] = qa.index.chunk_count()
+        out["first_search_s"] = round(_seconds(lambda: qa.search(questions[0], top_k=10)), 2)
+        times = [_seconds(lambda q=q: qa.search(q, top_k=10)) * 1000 for q in questions[1:]]
+        out["search_p50_ms"] = round(float(np.percentile(times, 50)), 1)
+        out["search_p95_ms"] = round(float(np.percentile(times, 95)), 1)
+        record = synthetic_record(8_000_000 + out["chunks"], sentences, sources)
+        with tempfile.TemporaryDirectory(prefix="newsqa-scale-") as tmp:
+            path = Path(tmp) / "one.jsonl"
+            write_jsonl(path, [record])
+            writer = NewsQA(db=db, llm="extractive")
+            out["write_one_s"] = round(_seconds(lambda: writer.ingest([path])), 2)
+        question = record["title"].split(": ", 1)[1]
+        hits: list[Any] = []
+        out["first_search_after_write_s"] = round(
+            _seconds(lambda: hits.extend(qa.search(question, top_k=10))), 2)
+        out["new_article_found"] = any(p.url == record["url"] for p in hits)
+    print(json.dumps(out), flush=True)
+    return out
+
+
+def _seconds(work: Any) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
 
 
 # -- keyword engines: tantivy vs SQLite FTS5 on the same chunks ---------------------------------
@@ -505,6 +557,10 @@ def main() -> int:
     p.add_argument("--number", type=int, help="which synthetic article (default: a new one)")
     p.add_argument("--search", action="store_true",
                    help="then time `newsqa ask` in a new process (the first search after it)")
+    p = sub.add_parser("search")
+    p.add_argument("--db", type=Path, required=True)
+    p.add_argument("--queries", type=int, default=101, help="dev questions (first: warm-up)")
+    p.add_argument("--pool", action="store_true", help="NEWSQA_RETRIEVAL_POOL=1's path")
     p = sub.add_parser("engines")
     p.add_argument("--folder", type=Path, required=True, help="scratch folder (outside the repo)")
     p.add_argument("--chunks", type=int, default=100_000)
@@ -517,6 +573,8 @@ def main() -> int:
         build(args.db, args.chunks, args.per_call)
     elif args.command == "write-one":
         write_one(args.db, args.profile, args.number, args.search)
+    elif args.command == "search":
+        search_report(args.db, args.queries, args.pool)
     elif args.command == "engines":
         print(json.dumps(engine_report(args.folder, args.chunks, args.queries), indent=1))
     return 0

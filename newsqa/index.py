@@ -725,6 +725,16 @@ class Index:
             self._end_write(began)
         return len(orphans)
 
+    @property
+    def keywords(self) -> KeywordStore | None:
+        """The persistent keyword index (embedded folders only)."""
+        return self._keywords
+
+    @_store_errors
+    def committed(self) -> Committed:
+        """Which chunk ids readers may trust now (their version is the manifest's)."""
+        return Committed(self._entries())
+
     @_store_errors
     def settle(self) -> int:
         """What an ingest runs first: `sweep()` only if a write may have died, else nothing.
@@ -745,6 +755,17 @@ class Index:
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+class Committed:
+    """A container of the chunk ids whose (article, content_hash) the manifest names."""
+
+    def __init__(self, entries: Mapping[str, _Entry]) -> None:
+        self._hashes = {aid: e.content_hash for aid, e in entries.items()}
+
+    def __contains__(self, chunk: object) -> bool:
+        parts = str(chunk).rsplit(":", 2)
+        return len(parts) == 3 and self._hashes.get(parts[0]) == parts[1]
 
 
 def _hold_folder(settings: Settings) -> str | None:

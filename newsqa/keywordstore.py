@@ -38,7 +38,7 @@ import logging
 import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -48,7 +48,7 @@ from .lexical import terms_many
 if TYPE_CHECKING:
     import tantivy
 
-LAYOUT = 1  # the schema and the term analysis below; another layout is rebuilt once
+LAYOUT = 2  # the schema and the term analysis below; another layout is rebuilt once
 FOLDER = "newsqa-keyword"
 MARKER = "newsqa-keyword.json"
 WRITER_HEAP = 32_000_000  # tantivy's per-thread indexing buffer (15 MB is its minimum)
@@ -67,6 +67,32 @@ class KeywordDoc:
     source: str
     date: int  # YYYYMMDD, 0 when undated
     text: str  # the search text (header + chunk), analysed by `lexical.terms`
+    metadata: Mapping[str, Any] = field(default_factory=dict)  # the chunk's Chroma metadata
+
+
+def chunk_units(text: str, meta: Mapping[str, Any]) -> tuple[list[str], bool]:
+    """The texts a chunk is tokenised as: its header (or whole search text), then sentences.
+
+    The same split as retrieval._split_units (a chunk's terms are its header's plus its
+    sentences'; words never cross sentences); the flag says the header is only a header.
+    """
+    from .chunking import sentence_spans
+
+    passage = str(meta["text"]) if "text" in meta else text[int(meta.get("text_offset", 0)):]
+    tail = text.endswith(passage)
+    head = text[: len(text) - len(passage)] if tail else text
+    return [head, *(passage[a:e] for a, e in sentence_spans(passage))], tail
+
+
+@dataclass(frozen=True)
+class PoolRecord:
+    """A chunk as stored for pool searches: its search text, metadata and terms per unit."""
+
+    chunk_id: str
+    text: str
+    metadata: dict[str, Any]
+    units: list[str]  # space-joined terms: header (or whole search text), then sentences
+    tail: bool  # units[0] is only the header: the chunk's terms are all units'
 
 
 def _engine_errors(func: F) -> F:
@@ -100,6 +126,9 @@ def schema() -> tantivy.Schema:
     builder.add_text_field("source", tokenizer_name="raw")
     builder.add_integer_field("date", indexed=True, fast=True)
     builder.add_text_field("body", tokenizer_name="whitespace")
+    # Stored only, for a search over a candidate pool (keywordpool.py): the chunk as
+    # Chroma holds it, and its terms per unit, so a search never tokenises a chunk again.
+    builder.add_bytes_field("record", stored=True)
     return builder.build()
 
 
@@ -153,12 +182,14 @@ class KeywordStore:
         with self._writer() as writer:
             for name in dict.fromkeys(version(d.article_id, d.content_hash) for d in docs):
                 writer.delete_documents_by_term("version", name)
-            bodies = terms_many(d.text for d in docs)
-            for doc, body in zip(docs, bodies, strict=True):
+            for doc, (units, tail) in zip(docs, _tokenised(docs), strict=True):
+                body = [t for u in (units if tail else units[:1]) for t in u.split()]
+                record = {"text": doc.text, "meta": dict(doc.metadata), "units": units,
+                          "tail": tail}
                 writer.add_document(tantivy.Document(
                     chunk_id=doc.chunk_id, version=version(doc.article_id, doc.content_hash),
                     article_id=doc.article_id, source=doc.source, date=doc.date,
-                    body=" ".join(body),
+                    body=" ".join(body), record=json.dumps(record, ensure_ascii=False).encode(),
                 ))
 
     @_engine_errors
@@ -218,6 +249,44 @@ class KeywordStore:
             live = searcher.search(query, 1, count=True).count  # type: ignore[attr-defined]
             if live:
                 out[name] = int(live)
+        return out
+
+    @_engine_errors
+    def sources(self) -> list[str]:
+        """Every publisher spelling the index holds (its term dictionary, not its documents)."""
+        return [name for name, _ in self.searcher().terms_with_prefix("source", "")]
+
+    @_engine_errors
+    def phrase_count(self, words: Sequence[str]) -> int:
+        """How many chunks hold the words next to each other, in this order."""
+        import tantivy
+
+        query = tantivy.Query.phrase_query(self.schema, "body", list(words))
+        return int(self.searcher().search(query, 1, count=True).count)  # type: ignore[attr-defined]
+
+    @_engine_errors
+    def records(self, chunk_ids: Sequence[str], article_ids: Sequence[str]) -> list[PoolRecord]:
+        """Stored records of these chunks and of every chunk of these articles (any version)."""
+        import tantivy
+
+        Q, Occur = tantivy.Query, tantivy.Occur
+        parts = []
+        if chunk_ids:
+            parts.append((Occur.Should, Q.term_set_query(self.schema, "chunk_id", list(chunk_ids))))
+        if article_ids:
+            parts.append((Occur.Should,
+                          Q.term_set_query(self.schema, "article_id", list(article_ids))))
+        if not parts:
+            return []
+        searcher = self.searcher()
+        query = Q.boolean_query(parts)
+        limit = max(1, int(searcher.search(query, 1, count=True).count))  # type: ignore[attr-defined]
+        out = []
+        for _, address in searcher.search(query, limit, count=False).hits:
+            doc = searcher.doc(address)
+            raw = json.loads(bytes(doc["record"][0]).decode("utf-8"))
+            out.append(PoolRecord(str(doc["chunk_id"][0]), raw["text"], raw["meta"],
+                                  raw["units"], bool(raw["tail"])))
         return out
 
     @_engine_errors
@@ -313,6 +382,13 @@ def _write_marker(marker: Path) -> None:
     os.replace(tmp, marker)
 
 
+def _tokenised(docs: Sequence[KeywordDoc]) -> list[tuple[list[str], bool]]:
+    """Each chunk's units as space-joined terms (one terms_many call for the batch)."""
+    split = [chunk_units(d.text, d.metadata) for d in docs]
+    found = iter(terms_many(u for units, _ in split for u in units))
+    return [([" ".join(next(found)) for _ in units], tail) for units, tail in split]
+
+
 def docs_from_records(
     ids: Sequence[str], documents: Sequence[str], metadatas: Sequence[Mapping[str, Any]]
 ) -> list[KeywordDoc]:
@@ -321,6 +397,7 @@ def docs_from_records(
         KeywordDoc(chunk_id=cid, article_id=str(meta.get("article_id", "")),
                    content_hash=str(meta.get("content_hash", "")),
                    source=str(meta.get("source", "")),
-                   date=int(meta.get("published_date", _UNDATED) or _UNDATED), text=doc)
+                   date=int(meta.get("published_date", _UNDATED) or _UNDATED), text=doc,
+                   metadata=meta)
         for cid, doc, meta in zip(ids, documents, metadatas, strict=True)
     ]

@@ -59,6 +59,7 @@ from .threads import one_blas_thread
 if TYPE_CHECKING:
     from .embedding import Embedder
     from .index import ChunkTable, Index
+    from .keywordstore import KeywordStore
 
 
 def parse_date(value: dt.date | dt.datetime | str | None, what: str) -> dt.date | None:
@@ -145,7 +146,8 @@ class KeywordIndex:
     _titles: tuple[Any, np.ndarray] | None = None  # (BM25 over titles, title row per chunk)
     _bigrams: Any = None
     _split: SplitUnits | None = None  # term lists kept for the side indexes
-    _doc_freq: dict[str, int] | None = None  # chunks holding each term (the reranker's IDF)
+    _doc_freq: Mapping[str, int] | None = None  # chunks holding each term (the reranker's IDF)
+    _corpus_size: int | None = None  # chunks those counts are of, when not this table's
     _sentence_ids: SentenceTerms | None = None
     _term_idf: np.ndarray | None = None  # IDF per sentence-term id
     _title_terms: dict[str, frozenset[str]] = field(default_factory=dict)
@@ -203,7 +205,7 @@ class KeywordIndex:
                 for t in set(found):
                     freq[t] = freq.get(t, 0) + 1
             self._doc_freq = freq
-        return idf_weight(self._doc_freq.get(term, 0), len(self.table))
+        return idf_weight(self._doc_freq.get(term, 0), self._corpus_size or len(self.table))
 
     def sentence_terms(self) -> SentenceTerms:
         """Each sentence's distinct terms as ids, flat: the reranker reads them per query."""
@@ -536,6 +538,11 @@ class FusionWeights:
     rerank_articles: int = 20  # the articles of the pool's first N passages join it whole
     rerank_max: int = 300  # ... until the pool holds this many (long articles at scale)
     ranker: str = ""  # a LightGBM model file for the second stage ("" = the shipped one)
+    # The first stage over a pool from the persistent keyword index (keywordpool.py), not
+    # over every chunk: no rebuild after a write. Off until its quality is measured.
+    pool: bool = False
+    pool_candidates: int = 150  # keyword hits under the caller's filters
+    pool_mention_candidates: int = 30  # keyword hits per named publisher/day filter
 
     def keyword_build(self) -> str:
         """What the saved keyword index depends on: other fields change no stored array."""
@@ -599,6 +606,7 @@ class Retriever:
         self.settings = settings
         self.weights = weights or FusionWeights.from_env()
         self._keyword: KeywordIndex | None = None
+        self._freq: tuple[str, Any] | None = None  # (revision, keywordpool.CollectionFreq)
         self._lock = threading.Lock()
 
     def keyword_index(self) -> KeywordIndex:
@@ -655,6 +663,8 @@ class Retriever:
         filters = filters or Filters()
         if not query.strip():
             raise InputError("question", "is empty")
+        if self.weights.pool and self.index.keywords is not None:
+            return self._pool_search(self.index.keywords, query, top_k, filters)
         keyword = self.keyword_index()
         if not len(keyword.table):
             return []
@@ -666,6 +676,42 @@ class Retriever:
             else []
         )
         return self.rank(keyword, query, by_dense, top_k=top_k, filters=filters)
+
+    def _pool_search(
+        self, store: KeywordStore, query: str, top_k: int, filters: Filters
+    ) -> list[Passage]:
+        """`search` over a pool from the persistent keyword index (see keywordpool.py)."""
+        from . import keywordpool
+
+        w = self.weights
+        committed = self.index.committed()
+        stored = store.sources()
+        wanted = {s.lower() for s in filters.sources}
+        where = filters.where([s for s in stored if s.lower() in wanted])
+        n = max(w.dense_candidates, w.candidates, top_k * 3)
+        by_dense = (self.index.dense_ids(self.embedder.embed_query(query), n, where, committed)
+                    if w.dense > 0 else [])
+        ids = keywordpool.pool_ids(store, query, filters, by_dense, w, committed)
+        words = query_terms(query, w.drop_question_words)
+        hints = parse_query(query, SourceMatcher(stored))
+        for mention in hints.mentions():  # the first stage scores each clause's words too
+            words = words + query_terms(mention.clause, w.drop_question_words)
+        keyword = keywordpool.pool_index(store, ids, w, committed, self.index.revision, words,
+                                         self._collection_freq(store))
+        if not len(keyword.table):
+            return []
+        return self.rank(keyword, query, by_dense, top_k=top_k, filters=filters)
+
+    def _collection_freq(self, store: KeywordStore) -> Any:
+        """Collection document frequencies, kept while the index's revision holds."""
+        from .keywordpool import CollectionFreq
+
+        revision = self.index.revision
+        with self._lock:
+            held = self._freq
+            if held is None or held[0] != revision:
+                held = self._freq = (revision, CollectionFreq(store))
+            return held[1]
 
     def rank(
         self,

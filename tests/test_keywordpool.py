@@ -1,0 +1,90 @@
+"""The first stage over a pool from the persistent keyword index (NEWSQA_RETRIEVAL_POOL=1).
+
+Real model, real Chroma, real tantivy. The pool path must find what the
+whole-collection path finds, honour the caller's filters inside the engine, and
+see a new article without building the whole-collection keyword index.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from newsqa import NewsQA
+from newsqa.articles import Loaded, read_paths
+
+WriteStories = Callable[..., list[Path]]
+
+
+@pytest.fixture
+def stories(tmp_path: Path, write_stories: WriteStories) -> list[Path]:
+    return write_stories(tmp_path / "news", range(12))
+
+
+def pool_qa(db: Path, monkeypatch: pytest.MonkeyPatch, on: bool) -> NewsQA:
+    monkeypatch.setenv("NEWSQA_RETRIEVAL_POOL", "1" if on else "0")
+    return NewsQA(db=db, llm="extractive")
+
+
+def first_sentence(path: Path) -> tuple[str, str]:
+    """A question made of a story's first sentence, and the story's id."""
+    [loaded] = list(read_paths([path]))
+    assert isinstance(loaded, Loaded)
+    return loaded.article.text.split(" before ")[0], loaded.article.id
+
+
+def test_the_pool_finds_what_the_whole_collection_finds(
+    tmp_path: Path, stories: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "db"
+    with NewsQA(db=db, llm="extractive") as qa:
+        qa.ingest(stories)
+    questions = [first_sentence(p) for p in stories[:6]]
+    with pool_qa(db, monkeypatch, on=False) as whole:
+        expected = [whole.search(q, top_k=3)[0].article_id for q, _ in questions]
+    with pool_qa(db, monkeypatch, on=True) as pool:
+        got = [pool.search(q, top_k=3)[0].article_id for q, _ in questions]
+        assert pool.retriever._keyword is None  # no whole-collection keyword index built
+    assert got == expected == [aid for _, aid in questions]
+
+
+def test_the_pool_keeps_the_callers_filters(
+    tmp_path: Path, stories: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "db"
+    with NewsQA(db=db, llm="extractive") as qa:
+        qa.ingest(stories)
+    question, _ = first_sentence(stories[0])
+    with pool_qa(db, monkeypatch, on=True) as pool:
+        by_source = pool.search(question, top_k=8, sources=["Harbour Post"])
+        assert by_source and {p.source for p in by_source} == {"Harbour Post"}
+        since = pool.search(question, top_k=8, since="2024-06-01")
+        assert since and all(p.published_at and p.published_at.isoformat() >= "2024-06-01"
+                             for p in since)
+        assert pool.search(question, top_k=8, sources=["No Such Paper"]) == []
+
+
+def test_a_live_pool_reader_sees_a_new_article_without_a_rebuild(
+    tmp_path: Path, stories: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "db"
+    with NewsQA(db=db, llm="extractive") as qa:
+        qa.ingest(stories)
+    new = tmp_path / "new" / "story.json"
+    new.parent.mkdir()
+    new.write_text(json.dumps({
+        "title": "Velmora river authority orders floating barriers", "source": "Quarn Herald",
+        "published_at": "2025-02-11T08:00:00+00:00",
+        "text": "The Velmora river authority ordered 417 floating barriers for the Quarn "
+                "estuary. The barriers hold back debris after the spring floods.",
+    }), encoding="utf-8")
+    question = "How many floating barriers did the Velmora river authority order?"
+    with pool_qa(db, monkeypatch, on=True) as reader, NewsQA(db=db, llm="extractive") as writer:
+        assert "Quarn Herald" not in {p.source for p in reader.search(question, top_k=3)}
+        assert writer.ingest([new]).added == 1
+        hits = reader.search(question, top_k=3)
+        assert hits[0].source == "Quarn Herald" and "417" in hits[0].text
+        assert reader.retriever._keyword is None
