@@ -194,6 +194,9 @@ def _result(
     if dropped > 0:
         notes.append(f"{dropped} claim{'s' if dropped > 1 else ''} without a supported "
                      "citation left out")
+    if grounder.trimmed:
+        notes.append(f"{grounder.trimmed} claim{'s' if grounder.trimmed > 1 else ''} cut to "
+                     "the part the quotes support")
     direct = grounder.direct(draft.answer)
     if direct is None and not is_no_answer(draft.answer):
         notes.append(f"the short answer {draft.answer.strip()[:80]!r} left out: the kept "

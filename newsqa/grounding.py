@@ -28,9 +28,12 @@ from .citations import ClaimedQuote, verify_one
 from .models import Article, Citation, Passage, RejectedCitation
 from .prompts import unescape_quote
 from .support import (
+    CLAUSE_BOUNDARY,
     RELEVANCE_THRESHOLD,
     check_support,
+    content_terms,
     contradiction,
+    coverage,
     is_instruction,
     missing_facts,
     relevance,
@@ -45,9 +48,14 @@ _NO_ANSWER = re.compile(
 )
 
 
+# Where a claim may be cut: before a clause that adds to what came before.
+_MIN_OPENING_TERMS = 4  # content terms an opening must keep, its outlet and "reported" aside
+# An opening is the grounder's choice, not the model's: it must be covered better than a
+# whole claim (support.SUPPORT_THRESHOLD), so cutting cannot turn a weak claim into a pass.
+OPENING_THRESHOLD = 0.6
 _YES_NO = re.compile(r"^\W*(yes|no)\b\W*$", re.IGNORECASE)
 # A "Yes" states the whole question: its quotes must cover this much of what the question
-# asks (support.relevance, the 8 heaviest terms), not the 15% any one relevant quote needs.
+# asks (support.relevance, over its heaviest terms), not the 15% one relevant quote needs.
 YES_RELEVANCE = 0.5
 
 
@@ -115,6 +123,7 @@ class Grounder:
     failures: list[Failure] = field(default_factory=list)
     first: list[Citation] = field(default_factory=list)  # the first kept claim's evidence
     _numbers: dict[tuple[str, int, int], int] = field(default_factory=dict)
+    trimmed: int = 0  # claims cut to their supported opening clauses
     _waiting: list[tuple[str, list[Citation]]] = field(default_factory=list)
 
     def add(self, claim: DraftClaim) -> None:
@@ -125,9 +134,9 @@ class Grounder:
         it but do not yet relate to the question waits, and is kept as soon as the
         answer's quotes so far do; `close` rejects what never did.
         """
-        found = self.supported(claim)
+        text, found = self.supported(claim)
         if found:
-            self._waiting.append((_INLINE_MARKER.sub("", claim.text).strip(), found))
+            self._waiting.append((text, found))
             self._settle()
 
     def close(self) -> None:
@@ -143,30 +152,48 @@ class Grounder:
             )
         self._waiting.clear()
 
-    def supported(self, claim: DraftClaim) -> list[Citation]:
-        """The claim's verified quotes when they support it, else [] with the reasons recorded.
+    def supported(self, claim: DraftClaim) -> tuple[str, list[Citation]]:
+        """(what the quotes support of the claim, its verified quotes); ("", []) with the
+        reasons recorded when they support none of it.
 
         The one check answers, summary bullets and timeline events all go through
-        (relevance to a question aside, which `add` judges over the whole answer).
+        (relevance to a question aside, which `add` judges over the whole answer). A
+        claim whose first clauses are supported and whose rest is not ("Amazon dominates
+        e-readers, and hosts Prime Day") is cut to the supported opening, the model's own
+        words, and the cut is counted in `trimmed`: the reader sees only what was checked.
         """
         text = _INLINE_MARKER.sub("", claim.text).strip()
         if not text:
-            return []
+            return "", []
         found, problems = self._verified(claim, text)
         if found:
-            verdict = check_support(text, [c.quote for c in found], self.question,
-                                    about=_about(found), min_relevance=0.0)
-            if not verdict.supported:
-                problems.append(f"its quotes do not support it: {verdict.reason}")
-                self.rejected.extend(
-                    RejectedCitation(article_id=c.article_id, quote=c.quote,
-                                     reason=f"does not support the claim: {verdict.reason}")
-                    for c in found
-                )
-                found = []
-        if not found:
-            self.failures.append(Failure(text, tuple(problems)))
-        return found
+            quotes, about = [c.quote for c in found], _about(found)
+            verdict = check_support(text, quotes, self.question, about=about, min_relevance=0.0)
+            kept = text if verdict.supported else self._supported_opening(text, quotes, about)
+            if kept:
+                self.trimmed += kept != text
+                return kept, _needed(kept, found)
+            problems.append(f"its quotes do not support it: {verdict.reason}")
+            self.rejected.extend(
+                RejectedCitation(article_id=c.article_id, quote=c.quote,
+                                 reason=f"does not support the claim: {verdict.reason}")
+                for c in found
+            )
+        self.failures.append(Failure(text, tuple(problems)))
+        return "", []
+
+    def _supported_opening(self, text: str, quotes: list[str], about: list[str]) -> str:
+        """The longest opening of the claim, cut at a clause boundary, that its quotes
+        support well ("" when no opening of `_MIN_OPENING_TERMS` content terms is)."""
+        cuts = [m.start() for m in CLAUSE_BOUNDARY.finditer(text)]
+        for cut in reversed(cuts):
+            opening = text[:cut].rstrip(" ,;:") + "."
+            if len(content_terms(opening, about)) < _MIN_OPENING_TERMS:
+                break
+            if check_support(opening, quotes, self.question, about=about, min_relevance=0.0,
+                             threshold=OPENING_THRESHOLD).supported:
+                return opening
+        return ""
 
     def _settle(self) -> None:
         """Keep every waiting claim the answer's quotes now make relevant, oldest first.
@@ -332,6 +359,24 @@ _QUESTION_OPENING = re.compile(
 def _as_statement(question: str) -> str:
     """"Did X lose the cup?" -> "X lose the cup": the claim a yes/no question asks about."""
     return _QUESTION_OPENING.sub("", question).rstrip(" ?")
+
+
+def _needed(claim: str, found: list[Citation]) -> list[Citation]:
+    """The fewest of the claim's quotes that cover it as well as all of them do.
+
+    A quote that adds nothing the others do not ("We have confidence in her" beside the
+    two that say what the claim says) would count as a citation that supports nothing:
+    ALCE-style citation precision. Greedy, best quote first; order kept as cited.
+    """
+    if len(found) < 2:
+        return found
+    target = coverage(claim, [c.quote for c in found])
+    chosen: list[Citation] = []
+    while coverage(claim, [c.quote for c in chosen]) < target:
+        best = max((c for c in found if c not in chosen),
+                   key=lambda c: coverage(claim, [x.quote for x in [*chosen, c]]))
+        chosen.append(best)
+    return [c for c in found if c in chosen] or found[:1]
 
 
 def reask_message(failures: Sequence[Failure]) -> str:

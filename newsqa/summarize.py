@@ -923,8 +923,8 @@ def _verified_bullet(item: DraftBullet | DraftEvent, grounder: Grounder) -> Bull
         text=item.text,
         citations=[DraftCitation(source_id=q.source, quote=q.quote) for q in item.quotes],
     )
-    citations = grounder.supported(claim)
-    return Bullet(text=_clean(item.text), citations=citations) if citations else None
+    text, citations = grounder.supported(claim)
+    return Bullet(text=_clean(text), citations=citations) if citations else None
 
 
 def _limit_words(bullets: list[Bullet], max_words: int | None) -> list[Bullet]:

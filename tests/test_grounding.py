@@ -18,7 +18,7 @@ import pytest
 
 from newsqa.answer import DraftStream, answer, stream_answer
 from newsqa.config import Settings
-from newsqa.grounding import DraftAnswer
+from newsqa.grounding import DraftAnswer, DraftCitation, DraftClaim, Grounder
 from newsqa.llm import LLM, RetryPolicy
 from newsqa.models import Answer, Article, Passage
 from tests.openai_server import FakeOpenAIServer, Recorded, Reply, serve
@@ -300,3 +300,50 @@ def test_server_stream_never_sends_the_injection(tmp_path: Path) -> None:
             )
             sent = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert "HACKED" not in sent
+
+
+# -- issue 15's second real-model pass: a claim is kept for what its quotes support --------
+
+
+def _grounder(*quotes: str, question: str = "Which company dominates e-readers?") -> Grounder:
+    text = " ".join(quotes)
+    article = Article(title="Deals", source="Wired", text=text)
+    passage = Passage(chunk_id=f"{article.id}:0", article_id=article.id, title=article.title,
+                      source=article.source, text=text, start=0, end=len(text), score=1.0)
+    return Grounder(question, [passage], {article.id: article})
+
+
+KINDLE = ("Amazon, one of the pioneers of the e-reader, has dominated the space for years "
+          "with its ever-expanding Kindle lineup.")
+
+
+def test_a_claim_is_cut_to_the_opening_its_quotes_support() -> None:
+    grounder = _grounder(KINDLE)
+    claim = DraftClaim(text="Amazon dominates the e-reader space with its Kindle lineup and "
+                            "hosts Prime-themed sales on Cyber Monday.",
+                       citations=[DraftCitation(source_id="S1", quote=KINDLE)])
+    text, found = grounder.supported(claim)
+    assert text == "Amazon dominates the e-reader space with its Kindle lineup."
+    assert len(found) == 1 and grounder.trimmed == 1
+
+
+def test_a_name_joined_by_and_is_not_cut_into_a_fragment() -> None:
+    caption = "Jada Pinkett Smith y Will Smith (Getty Images)"
+    grounder = _grounder(caption, question="When did Jada and Will Smith separate?")
+    claim = DraftClaim(text="The Independent reported that Jada and Will Smith began their "
+                            "separation in 2016.",
+                       citations=[DraftCitation(source_id="S1", quote=caption)])
+    assert grounder.supported(claim) == ("", [])
+
+
+def test_every_clause_needs_its_own_support_and_unneeded_quotes_are_dropped() -> None:
+    face = ("ChatGPT's explosion into public consciousness thrust Altman into the spotlight "
+            "as a face of generative AI.")
+    other = "We have the utmost confidence in her ability to lead OpenAI."
+    grounder = _grounder(face, other, question="Who became the face of generative AI?")
+    cited = [DraftCitation(source_id="S1", quote=face), DraftCitation(source_id="S1", quote=other)]
+    both = DraftClaim(text="Altman became the face of generative AI, showcasing agents at "
+                           "the developer conference.", citations=cited)
+    text, found = grounder.supported(both)
+    assert text == "Altman became the face of generative AI."  # the second clause is not quoted
+    assert [c.quote for c in found] == [face]  # the quote that supports nothing is not cited

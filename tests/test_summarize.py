@@ -271,7 +271,9 @@ def _scripted_summariser(request: Recorded) -> Reply:
     system, user = request.messages[0]["content"], request.messages[1]["content"]
     sources = _SOURCE.findall(user)
     kind = "reduce" if system.startswith("You combine") else "map"
-    bullets = [{"text": f"{kind} bullet for {sid}: {_first_words(text, 5)}",
+    # The label in parentheses, not as a clause of its own: every clause of a bullet must
+    # be supported by its quote, and "map bullet for S1" is in no article.
+    bullets = [{"text": f"{_first_words(text, 5)} ({kind} bullet for {sid})",
                 "quotes": [{"source": sid, "quote": _first_words(text)}]}
                for sid, text in sources]
     return Reply.json({"headline": f"{kind} headline", "bullets": bullets, "disagreements": []})
