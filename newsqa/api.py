@@ -24,13 +24,16 @@ from .models import (
     DateLike,
     IngestReport,
     Passage,
+    SearchOptions,
     Summary,
     Timeline,
+    check_options,
     check_question,
 )
 
 if TYPE_CHECKING:
     from llama_index.core.llms import LLM as LlamaIndexLLM  # typing only: never imported
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
     from .embedding import Embedder
     from .index import Index
@@ -255,78 +258,41 @@ class NewsQA:
 
     # -- ask -----------------------------------------------------------------------------
 
-    def search(
-        self,
-        query: str,
-        *,
-        sources: Sequence[str] | None = None,
-        since: DateLike = None,
-        until: DateLike = None,
-        top_k: int | None = None,
-    ) -> list[Passage]:
+    def search(self, query: str, **options: Unpack[SearchOptions]) -> list[Passage]:
         """The passages a question retrieves, best first (no LLM involved)."""
         check_question(query)
+        check_options(options)
         return self.retriever.search(
-            query, top_k=top_k or self.settings.top_k, filters=self._filters(sources, since, until)
+            query, top_k=options.get("top_k") or self.settings.top_k,
+            filters=self._filters(options.get("sources"), options.get("since"),
+                                  options.get("until")),
         )
 
-    def ask(
-        self,
-        question: str,
-        *,
-        sources: Sequence[str] | None = None,
-        since: DateLike = None,
-        until: DateLike = None,
-        top_k: int | None = None,
-    ) -> Answer:
+    def ask(self, question: str, **options: Unpack[SearchOptions]) -> Answer:
         """Answer with citations that are verified verbatim spans of named articles."""
         from .answer import answer
 
         check_question(question)
-        passages = self.search(question, sources=sources, since=since, until=until, top_k=top_k)
+        passages = self.search(question, **options)
         return answer(question, passages, self.index, self.llm, self.settings)
 
-    async def aask(
-        self,
-        question: str,
-        *,
-        sources: Sequence[str] | None = None,
-        since: DateLike = None,
-        until: DateLike = None,
-        top_k: int | None = None,
-    ) -> Answer:
+    async def aask(self, question: str, **options: Unpack[SearchOptions]) -> Answer:
         """`ask` for an event loop: the same code, in a worker thread."""
-        return await in_thread(self.ask, question, sources=sources, since=since, until=until,
-                               top_k=top_k)
+        return await in_thread(partial(self.ask, question, **options))
 
-    def stream(
-        self,
-        question: str,
-        *,
-        sources: Sequence[str] | None = None,
-        since: DateLike = None,
-        until: DateLike = None,
-        top_k: int | None = None,
-    ) -> Iterator[str | Answer]:
+    def stream(self, question: str, **options: Unpack[SearchOptions]) -> Iterator[str | Answer]:
         """Text deltas as the model writes them, then the final verified `Answer`."""
         from .answer import stream_answer
 
         check_question(question)
-        passages = self.search(question, sources=sources, since=since, until=until, top_k=top_k)
+        passages = self.search(question, **options)
         return stream_answer(question, passages, self.index, self.llm, self.settings)
 
     def astream(
-        self,
-        question: str,
-        *,
-        sources: Sequence[str] | None = None,
-        since: DateLike = None,
-        until: DateLike = None,
-        top_k: int | None = None,
+        self, question: str, **options: Unpack[SearchOptions]
     ) -> AsyncIterator[str | Answer]:
         """`stream` for an event loop: the same code, advanced in a worker thread."""
-        return iterate_in_thread(partial(self.stream, question, sources=sources, since=since,
-                                         until=until, top_k=top_k))
+        return iterate_in_thread(partial(self.stream, question, **options))
 
     # -- summaries, timelines, chat ----------------------------------------------------------
 

@@ -21,9 +21,11 @@ from pydantic import BaseModel, Field
 
 from .aio import in_thread, iterate_in_thread
 from .errors import ConfigError, InputError, LLMError
-from .models import Answer, Citation, DateLike, Usage, check_question
+from .models import Answer, Citation, SearchOptions, Usage, check_options, check_question
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
+
     from .llm import LLM
 
 DEFAULT_HISTORY_TOKENS = 1500
@@ -460,15 +462,9 @@ class Archive(Protocol):
     @property
     def llm(self) -> LLM | None: ...
 
-    def ask(
-        self, question: str, *, sources: Sequence[str] | None = ..., since: DateLike = ...,
-        until: DateLike = ..., top_k: int | None = ...,
-    ) -> Answer: ...
+    def ask(self, question: str, **options: Unpack[SearchOptions]) -> Answer: ...
 
-    def stream(
-        self, question: str, *, sources: Sequence[str] | None = ..., since: DateLike = ...,
-        until: DateLike = ..., top_k: int | None = ...,
-    ) -> Iterator[str | Answer]: ...
+    def stream(self, question: str, **options: Unpack[SearchOptions]) -> Iterator[str | Answer]: ...
 
 
 class ChatSession:
@@ -484,19 +480,15 @@ class ChatSession:
         qa: Archive,
         *,
         history_tokens: int = DEFAULT_HISTORY_TOKENS,
-        sources: Sequence[str] | None = None,
-        since: DateLike = None,
-        until: DateLike = None,
-        top_k: int | None = None,
         history: Iterable[Turn] = (),
+        **search_options: Unpack[SearchOptions],
     ) -> None:
         if history_tokens < 1:
             raise ConfigError(f"history_tokens must be positive, got {history_tokens}")
+        check_options(search_options)
         self.qa = qa
         self.history_tokens = history_tokens
-        self.search_options: dict[str, Any] = {
-            "sources": sources, "since": since, "until": until, "top_k": top_k
-        }
+        self.search_options = search_options
         self._history: list[Turn] = []
         self.use_history(history)
 

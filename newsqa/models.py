@@ -11,7 +11,8 @@ import datetime as dt
 import hashlib
 import re
 import unicodedata
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -54,6 +55,23 @@ def check_question(text: object, what: str = "question") -> None:
 
 # What a date filter takes: a date, a datetime, an ISO string, or nothing.
 DateLike = dt.date | dt.datetime | str | None
+
+
+class SearchOptions(TypedDict, total=False):
+    """The options every question-taking call shares (`NewsQA.search/ask/stream`, chat
+    sessions, the LlamaIndex adapters): spelled once, passed on as `**options`."""
+
+    sources: Sequence[str] | None  # publishers, as stored or a unique part of the name
+    since: DateLike  # published on or after
+    until: DateLike  # published on or before
+    top_k: int | None  # passages to retrieve (the settings' top_k when None)
+
+
+def check_options(options: SearchOptions) -> None:
+    """A misspelt option fails as a misspelt keyword argument always did."""
+    unknown = sorted(set(options) - set(SearchOptions.__annotations__))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument {unknown[0]!r}")
 
 class Article(BaseModel):
     """One news article. `text` is exactly what citations point into."""

@@ -144,3 +144,15 @@ def test_a_missing_collection_on_a_chroma_server(chroma_server: str) -> None:
     for _ in range(2):  # the first refusal created nothing for the second to find
         with pytest.raises(IndexMissing, match="no collection 'never-ingested' on the Chroma"):
             qa.articles()
+
+
+def test_search_options_are_spelled_once_and_a_misspelt_one_is_refused(tmp_path: Path) -> None:
+    """issue 17: NewsQA's question-taking calls and ChatSession share SearchOptions."""
+    from newsqa import NewsQA
+    from newsqa.chat import ChatSession
+
+    qa = NewsQA(db=tmp_path / "db", llm=None)
+    with pytest.raises(TypeError, match="'source'"):
+        qa.search("Who met in Baghdad?", source=["Reuters"])  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="'topk'"):
+        ChatSession(qa, topk=3)  # type: ignore[call-arg]
