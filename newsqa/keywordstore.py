@@ -12,7 +12,9 @@ What it holds: one document per stored chunk, keyed by its chunk id and by its
 content of one article). The text field holds newsqa's own terms
 (`lexical.terms` of the chunk's search text, joined by spaces, split again by
 tantivy's whitespace tokenizer), so BM25 here counts exactly the words the
-in-memory keyword index counts; source and date are filter fields.
+in-memory keyword index counts; source and date are filter fields. A stored
+`record` (JSON bytes: search text, Chroma metadata, terms per sentence) lets a
+search over a candidate pool (keywordpool.py) run without Chroma or a tokenizer.
 
 How it joins the Chroma commit protocol (see newsqa.index): a write stages the
 new version's documents (any documents of that same version go first, so a
