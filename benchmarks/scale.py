@@ -3,6 +3,7 @@
     python benchmarks/scale.py build --chunks 100000 --db /tmp/scale-100k
     python benchmarks/scale.py write-one --db /tmp/scale-100k [--profile /tmp/one.prof] [--search]
     python benchmarks/scale.py search --db /tmp/scale-100k [--pool]
+    python benchmarks/scale.py pool-cv --db .newsqa-eval-multihop
     python benchmarks/scale.py engines --chunks 100000 --folder /tmp/engines
 
 `build` makes synthetic articles from real MultiHop-RAG sentences (320 random
@@ -308,6 +309,54 @@ def _seconds(work: Any) -> float:
     return time.perf_counter() - start
 
 
+def pool_cv(db: str, folds: int) -> None:
+    """The pool's first stage and its second stage cross-validated, as train_ranker.py does.
+
+    The same labels, features, LightGBM parameters and fold draw (seed 0) as
+    benchmarks/train_ranker.py, with each question's candidates and features from
+    the pool (NEWSQA_RETRIEVAL_POOL's path) instead of the whole collection: the
+    ranker is retrained on pool features, so the figure is what the pool would
+    ship with.
+    """
+    from dataclasses import replace
+
+    from retrieval_levers import dense_hits, open_dev
+    from train_ranker import _row, cross_validate
+
+    from newsqa.evaluation import holds_fact, retrieval_metrics
+    from newsqa.retrieval import Filters, FusionWeights, Retriever
+
+    opened = open_dev(db, str(DATA))
+    if opened is None:
+        return
+    qa, queries = opened
+    weights = replace(FusionWeights(), rerank=False, pool=True)
+    dense, _ = dense_hits(qa, queries, weights.dense_candidates)
+    retriever = Retriever(qa.index, qa.embedder, qa.settings, weights)
+    store = qa.index.keywords
+    assert store is not None, "an embedded index with its keyword folder"
+    groups, pools, first, sizes = [], [], [], []
+    start = time.perf_counter()
+    for q, hits in zip(queries, dense, strict=True):
+        keyword = retriever.pool_keyword(store, q.query, Filters(), hits)
+        stage = retriever.first_stage(keyword, q.query, hits, Filters())
+        rows, features = retriever.candidates(keyword, stage)
+        texts = [keyword.table.passage(r, 0.0).text for r in rows]
+        groups.append((features, np.asarray([holds_fact(t, q.facts) for t in texts],
+                                            dtype=np.float64)))
+        pools.append(texts)
+        first.append(texts[:10])
+        sizes.append(len(keyword.table))
+    facts = [q.facts for q in queries]
+    print(f"{len(queries)} dev questions, pools of {np.median(sizes):.0f} chunks (median), "
+          f"features in {time.perf_counter() - start:.0f}s", flush=True)
+    print("| ranking (pool) | Hits@10 | Hits@4 | MRR@10 | MAP@10 |")
+    print("|---|---|---|---|---|")
+    _row("first stage (rerank off)", retrieval_metrics(first, facts))
+    ranked = cross_validate(groups, pools, folds)
+    _row(f"second stage, {folds}-fold cross-validated", retrieval_metrics(ranked, facts))
+
+
 # -- keyword engines: tantivy vs SQLite FTS5 on the same chunks ---------------------------------
 
 
@@ -561,6 +610,9 @@ def main() -> int:
     p.add_argument("--db", type=Path, required=True)
     p.add_argument("--queries", type=int, default=101, help="dev questions (first: warm-up)")
     p.add_argument("--pool", action="store_true", help="NEWSQA_RETRIEVAL_POOL=1's path")
+    p = sub.add_parser("pool-cv")
+    p.add_argument("--db", required=True, help="an index `newsqa eval multihop` built")
+    p.add_argument("--folds", type=int, default=5)
     p = sub.add_parser("engines")
     p.add_argument("--folder", type=Path, required=True, help="scratch folder (outside the repo)")
     p.add_argument("--chunks", type=int, default=100_000)
@@ -575,6 +627,8 @@ def main() -> int:
         write_one(args.db, args.profile, args.number, args.search)
     elif args.command == "search":
         search_report(args.db, args.queries, args.pool)
+    elif args.command == "pool-cv":
+        pool_cv(args.db, args.folds)
     elif args.command == "engines":
         print(json.dumps(engine_report(args.folder, args.chunks, args.queries), indent=1))
     return 0

@@ -30,7 +30,7 @@ import datetime as dt
 import itertools
 import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
@@ -681,26 +681,34 @@ class Retriever:
         self, store: KeywordStore, query: str, top_k: int, filters: Filters
     ) -> list[Passage]:
         """`search` over a pool from the persistent keyword index (see keywordpool.py)."""
-        from . import keywordpool
-
         w = self.weights
         committed = self.index.committed()
-        stored = store.sources()
         wanted = {s.lower() for s in filters.sources}
-        where = filters.where([s for s in stored if s.lower() in wanted])
+        where = filters.where([s for s in store.sources() if s.lower() in wanted])
         n = max(w.dense_candidates, w.candidates, top_k * 3)
         by_dense = (self.index.dense_ids(self.embedder.embed_query(query), n, where, committed)
                     if w.dense > 0 else [])
-        ids = keywordpool.pool_ids(store, query, filters, by_dense, w, committed)
-        words = query_terms(query, w.drop_question_words)
-        hints = parse_query(query, SourceMatcher(stored))
-        for mention in hints.mentions():  # the first stage scores each clause's words too
-            words = words + query_terms(mention.clause, w.drop_question_words)
-        keyword = keywordpool.pool_index(store, ids, w, committed, self.index.revision, words,
-                                         self._collection_freq(store))
+        keyword = self.pool_keyword(store, query, filters, by_dense, committed)
         if not len(keyword.table):
             return []
         return self.rank(keyword, query, by_dense, top_k=top_k, filters=filters)
+
+    def pool_keyword(
+        self, store: KeywordStore, query: str, filters: Filters,
+        by_dense: Sequence[tuple[str, float]], committed: Container[str] | None = None,
+    ) -> KeywordIndex:
+        """The KeywordIndex over one question's pool (benchmarks reuse it with their own hits)."""
+        from . import keywordpool
+
+        w = self.weights
+        committed = self.index.committed() if committed is None else committed
+        ids = keywordpool.pool_ids(store, query, filters, by_dense, w, committed)
+        words = query_terms(query, w.drop_question_words)
+        hints = parse_query(query, SourceMatcher(store.sources()))
+        for mention in hints.mentions():  # the first stage scores each clause's words too
+            words = words + query_terms(mention.clause, w.drop_question_words)
+        return keywordpool.pool_index(store, ids, w, committed, self.index.revision, words,
+                                      self._collection_freq(store))
 
     def _collection_freq(self, store: KeywordStore) -> Any:
         """Collection document frequencies, kept while the index's revision holds."""
