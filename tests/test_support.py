@@ -219,3 +219,18 @@ def test_an_order_between_reports_needs_a_quote_that_shows_it() -> None:
     assert result.reason is not None and "order" in result.reason
     assert check_support("Qaani flew home after the meeting.",
                          ["After the meeting, Qaani flew home to Tehran."]).supported
+
+
+def test_a_claim_restating_the_question_needs_nearly_all_of_it_quoted() -> None:
+    asked = ("Does the TechCrunch article claim that Google's anticompetitive behavior "
+             "benefits news publishers' revenue?")
+    claim = ("The TechCrunch article claims that Google's anticompetitive behavior benefits "
+             "news publishers' revenue.")
+    quote = ("A new class action lawsuit accuses Google of anticompetitive behavior on behalf "
+             "of news publishers.")
+    result = check_support(claim, [quote], asked, about=["TechCrunch"])
+    assert not result.supported  # 5 of its 7 terms: "benefits ... revenue" is the point
+    assert result.score >= 0.7
+    said = "Google's anticompetitive behavior harms news publishers' revenue, the suit says."
+    assert check_support(claim.replace("benefits", "harms"), [said], asked,
+                         about=["TechCrunch"]).supported
