@@ -38,7 +38,7 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -135,9 +135,12 @@ def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def run_ingest(db: Path, files: list[Path], env: dict[str, str]) -> tuple[float, str]:
-    """`newsqa ingest FILES --db DB` as a user runs it: wall seconds and its summary line."""
-    command = [sys.executable, "-m", "newsqa.cli", "ingest", *map(str, files), "--db", str(db)]
+def run_ingest(db: Path, files: list[Path], env: dict[str, str],
+               python_args: Sequence[str] = ()) -> tuple[float, str]:
+    """`newsqa ingest FILES --db DB` as a user runs it: wall seconds and its summary line.
+    `python_args` go before the module (e.g. cProfile's)."""
+    command = [sys.executable, *python_args, "-m", "newsqa.cli", "ingest", *map(str, files),
+               "--db", str(db)]
     start = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     took = time.perf_counter() - start
@@ -215,15 +218,7 @@ def write_one(db: Path, profile: Path | None, number: int | None, search: bool) 
 
 def _profiled(db: Path, path: Path, env: dict[str, str]) -> tuple[float, str]:
     """The same command under cProfile (the profile's own overhead is in the figure)."""
-    out = env["NEWSQA_SCALE_PROFILE"]
-    command = [sys.executable, "-m", "cProfile", "-o", out, "-m", "newsqa.cli", "ingest",
-               str(path), "--db", str(db)]
-    start = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    took = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"newsqa ingest failed: {done.stderr.strip()}")
-    return took, done.stdout.strip()
+    return run_ingest(db, [path], env, ["-m", "cProfile", "-o", env["NEWSQA_SCALE_PROFILE"]])
 
 
 def _first_search(db: Path, env: dict[str, str], query: str) -> float:

@@ -24,6 +24,15 @@ def stories(tmp_path: Path, write_stories: WriteStories) -> list[Path]:
     return write_stories(tmp_path / "news", range(12))
 
 
+@pytest.fixture
+def db(tmp_path: Path, stories: list[Path]) -> Path:
+    """An index holding the stories."""
+    folder = tmp_path / "db"
+    with NewsQA(db=folder, llm="extractive") as qa:
+        qa.ingest(stories)
+    return folder
+
+
 def pool_qa(db: Path, monkeypatch: pytest.MonkeyPatch, on: bool) -> NewsQA:
     monkeypatch.setenv("NEWSQA_RETRIEVAL_POOL", "1" if on else "0")
     return NewsQA(db=db, llm="extractive")
@@ -37,11 +46,8 @@ def first_sentence(path: Path) -> tuple[str, str]:
 
 
 def test_the_pool_finds_what_the_whole_collection_finds(
-    tmp_path: Path, stories: list[Path], monkeypatch: pytest.MonkeyPatch
+    db: Path, stories: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = tmp_path / "db"
-    with NewsQA(db=db, llm="extractive") as qa:
-        qa.ingest(stories)
     questions = [first_sentence(p) for p in stories[:6]]
     with pool_qa(db, monkeypatch, on=False) as whole:
         expected = [whole.search(q, top_k=3)[0].article_id for q, _ in questions]
@@ -52,11 +58,8 @@ def test_the_pool_finds_what_the_whole_collection_finds(
 
 
 def test_the_pool_keeps_the_callers_filters(
-    tmp_path: Path, stories: list[Path], monkeypatch: pytest.MonkeyPatch
+    db: Path, stories: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = tmp_path / "db"
-    with NewsQA(db=db, llm="extractive") as qa:
-        qa.ingest(stories)
     question, _ = first_sentence(stories[0])
     with pool_qa(db, monkeypatch, on=True) as pool:
         by_source = pool.search(question, top_k=8, sources=["Harbour Post"])
@@ -68,11 +71,8 @@ def test_the_pool_keeps_the_callers_filters(
 
 
 def test_a_live_pool_reader_sees_a_new_article_without_a_rebuild(
-    tmp_path: Path, stories: list[Path], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, db: Path, stories: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = tmp_path / "db"
-    with NewsQA(db=db, llm="extractive") as qa:
-        qa.ingest(stories)
     new = tmp_path / "new" / "story.json"
     new.parent.mkdir()
     new.write_text(json.dumps({
