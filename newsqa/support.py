@@ -138,7 +138,7 @@ def _echoes(claim: str, question: str, about: Sequence[str]) -> bool:
 # Not before a capital: "Jada and Will Smith" is one subject, not two clauses.
 CLAUSE_BOUNDARY = re.compile(
     r",?\s+(?:and|but|while|whereas|as well as|which|who|after|before)\s+(?=[a-z])"
-    r"|[,;:]\s+|\.\s+")
+    r"|[,;:]\s+(?!\d)|\.\s+")  # not "November 6, 2023" or "3,000"
 
 
 def weakest_clause(

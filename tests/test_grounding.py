@@ -347,3 +347,14 @@ def test_every_clause_needs_its_own_support_and_unneeded_quotes_are_dropped() ->
     text, found = grounder.supported(both)
     assert text == "Altman became the face of generative AI."  # the second clause is not quoted
     assert [c.quote for c in found] == [face]  # the quote that supports nothing is not cited
+
+
+def test_a_date_is_not_a_clause_boundary() -> None:
+    quote = ("Epic Games is set to go to trial with the tech giant today, November 6, over "
+             "Google Play's commission structure.")
+    grounder = _grounder(quote, question="What did TechCrunch report on November 6, 2023?")
+    claim = DraftClaim(text="TechCrunch reported the Epic trial published on November 6, 2023, "
+                            "and the class action suit filed by a news publisher.",
+                       citations=[DraftCitation(source_id="S1", quote=quote)])
+    text, _ = grounder.supported(claim)
+    assert text != "TechCrunch reported the Epic trial published on November 6."
