@@ -48,7 +48,7 @@ _NO_ANSWER = re.compile(
 )
 
 
-# Where a claim may be cut: before a clause that adds to what came before.
+# Openings are cut at support.CLAUSE_BOUNDARY, before a clause that adds to what came before.
 _MIN_OPENING_TERMS = 4  # content terms an opening must keep, its outlet and "reported" aside
 # An opening is the grounder's choice, not the model's: it must be covered better than a
 # whole claim (support.SUPPORT_THRESHOLD), so cutting cannot turn a weak claim into a pass.

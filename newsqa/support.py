@@ -110,14 +110,15 @@ def check_support(
     rel = relevance(question, [*evidence, *answer_quotes], idf=idf)
     # Coverage is of what the claim says, judged on the quotes alone: "The Yahoo News
     # article praises X" is about "praises X"; its outlet is checked as a name below.
-    score = coverage(_unattributed(claim, about), evidence, question, idf=idf)
+    asserted = _unattributed(claim, about)
+    score = coverage(asserted, evidence, question, idf=idf)
     # Quotes and what is known of their articles only, never the question: a question's
     # false premise ("Did the US send 5,000 troops?") must not vouch for a claim repeating it.
     missing = missing_facts(claim, known)
     clash = contradiction(claim, evidence) or unshown_order(claim, evidence)
     if clash is not None and not missing:
         return Support(False, score, rel, clash)
-    if _echoes(claim, question, about):
+    if _echoes(asserted, question):
         threshold = max(threshold, ECHO_THRESHOLD)
     ok, reason = _verdict(missing, score, rel, threshold, min_relevance, bool(terms(question)))
     if ok:
@@ -128,9 +129,9 @@ def check_support(
     return Support(ok, score, rel, reason)
 
 
-def _echoes(claim: str, question: str, about: Sequence[str]) -> bool:
-    """Whether every content term of the claim (attribution aside) is in the question."""
-    own = set(content_terms(claim, about)) - _PARTICLES
+def _echoes(asserted: str, question: str) -> bool:
+    """Whether every content term of a claim without its attribution is in the question."""
+    own = set(terms(asserted)) - _PARTICLES
     return bool(own) and own <= set(terms(question))
 
 
@@ -148,8 +149,9 @@ def weakest_clause(
     """The claim's least covered clause and its coverage, among clauses of at least
     `_MIN_CLAUSE_TERMS` content terms; None for a claim of one such clause."""
     pieces = [p.strip() for p in CLAUSE_BOUNDARY.split(claim) if p and p.strip()]
-    scored = [(p, coverage(_unattributed(p, about), quotes, question, idf=idf)) for p in pieces
-              if len(content_terms(p, about)) >= _MIN_CLAUSE_TERMS]
+    asserted = [(p, _unattributed(p, about)) for p in pieces]
+    scored = [(p, coverage(bare, quotes, question, idf=idf)) for p, bare in asserted
+              if len(terms(bare)) >= _MIN_CLAUSE_TERMS]
     return min(scored, key=lambda item: item[1]) if len(scored) > 1 else None
 
 
@@ -237,7 +239,9 @@ def _unattributed(claim: str, about: Sequence[str]) -> str:
             claim = re.sub(rf"(?<!\w){re.escape(name.strip())}(?!\w)", " ", claim,
                            flags=re.IGNORECASE)
     drop = _reporting_terms()
-    return " ".join(w for w in words(claim) if not set(terms(w)) & drop)
+    tokens = words(claim)
+    stems = terms_many(tokens)  # one list per word, empty for a stopword
+    return " ".join(w for w, own in zip(tokens, stems, strict=True) if not set(own) & drop)
 
 
 # -- hard facts: numbers, dates, names ------------------------------------------------------
