@@ -197,6 +197,9 @@ def _result(
     if grounder.trimmed:
         notes.append(f"{grounder.trimmed} claim{'s' if grounder.trimmed > 1 else ''} cut to "
                      "the part the quotes support")
+    if grounder.searched:
+        notes.append(f"{grounder.searched} claim{'s' if grounder.searched > 1 else ''} quoted "
+                     "by newsqa: the model's own quotes failed")
     direct = grounder.direct(draft.answer)
     if direct is None and not is_no_answer(draft.answer):
         notes.append(f"the short answer {draft.answer.strip()[:80]!r} left out: the kept "

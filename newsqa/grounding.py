@@ -3,7 +3,9 @@
 A model's claim is kept only when
 1. at least one of its quotes is found, character-exact, in the article of a source
    the model was shown (a quote under the wrong label is looked up in the other
-   sources of the same prompt and re-attributed, saying so), and
+   sources of the same prompt and re-attributed, saying so; a claim whose quotes all
+   fail may rest on the one shown sentence that holds nearly all of it, marked
+   `found_by_newsqa`), and
 2. its verified quotes support it (`support.check_support`: names, numbers and
    dates in the claim appear in the quotes or the question, and enough of its
    content is in the quotes), and
@@ -24,7 +26,8 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
 
-from .citations import ClaimedQuote, verify_one
+from .chunking import sentence_spans
+from .citations import ClaimedQuote, citation_for, verify_one
 from .models import Article, Citation, Passage, RejectedCitation
 from .prompts import unescape_quote
 from .support import (
@@ -57,6 +60,13 @@ _YES_NO = re.compile(r"^\W*(yes|no)\b\W*$", re.IGNORECASE)
 # A "Yes" states the whole question: its quotes must cover this much of what the question
 # asks (support.relevance, over its heaviest terms), not the 15% one relevant quote needs.
 YES_RELEVANCE = 0.5
+# A claim whose quotes fail may rest on one sentence newsqa finds in the sources the model
+# was shown, if that sentence holds nearly all of it: the model copied a sentence and then
+# garbled or mislabelled its quote. One sentence, never a combination: a claim assembled
+# from the words of several best-matching sentences passed in trials where its meaning
+# was the reverse of theirs ("benefits" for "siphons off"; issue 15's regrade).
+SEARCH_THRESHOLD = 0.8
+_SEARCH_CANDIDATES = 4
 
 
 class DraftCitation(BaseModel):
@@ -124,6 +134,7 @@ class Grounder:
     first: list[Citation] = field(default_factory=list)  # the first kept claim's evidence
     _numbers: dict[tuple[str, int, int], int] = field(default_factory=dict)
     trimmed: int = 0  # claims cut to their supported opening clauses
+    searched: int = 0  # claims kept on a sentence newsqa found, their own quotes failing
     _waiting: list[tuple[str, list[Citation]]] = field(default_factory=list)
 
     def add(self, claim: DraftClaim) -> None:
@@ -179,8 +190,34 @@ class Grounder:
                                  reason=f"does not support the claim: {verdict.reason}")
                 for c in found
             )
+        searched = self._searched(text)
+        if searched:
+            self.searched += 1
+            return text, searched
         self.failures.append(Failure(text, tuple(problems)))
         return "", []
+
+    def _searched(self, text: str) -> list[Citation]:
+        """The one sentence of the shown passages that holds nearly all of a claim whose
+        own quotes failed ([] if none): checked as a model's quote is, at SEARCH_THRESHOLD."""
+        unique = {(p.article_id, p.start, p.end): p for p in self.used}.values()
+        candidates = [s for p in unique for s in self._passage_sentences(p)]
+        candidates.sort(key=lambda c: coverage(text, [c.quote], self.question), reverse=True)
+        for sentence in candidates[:_SEARCH_CANDIDATES]:
+            verdict = check_support(text, [sentence.quote], self.question,
+                                    about=_about([sentence]), min_relevance=0.0,
+                                    threshold=SEARCH_THRESHOLD)
+            if verdict.supported:
+                return [sentence.model_copy(update={"found_by_newsqa": True})]
+        return []
+
+    def _passage_sentences(self, passage: Passage) -> list[Citation]:
+        article = self.articles.get(passage.article_id)
+        if article is None:
+            return []
+        shown = article.text[passage.start:passage.end]
+        return [citation_for(article, passage.start + a, passage.start + b)
+                for a, b in sentence_spans(shown)]
 
     def _supported_opening(self, text: str, quotes: list[str], about: list[str]) -> str:
         """The longest opening of the claim, cut at a clause boundary, that its quotes

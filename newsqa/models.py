@@ -181,6 +181,9 @@ class Citation(BaseModel):
     # The source label the model named when the quote was found in another of the
     # sources it was shown (a wrong label, not a wrong quote): kept, and said so.
     reattributed_from: str | None = None
+    # True when the model's own quotes for the claim failed and newsqa found this sentence,
+    # among those the model was shown, holding nearly all of the claim (grounding.py).
+    found_by_newsqa: bool = False
 
     @model_validator(mode="after")
     def _span(self) -> Citation:

@@ -129,7 +129,8 @@ def test_a_quote_under_the_wrong_label_is_reattributed(model: FakeOpenAIServer) 
 
 def test_one_reask_lists_what_failed_and_can_recover_the_claim(model: FakeOpenAIServer) -> None:
     model.queue(
-        Reply.json(draft("Friday", ("They returned on Friday.",
+        # A garbled quote under a claim no one sentence holds: only the re-ask can save it.
+        Reply.json(draft("Friday", ("They went back to the docks on Friday, strike over.",
                                     [("S2", "workers went back to the docks on Friday")]))),
         Reply.json(draft("Friday", ("They returned on Friday.", [
             ("S2", "Dock workers in Larnport returned to work on Friday")]))),
@@ -139,7 +140,7 @@ def test_one_reask_lists_what_failed_and_can_recover_the_claim(model: FakeOpenAI
     assert result.reask is not None
     assert (result.reask.failed_claims, result.reask.recovered_claims) == (1, 1)
     follow_up = model.chat_requests[1].messages[-1]["content"]
-    assert "They returned on Friday." in follow_up and "quote not found in S2" in follow_up
+    assert "They went back to the docks" in follow_up and "quote not found in S2" in follow_up
     assert result.usage.prompt_tokens > result.reask.usage.prompt_tokens > 0
 
 
@@ -220,7 +221,8 @@ def test_stream_equals_final_when_the_reask_wins_the_first_claim(model: FakeOpen
     """answer.py's docstring: the final text is exactly what was streamed plus the claims
     the re-ask won back. Here the streamed text lacks the direct answer the final leads with."""
     model.queue(
-        Reply.json(draft("Friday", ("They returned on Friday.",
+        # A garbled quote under a claim no one sentence holds: only the re-ask can save it.
+        Reply.json(draft("Friday", ("They went back to the docks on Friday, strike over.",
                                     [("S2", "workers went back to the docks on Friday")]))),
         Reply.json(draft("Friday", ("They returned on Friday.", [
             ("S2", "Dock workers in Larnport returned to work on Friday")]))),
@@ -246,7 +248,8 @@ def test_dropped_count_excludes_claims_the_reask_recovered(model: FakeOpenAIServ
     """2 claims fail, the re-ask sends both again, 1 comes back: 1 claim is left out."""
     model.queue(
         Reply.json(draft("412 to 97", ("Members voted 412 to 97.", [("S2", VOTE)]),
-                         ("They returned on Friday.", [("S2", "went back on Friday")]),
+                         ("They went back to the docks on Friday, strike over.",
+                          [("S2", "went back on Friday")]),
                          ("The strike lasted nine days.", [("S2", "a strike of nine days")]))),
         Reply.json(draft("412 to 97", ("They returned on Friday.", [
             ("S2", "Dock workers in Larnport returned to work on Friday")]),
@@ -358,3 +361,43 @@ def test_a_date_is_not_a_clause_boundary() -> None:
                        citations=[DraftCitation(source_id="S1", quote=quote)])
     text, _ = grounder.supported(claim)
     assert text != "TechCrunch reported the Epic trial published on November 6."
+
+
+# -- a right claim under a garbled quote: newsqa finds the one sentence that holds it -------
+
+LAWSUIT = ("A new class action lawsuit accuses Google of anticompetitive behavior on behalf of "
+           "news publishers.")
+SIPHONS = ("The case argues that Google siphons off news publishers' content, their readers "
+           "and ad revenue through anticompetitive means.")
+
+
+def test_a_copied_sentence_under_a_garbled_quote_is_kept_on_that_sentence() -> None:
+    """Issue 15's real model: a claim that copies a shown sentence, its quote mistyped."""
+    grounder = _grounder(KINDLE, LAWSUIT)
+    claim = DraftClaim(text="Amazon has dominated the e-reader space for years with its Kindle "
+                            "lineup.",
+                       citations=[DraftCitation(source_id="S1", quote="Amazon rules e-readers")])
+    text, (found,) = grounder.supported(claim)
+    assert text == claim.text and found.quote == KINDLE and found.found_by_newsqa
+    assert grounder.searched == 1 and not grounder.failures
+    assert any(r.reason == "quote not found in S1" for r in grounder.rejected)
+
+
+def test_a_claim_is_not_assembled_from_the_words_of_several_sentences() -> None:
+    """The regrade's warning: two best-matching sentences together held every word of
+    "Google's conduct benefits publishers' revenue", which says the reverse of both."""
+    grounder = _grounder(LAWSUIT, SIPHONS,
+                         question="Does TechCrunch claim Google's conduct benefits publishers?")
+    claim = DraftClaim(text="Google's anticompetitive behavior benefits news publishers' ad "
+                            "revenue and readers.",
+                       citations=[DraftCitation(source_id="S1", quote="not in the text")])
+    assert grounder.supported(claim) == ("", [])
+    assert grounder.searched == 0 and len(grounder.failures) == 1
+
+
+def test_an_unrelated_claim_finds_no_sentence() -> None:
+    grounder = _grounder(KINDLE, LAWSUIT, question="What is the capital of Peru?")
+    claim = DraftClaim(text="The capital of Peru is Lima.",
+                       citations=[DraftCitation(source_id="S1", quote=KINDLE)])
+    assert grounder.supported(claim) == ("", [])
+    assert grounder.searched == 0
