@@ -1,0 +1,170 @@
+"""The LLM answer path on questions unlike MultiHop-RAG's: NewsQA's crowd questions (issue 15).
+
+Why this exists: benchmarks/answers.py measures grounded answers on MultiHop-RAG's
+long, templated, many-part questions, and the support check was tuned on them. A
+reader asks short questions about one story ("What was the amount of children
+murdered?"). This asks the NewsQA dev questions, each over the dev stories ingested
+into a temporary index, with the same model and the same grounding, and keeps every
+answer for a hand-check:
+
+    python benchmarks/answers_newsqa.py --model /path/qwen.gguf [--top-k 5] [--threads 1]
+        [--dump /tmp/newsqa-answers.jsonl]
+
+Scores, per engine (newsqa LLM grounded, extractive, the model's ungrounded draft):
+token F1 of the prediction against the best crowd answer (SQuAD-style), whether a crowd
+answer is contained in it, and abstentions on questions with and without an answer
+span. Data: ../shared/eval/newsqa, dev ids only; skipped with a message when absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from answers import (
+    EVAL,
+    N_CTX,
+    REPLY_TOKENS,
+    MeteredLLM,
+    Snapshot,
+    check_model,
+    kept_claims,
+    llama_server,
+    predicted,
+)
+
+from newsqa import NewsQA
+from newsqa.answer import answer
+from newsqa.config import Settings
+from newsqa.errors import NewsQAError
+from newsqa.evaluation import DEV_IDS, read_ids, select_records
+from newsqa.models import Article, Passage
+
+_WORD = re.compile(r"\w+")
+_ARTICLES = {"a", "an", "the"}
+
+
+def tokens(text: str) -> list[str]:
+    """SQuAD's normalisation: lower case, no punctuation, no articles."""
+    return [w for w in _WORD.findall(text.lower()) if w not in _ARTICLES]
+
+
+def f1(prediction: str, golds: Sequence[str]) -> float:
+    best = 0.0
+    for gold in golds:
+        common = Counter(tokens(prediction)) & Counter(tokens(gold))
+        same = sum(common.values())
+        if same:
+            p, r = same / len(tokens(prediction)), same / len(tokens(gold))
+            best = max(best, 2 * p * r / (p + r))
+    return best
+
+
+def contains(prediction: str, golds: Sequence[str]) -> bool:
+    said = " ".join(tokens(prediction))
+    return any(tokens(g) and " ".join(tokens(g)) in said for g in golds)
+
+
+def load(folder: Path) -> list[dict[str, Any]]:
+    return [r for _, r in select_records(folder / "items.jsonl", read_ids(folder / DEV_IDS))]
+
+
+def retrieve(items: Sequence[dict[str, Any]], top_k: int) -> tuple[list[list[Passage]], Snapshot]:
+    """Each question's passages from an index of the dev stories (held only while searching)."""
+    stories = {str(r["story_id"]): str(r["story"]) for r in items}
+    with tempfile.TemporaryDirectory() as db, NewsQA(db=db, llm="extractive") as qa:
+        qa.ingest([Article(text=text, source="CNN", url=f"newsqa:{sid}")
+                   for sid, text in stories.items()])
+        passages = [qa.search(str(r["question"]), top_k=top_k) for r in items]
+        ids = {p.article_id for found in passages for p in found}
+        return passages, Snapshot({i: qa.get_article(i) for i in ids})
+
+
+def ask(item: dict[str, Any], passages: list[Passage], snapshot: Snapshot, llm: MeteredLLM,
+        settings: Any) -> dict[str, Any]:
+    golds = [str(a) for a in item.get("answers_stripped") or [] if str(a).strip()]
+    row: dict[str, Any] = {"id": item["id"], "question": item["question"], "gold": golds}
+    for name, model in (("newsqa-llm", llm), ("extractive", None)):
+        first, start = len(llm.calls), time.perf_counter()
+        try:
+            result = answer(str(item["question"]), passages, snapshot, model, settings)  # type: ignore[arg-type]
+        except NewsQAError as exc:
+            row[name] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+            continue
+        prediction, source = predicted(result)
+        row[name] = {"prediction": prediction, "from": source, "answerable": result.answerable,
+                     "answer": result.answer, "reason": result.reason,
+                     "claims": kept_claims(result),
+                     "found_by_newsqa": sum(c.found_by_newsqa for c in result.citations),
+                     "seconds": round(time.perf_counter() - start, 1)}
+        if model is not None:
+            drafts = [c.parsed for c in llm.calls[first:] if c.parsed is not None]
+            row["draft"] = {"prediction": str(getattr(drafts[0], "answer", "")) if drafts else "",
+                            "answerable": bool(getattr(drafts[0], "answerable", False))
+                            if drafts else False}
+    return row
+
+
+def figures(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    answerable = [r for r in rows if r["gold"]]
+    absent = [r for r in rows if not r["gold"]]
+    for engine in ("newsqa-llm", "extractive", "draft"):
+        done = [r for r in answerable if "prediction" in r.get(engine, {})]
+        shown = [r for r in done if r[engine]["answerable"]]
+        out[engine] = {
+            "answerable": len(answerable),
+            "f1": round(sum(f1(r[engine]["prediction"], r["gold"]) for r in shown)
+                        / max(len(done), 1), 3),
+            "contains_gold": sum(contains(r[engine]["prediction"], r["gold"]) for r in shown),
+            "abstained_answerable": len(done) - len(shown),
+            "abstained_no_answer": sum(not r.get(engine, {}).get("answerable", True)
+                                       for r in absent),
+            "no_answer": len(absent),
+            "kept_claims": sum(len(r[engine].get("claims", [])) for r in done),
+        }
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--data", type=Path, default=EVAL / "newsqa")
+    parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dump", type=Path, help="JSON lines per question (outside the repo)")
+    args = parser.parse_args()
+    if not (args.data / "items.jsonl").is_file():
+        print(f"skipped: {args.data} is absent (see ../shared/eval/README.md)")
+        return 0
+    check_model(args.model)
+    items = load(args.data)
+    passages, snapshot = retrieve(items, args.top_k)
+    settings = Settings()
+    log = Path(tempfile.gettempdir()) / f"newsqa-answers-newsqa-{os.getpid()}.log"
+    rows = []
+    with llama_server(args.model, log, args.threads) as (base_url, model_id):
+        llm = MeteredLLM(model_id, base_url=base_url, timeout=600, context_window=N_CTX,
+                         max_output_tokens=REPLY_TOKENS)
+        for i, (item, found) in enumerate(zip(items, passages, strict=True), 1):
+            rows.append(ask(item, found, snapshot, llm, settings))
+            print(f"[{i}/{len(items)}] {rows[-1]['newsqa-llm'].get('seconds', '-')} s",
+                  file=sys.stderr)
+            if args.dump:
+                with args.dump.open("a", encoding="utf-8") as out:
+                    out.write(json.dumps(rows[-1], ensure_ascii=False, default=str) + "\n")
+    print(json.dumps(figures(rows), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
