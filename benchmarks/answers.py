@@ -675,6 +675,8 @@ def _one_summary(qa: Any, llm: MeteredLLM, article: Article, item_id: str,
                  "calls": [_call_row(c) for c in calls], "drafted": drafted,
                  "kept": len(summary.bullets), "usage": summary.usage.model_dump(),
                  "bullets": [b.text for b in summary.bullets],
+                 "quotes": [[{"quote": c.quote, "found_by_newsqa": c.found_by_newsqa}
+                             for c in b.citations] for b in summary.bullets],
                  "rejected": [r.reason for r in summary.rejected_citations]})
     return "\n".join(b.text for b in summary.bullets)
 
@@ -1038,14 +1040,20 @@ class ReplayLLM(LLM):
 
     def __init__(self, model: str, calls: Sequence[dict[str, Any]]) -> None:
         super().__init__(model, base_url="http://replay.invalid")  # never contacted
-        self.replies = [c for c in calls if c.get("schema") == "DraftAnswer"]
-        self.calls: list[Call] = []  # what _newsqa_run reads of a MeteredLLM: none here
+        self.replies = list(calls)
+        self.calls: list[Call] = []  # read by _newsqa_run and _one_summary, as a MeteredLLM's
 
     def structured(self, messages: Any, schema: Any) -> Any:
-        if not self.replies or self.replies[0].get("draft") is None:
+        """The next recorded reply of this schema (a recorded failure fails again)."""
+        at = next((i for i, c in enumerate(self.replies) if c.get("schema") == schema.__name__),
+                  None)
+        call = self.replies.pop(at) if at is not None else {}
+        if call.get("draft") is None:
+            self.calls.append(Call(schema=schema.__name__, error="no recorded reply"))
             raise LLMOutputError(f"{self.model}: no recorded reply to replay")
-        call = self.replies.pop(0)
-        return schema.model_validate(call["draft"]), Usage(**call["usage"])
+        parsed, usage = schema.model_validate(call["draft"]), Usage(**call["usage"])
+        self.calls.append(Call(schema=schema.__name__, usage=usage, parsed=parsed))
+        return parsed, usage
 
 
 def regrade(dump: Path, args: argparse.Namespace) -> int:
@@ -1071,13 +1079,27 @@ def regrade(dump: Path, args: argparse.Namespace) -> int:
         if row.get("reask") and live.get("reask"):
             row["reask"]["usage"] = live["reask"]["usage"]
         record["newsqa-llm"] = row
+    summ = _regraded_summaries([r["summary"] for r in lines if "summary" in r])
     if args.dump:
         with args.dump.open("w", encoding="utf-8") as out:
-            for line in [*records, *(r for r in lines if "summary" in r)]:
+            for line in [*records, *({"summary": r} for r in (summ or {}).get("rows", []))]:
                 out.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
     titles = {aid: a.title for aid, a in snapshot.articles.items()}
-    rows = [r["summary"] for r in lines if "summary" in r]
-    return report(all_figures(records, _summaries_from(rows), titles), args.out)
+    return report(all_figures(records, summ, titles), args.out)
+
+
+def _regraded_summaries(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The recorded summary drafts through this checkout's `NewsQA.summarize`."""
+    if not rows:
+        return None
+    bench = load_summarize_bench()
+    items = {i.id: i for i in bench.load_dev("cnn_dailymail") or []}
+    picked = [items[r["id"]] for r in rows]
+    replay = ReplayLLM("replay", [c for r in rows for c in r.get("calls") or []])
+    made, regraded = _llm_summaries(picked, replay)  # type: ignore[arg-type]
+    for old, new in zip(rows, regraded, strict=True):
+        new.update(seconds=old["seconds"], usage=old.get("usage"))
+    return {"n": len(picked), "rouge": rouge_table(bench, picked, made), "rows": regraded}
 
 
 def rescore(dump: Path, data: Path, out: Path | None) -> int:
