@@ -135,8 +135,8 @@ def out_of_fold_passages(
     from train_ranker import PARAMS, ROUNDS
 
     from newsqa.evaluation import holds_fact
-    from newsqa.rerank import train
     from newsqa.retrieval import Filters, FusionWeights, Retriever
+    from newsqa.retrieval.training import train
 
     weights = FusionWeights()
     dense, _ = dense_hits(qa, list(queries), weights.dense_candidates)

@@ -5,11 +5,12 @@
 
 Opens an index that `newsqa eval multihop` built, runs the first stage for every
 dev question (null ones out), labels each candidate chunk 1 when it holds a gold
-evidence fact (the paper's substring rule), and trains LightGBM LambdaRank on the
-features of newsqa/rerank.py. The figure to trust is the cross-validated one:
-each fold's questions are ranked by a model that never saw them, which is what
-the held-out split will see. `--write` then trains on all dev questions and
-writes newsqa/rankers/multihop-dev.txt (or --out). Dev ids only.
+evidence fact (the paper's substring rule), and trains LightGBM LambdaRank
+(newsqa/retrieval/training.py) on the features of newsqa/retrieval/rerank.py. The
+figure to trust is the cross-validated one: each fold's questions are ranked by a
+model that never saw them, which is what the held-out split will see. `--write`
+then trains on all dev questions and writes
+newsqa/retrieval/rankers/multihop-dev.txt (or --out). Dev ids only.
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ from newsqa.evaluation import (
     holds_fact,
     retrieval_metrics,
 )
-from newsqa.rerank import MODEL_FILE, train
-from newsqa.retrieval import Filters, FusionWeights, Retriever
+from newsqa.retrieval import MODEL_FILE, Filters, FusionWeights, Retriever
+from newsqa.retrieval.training import train
 
 K = 10
-PARAMS: dict[str, Any] = {  # the objective is rerank.map_lambdas (MAP@10's rank weights)
+PARAMS: dict[str, Any] = {  # the objective is training.map_lambdas (MAP@10's rank weights)
     "learning_rate": 0.15,
     "num_leaves": 63,
     "min_data_in_leaf": 100,

@@ -1,4 +1,11 @@
-"""Settings from arguments and the environment (NEWSQA_*, OPENAI_*).
+"""Settings from arguments and the environment (NEWSQA_*, OPENAI_*): one tree.
+
+`Settings` holds where data lives and which models run; `Settings.retrieval` the
+retrieval levers (`RetrievalSettings`, NEWSQA_RETRIEVAL_<FIELD>). Both are frozen
+pydantic dataclasses: values are checked (and "5" read as 5) when built, and
+`dataclasses.replace` still works on them, as the benchmarks and tests use it.
+The environment is read once, by `Settings.from_env`; the parts (retriever,
+extractive engine) are handed the tree and never read `os.environ` themselves.
 
 Explicit arguments win over the environment, the environment over defaults.
 Reading only: newsqa never writes `os.environ`, which belongs to the host process
@@ -10,9 +17,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
+from pydantic.dataclasses import dataclass
 
 from .errors import ConfigError
 
@@ -21,10 +31,91 @@ DEFAULT_COLLECTION = "newsqa"
 DEFAULT_EMBEDDING = "minilm"
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 
+_ENV_PREFIX = "NEWSQA_RETRIEVAL_"
+
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    """The retrieval levers, each measured on MultiHop-RAG (benchmarks/retrieval_levers.py).
+
+    `Settings.retrieval`; every field can be set from the environment as
+    NEWSQA_RETRIEVAL_<FIELD> (e.g. NEWSQA_RETRIEVAL_HINTS=0 turns off reading
+    publishers and dates out of the question). Also known as `FusionWeights`.
+    """
+
+    keyword: float = 1.0
+    dense: float = 0.1
+    rrf_k: int = 60
+    candidates: int = 50  # per retriever, before fusion
+    max_per_article: int = 5  # first pass of diversity; later slots fill in rank order
+    fusion: str = "convex"  # "rrf" (weighted ranks) | "convex" (weighted normalised scores)
+    dense_candidates: int = 100  # one dense query; named-source slots reuse its hits
+    hints: bool = True  # publishers and days named in the question get their own slots
+    mention_slots: int = 5  # passages per named publisher/day before the global ranking
+    mention_min_chunks: int = 1  # a derived filter keeping fewer chunks is dropped
+    clause_weight: float = 1.0  # extra BM25 weight of the words about that publisher
+    drop_question_words: bool = False  # "report", "article", "suggest"... out of BM25 queries
+    sentence_weight: float = 0.5  # weight of a chunk's best sentence (BM25) beside the chunk's
+    bigram_weight: float = 0.5  # weight of BM25 over adjacent term pairs
+    title_weight: float = 0.0  # weight of the article title's BM25 (an article prior)
+    dense_in_mentions: bool = True  # dense hits also count inside per-publisher sub-rankings
+    bm25_k1: float = 1.2
+    bm25_b: float = 0.75
+    rerank: bool = True  # the learned second stage (retrieval/rerank.py) reorders the pool
+    rerank_pool: int = 70  # first-stage passages the second stage sees
+    rerank_articles: int = 20  # the articles of the pool's first N passages join it whole
+    rerank_max: int = 300  # ... until the pool holds this many (long articles at scale)
+    ranker: str = ""  # a LightGBM model file for the second stage ("" = the shipped one)
+    # The first stage over a pool from the persistent keyword index (retrieval/keywordpool.py),
+    # not over every chunk: no rebuild after a write. Off until its quality is measured.
+    pool: bool = False
+    pool_candidates: int = 150  # keyword hits under the caller's filters
+    pool_mention_candidates: int = 30  # keyword hits per named publisher/day filter
+
+    def keyword_build(self) -> str:
+        """What the saved keyword index depends on: other fields change no stored array."""
+        sides = (bool(self.sentence_weight), bool(self.bigram_weight), bool(self.title_weight))
+        return repr((self.bm25_k1, self.bm25_b, sides, self.rerank))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RetrievalSettings:
+        """Defaults overridden by NEWSQA_RETRIEVAL_* variables; a bad value names its variable."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(_ENV_PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse_field(f.name, type(f.default).__name__, raw)
+        weights = cls(**values)
+        if weights.fusion not in ("rrf", "convex"):
+            raise ConfigError(f"{_ENV_PREFIX}FUSION must be rrf or convex, got {weights.fusion!r}")
+        return weights
+
+
+def _parse_field(name: str, kind: str, raw: str) -> Any:
+    try:
+        if kind == "bool":
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        return raw
+    except ValueError:
+        raise ConfigError(f"{_ENV_PREFIX}{name.upper()}: not a valid {kind}: {raw!r}") from None
+
+
+FusionWeights = RetrievalSettings  # the name the retrieval code and benchmarks grew up with
+
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything that decides where data lives and which models run."""
+    """Everything that decides where data lives, which models run and how retrieval ranks."""
 
     db: Path = field(default_factory=lambda: Path(DEFAULT_DB))
     chroma_url: str | None = None
@@ -39,6 +130,7 @@ class Settings:
     llm_timeout: float = 60.0
     llm_max_retries: int = 3
     context_window: int | None = None  # tokens; None: known per model, else 8192
+    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -61,18 +153,16 @@ class Settings:
             llm=llm,
             openai_api_key=api_key,
             openai_base_url=base_url,
+            retrieval=RetrievalSettings.from_env(env),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
-        if "db" in clean:
-            clean["db"] = Path(clean["db"])
-        if clean.get("llm") in ("extractive", "none", "offline"):
+        llm_none = clean.get("llm") in ("extractive", "none", "offline")
+        if llm_none:
             clean["llm"] = None
-            overrides_llm_none = True
-        else:
-            overrides_llm_none = False
-        settings = replace(settings, **clean)
-        if overrides_llm_none:
-            settings = replace(settings, llm=None)
+        try:
+            settings = replace(settings, **clean)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid setting: {exc}") from None
         settings.validate()
         return settings
 

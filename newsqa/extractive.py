@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from .chunking import sentence_spans
 from .citations import ClaimedQuote, verify
-from .config import Settings
+from .config import RetrievalSettings, Settings
 from .lexical import terms, words
 from .models import Answer, Article, Citation, Passage, RejectedCitation
 
@@ -152,11 +152,8 @@ def dense_calibrated(index: Index) -> bool:
     return str(getattr(index, "model", "")).startswith(DENSE_MODEL)
 
 
-def rerank_calibrated() -> bool:
+def rerank_calibrated(weights: RetrievalSettings) -> bool:
     """Whether rerank scores come from the shipped ranker (another model has its own scale)."""
-    from .retrieval import FusionWeights
-
-    weights = FusionWeights.from_env()
     return weights.rerank and not weights.ranker
 
 
@@ -237,7 +234,7 @@ def extractive_answer(
 ) -> Answer:
     """Answer from source sentences, or abstain saying why."""
     found = assess(question, passages, dense=dense_calibrated(index),
-                   rerank=rerank_calibrated())
+                   rerank=rerank_calibrated(settings.retrieval))
     if not found.chosen:
         return _abstain(question, passages, "no retrieved passage matches the question")
     if found.abstains:

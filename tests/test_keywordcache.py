@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from newsqa import Article, NewsQA, keywordcache
+from newsqa import Article, NewsQA
 from newsqa.index import Index
-from newsqa.retrieval import KeywordIndex
+from newsqa.retrieval import KeywordIndex, keywordcache
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 QUESTION = "How many troops were sent to Kuwait?"

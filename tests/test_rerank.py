@@ -14,7 +14,8 @@ from newsqa import Article, NewsQA
 from newsqa.errors import ConfigError
 from newsqa.index import ChunkTable
 from newsqa.lexical import terms
-from newsqa.rerank import (
+from newsqa.retrieval import Filters, FusionWeights, KeywordIndex, Retriever, whole_articles
+from newsqa.retrieval.rerank import (
     ARTICLE_SIGNALS,
     BRIDGE_FEATURES,
     CANDIDATE_FEATURES,
@@ -26,11 +27,9 @@ from newsqa.rerank import (
     bridge_columns,
     coverage,
     load_ranker,
-    map_lambdas,
     segments,
-    train,
 )
-from newsqa.retrieval import Filters, FusionWeights, KeywordIndex, Retriever, whole_articles
+from newsqa.retrieval.training import map_lambdas, train
 
 
 def _table(texts: list[str]) -> ChunkTable:

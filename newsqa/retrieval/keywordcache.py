@@ -36,19 +36,19 @@ import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import numpy as np
 
-from .config import Settings
-
-if TYPE_CHECKING:
-    from .retrieval import KeywordIndex
+from ..config import Settings
+from ..embedding import cache_dir
+from ..index import ChunkTable
+from .keywords import KeywordIndex, SentenceIndex, SentenceTerms
 
 CACHE_VERSION = 2  # with the source hash below, any change to how it is built
 FORMAT = 2  # the layout `_pack` writes
 SUFFIX = ".npz"
-log = logging.getLogger(__name__)
+log = logging.getLogger("newsqa.keywordcache")  # the name its warnings have always had
 
 _I8 = (np.dtype(np.int64).str,)
 _INTS = (np.dtype(np.int32).str, np.dtype(np.int64).str)
@@ -70,8 +70,6 @@ def cache_folder(settings: Settings) -> Path:
     """Beside an embedded index; per server URL and collection in the user cache otherwise."""
     if not settings.chroma_url:
         return Path(settings.db) / "newsqa-cache"
-    from .embedding import cache_dir
-
     where = f"{settings.chroma_url}|{settings.collection}".encode()
     return cache_dir() / "keyword" / hashlib.sha256(where).hexdigest()[:16]
 
@@ -92,8 +90,9 @@ def _code_hash() -> str:
     # A changed tokenizer or index layout must never meet an old file: hash the source.
     here = Path(__file__).resolve().parent
     digest = hashlib.sha256()
-    for name in ("lexical.py", "query.py", "retrieval.py", "keywordcache.py"):
-        digest.update((here / name).read_bytes())
+    for path in (here.parent / "lexical.py", here.parent / "query.py", here / "keywords.py",
+                 here / "keywordcache.py"):
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -289,9 +288,6 @@ def _in_id_order(vocab: Mapping[str, int]) -> list[str]:
 
 def _unpack(doc: Any, arrays: dict[str, np.ndarray], key: str) -> KeywordIndex:
     """The index `_pack` described, every part checked; Unusable (or ValueError) if not."""
-    from .index import ChunkTable
-    from .retrieval import KeywordIndex
-
     doc = _dict(doc, "document")
     if doc.get("format") != FORMAT or doc.get("key") != key:
         raise Unusable("written for another format or key")
@@ -357,7 +353,7 @@ def _bm25(
     `docs` is the number of documents it must index (None: any); `required` says it
     must have been indexed even so (searches read its vocabulary unconditionally).
     """
-    import bm25s
+    import bm25s  # deferred (it loads scipy): only when a saved index is read
 
     spec = _dict(spec, f"{name} BM25")
     model = bm25s.BM25(**_bm25_params(spec.get("params"), name))
@@ -406,8 +402,6 @@ def _bm25_params(params: Any, name: str) -> dict[str, Any]:
 
 
 def _sentences(spec: Any, members: _Members, n: int) -> Any:
-    from .retrieval import SentenceIndex
-
     model = _bm25(spec, "sentences", members, None)
     owner = members.take("sentences.owner", _I8)
     if len(owner) != _docs(model):
@@ -423,8 +417,6 @@ def _term_tables(
     doc: dict[str, Any], members: _Members, n: int, sentences: Any
 ) -> dict[str, Any]:
     """The reranker's tables: chunk document frequencies, sentence term ids, their IDFs."""
-    from .retrieval import SentenceTerms
-
     parts: dict[str, Any] = {}
     if doc.get("doc_freq") is not None:
         terms = _take_lines(members, "doc_freq.terms", _count(doc["doc_freq"], "doc_freq"))

@@ -3,7 +3,7 @@
 Off by default (NEWSQA_RETRIEVAL_POOL=1 turns it on): its retrieval quality has
 not been measured against the whole-collection path yet.
 
-Why: the in-memory keyword index (retrieval.KeywordIndex) covers every chunk, so
+Why: the in-memory keyword index (keywords.KeywordIndex) covers every chunk, so
 each write throws it away and the next search rebuilds it (minutes at 100k
 chunks). Here a search asks the persistent index (keywordstore.py, tantivy) for
 its best chunks under the caller's filters, and for each publisher or day the
@@ -24,11 +24,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .rerank import idf_weight
+from ..config import RetrievalSettings
+from ..index import ChunkTable
+from ..query import SourceMatcher, parse_query
+from .keywords import (
+    Filters,
+    KeywordIndex,
+    SentenceIndex,
+    SplitUnits,
+    bigrams,
+    date_key,
+    idf_weight,
+    query_terms,
+)
 
 if TYPE_CHECKING:
-    from .keywordstore import KeywordStore
-    from .retrieval import Filters, FusionWeights, KeywordIndex
+    from ..keywordstore import KeywordStore
 
 
 class CollectionFreq(Mapping[str, int]):
@@ -54,12 +65,9 @@ class CollectionFreq(Mapping[str, int]):
 
 def pool_ids(
     store: KeywordStore, query: str, filters: Filters, dense: Sequence[tuple[str, float]],
-    weights: FusionWeights, committed: Any,
+    weights: RetrievalSettings, committed: Any,
 ) -> list[str]:
     """Chunk ids of the pool: keyword hits (overall and per named publisher/day), then dense."""
-    from .query import SourceMatcher, parse_query
-    from .retrieval import date_key, query_terms
-
     found = query_terms(query, weights.drop_question_words)
     stored = store.sources()
     wanted = {s.lower() for s in filters.sources}
@@ -92,7 +100,7 @@ def pool_ids(
 
 
 def _tries(sources: list[str], day: Any) -> list[tuple[list[str], Any]]:
-    """The filters `retrieval.mention_masks` would try for a mention, all at once."""
+    """The filters `search.mention_masks` would try for a mention, all at once."""
     if day is None:
         return [(sources, None)] if sources else []
     return [(sources, day), ([], day), (sources, None)] if sources else [([], day)]
@@ -148,14 +156,11 @@ class QueryBM25:
 
 
 def pool_index(
-    store: KeywordStore, ids: list[str], weights: FusionWeights, committed: Any, revision: str,
+    store: KeywordStore, ids: list[str], weights: RetrievalSettings, committed: Any, revision: str,
     words: Sequence[str], freq: CollectionFreq,
 ) -> KeywordIndex:
     """A KeywordIndex over the pool and its leading articles' chunks, from the index's
     stored records (no Chroma read, no tokenising), BM25 for `words` with collection IDF."""
-    from .index import ChunkTable
-    from .retrieval import KeywordIndex, SentenceIndex, SplitUnits, bigrams
-
     rows = _pool_records(store, ids, weights, committed)
     chunk_terms, sentence_terms, owner = [], [], []
     for row, record in enumerate(rows):
@@ -193,7 +198,7 @@ def pool_index(
 
 
 def _pool_records(
-    store: KeywordStore, ids: list[str], weights: FusionWeights, committed: Any
+    store: KeywordStore, ids: list[str], weights: RetrievalSettings, committed: Any
 ) -> list[Any]:
     """The pool's records in pool order, then up to `rerank_max` chunks of leading articles."""
     leading = list(dict.fromkeys(cid.rsplit(":", 2)[0] for cid in ids))[: weights.rerank_articles]
@@ -208,8 +213,6 @@ def _pool_records(
 
 def pair_counts(store: KeywordStore, words: Sequence[str]) -> dict[str, int]:
     """Chunks holding each adjacent pair of the query's words, counted by phrase queries."""
-    from .retrieval import bigrams
-
     out: dict[str, int] = {}
     for pair in dict.fromkeys(bigrams(list(words))):
         a, b = pair.split("_", 1)

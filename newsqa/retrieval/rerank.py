@@ -1,6 +1,6 @@
 """Second-stage ranking: a learned model over the first stage's own signals.
 
-Why a learned ranker, and why this one: the first stage (retrieval.py) mixes
+Why a learned ranker, and why this one: the first stage (search.py) mixes
 its signals with hand-set weights, and measured on MultiHop-RAG it puts *an*
 evidence chunk first often but rarely *all* of a question's 2-4 evidence chunks
 near the top. No cross-encoder or better embedding model ships as offline
@@ -16,28 +16,26 @@ cross-validated gain is in benchmarks/RESULTS.md.
 
 The features are generic retrieval signals, not MultiHop-RAG ids or words, so
 the model applies to any news corpus; `NEWSQA_RETRIEVAL_RERANK=0` turns it off.
+What runs at search time is here (features, loading, scoring); fitting a model is in
+training.py, which nothing at run time imports.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import sparse
 
-from .errors import ConfigError
-from .lexical import terms
-
-if TYPE_CHECKING:
-    from .query import Mention
-    from .retrieval import KeywordIndex
+from ..errors import ConfigError
+from ..lexical import terms
+from ..query import Mention
+from .keywords import KeywordIndex, date_key, ranges, top_rows
 
 MODEL_FILE = Path(__file__).parent / "rankers" / "multihop-dev.txt"
 
@@ -160,7 +158,7 @@ def build_features(keyword: KeywordIndex, stage: FirstStage) -> tuple[list[int],
         if best is None:
             continue
         seg_best = np.maximum(seg_best, _scaled(best, size))
-        for rank, (row, _) in enumerate(_top(best, MENTION_DEPTH, stage.base)):
+        for rank, (row, _) in enumerate(top_rows(best, MENTION_DEPTH, stage.base)):
             seg_rank[row] = min(seg_rank[row], rank)
             seg_tops[row] += rank < 3
             if rank < SEGMENT_EXTRA and row not in taken:
@@ -423,21 +421,10 @@ def sentence_tokens(
     return counts, np.repeat(np.arange(len(at)), counts), tokens, token_sentence
 
 
-def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Concatenated aranges: starts[i] .. starts[i] + lengths[i] - 1, for every i."""
-    total = int(lengths.sum())
-    if not total:
-        return np.zeros(0, dtype=np.int64)
-    shift = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-    return shift + np.arange(total)
-
-
 def _mention_columns(
     keyword: KeywordIndex, mentions: Sequence[MentionRanking], at: np.ndarray
 ) -> list[np.ndarray]:
     """in_mention, clause_chunk, clause_sentence, mention_rank, day_match, source_match."""
-    from .retrieval import date_key
-
     size, n = len(keyword.table), len(at)
     inside, clause_chunk, clause_sentence = np.zeros(n), np.zeros(n), np.zeros(n)
     rank, day, source = np.full(n, float(MENTION_DEPTH)), np.zeros(n), np.zeros(n)
@@ -457,17 +444,11 @@ def _mention_columns(
     return [inside, clause_chunk, clause_sentence, rank, day, source]
 
 
-def _top(scores: np.ndarray, k: int, mask: np.ndarray | None) -> list[tuple[int, float]]:
-    from .retrieval import top_rows
-
-    return top_rows(scores, k, mask)
-
-
 class Ranker:
     """A LightGBM ranking model whose columns are FEATURES, in that order."""
 
     def __init__(self, path: Path) -> None:
-        import lightgbm
+        import lightgbm  # deferred: ~0.5 s of imports, paid by the first search that ranks
 
         if not path.is_file():
             raise ConfigError(f"ranking model not found: {path}")
@@ -507,71 +488,3 @@ class Ranker:
 def load_ranker(path: Path = MODEL_FILE) -> Ranker:
     """Loaded once per process: a few MB of trees."""
     return Ranker(path)
-
-
-def idf_weight(doc_freq: int, size: int) -> float:
-    """BM25's IDF, always positive."""
-    return math.log((size - doc_freq + 0.5) / (doc_freq + 0.5) + 1.0)
-
-
-def train(
-    groups: Sequence[tuple[np.ndarray, np.ndarray]], params: Mapping[str, Any], rounds: int
-) -> Any:
-    """A LambdaRank booster from (features, labels) per question (for train_ranker.py).
-
-    The objective is `map_lambdas` unless `params` names another.
-    """
-    import lightgbm
-
-    x = np.vstack([f for f, _ in groups])
-    y = np.concatenate([labels for _, labels in groups])
-    sizes = [len(labels) for _, labels in groups]
-    data = lightgbm.Dataset(x, y, group=sizes, feature_name=list(FEATURES), free_raw_data=False)
-    settings = {"objective": map_lambdas(sizes), "verbose": -1, "num_threads": 2, **params}
-    return lightgbm.train(settings, data, num_boost_round=rounds)
-
-
-Objective = Callable[[np.ndarray, Any], tuple[np.ndarray, np.ndarray]]
-
-
-def map_lambdas(sizes: Sequence[int], cut: int = 10, floor: float = 0.1) -> Objective:
-    """LambdaRank gradients that weigh ranks as MultiHop-RAG's MAP@10 does.
-
-    The paper's AP@10 adds 1/r for each new fact at rank r <= 10. LightGBM's own
-    lambdarank weighs swaps by NDCG's 1/log2(1 + r), which values rank 8 nearly as
-    much as rank 2. Here swapping a relevant and an irrelevant candidate weighs the
-    change in 1/r; ranks past `cut` keep `floor` of it so the trees still learn
-    from what lies below. Cross-validated on dev: MAP@10 +0.007 over NDCG's weights.
-    """
-    ends = np.cumsum(np.asarray(sizes, dtype=np.int64))
-    starts = ends - np.asarray(sizes, dtype=np.int64)
-
-    def objective(preds: np.ndarray, data: Any) -> tuple[np.ndarray, np.ndarray]:
-        labels = data.get_label()
-        grad, hess = np.zeros_like(preds), np.zeros_like(preds)
-        for a, b in zip(starts, ends, strict=True):
-            _pair_lambdas(preds[a:b], labels[a:b], grad[a:b], hess[a:b], cut, floor)
-        return grad, hess
-
-    return objective
-
-
-def _pair_lambdas(
-    scores: np.ndarray, labels: np.ndarray, grad: np.ndarray, hess: np.ndarray,
-    cut: int, floor: float,
-) -> None:
-    """One question's gradients, written into grad/hess (views of the full arrays)."""
-    good, bad = np.nonzero(labels > 0)[0], np.nonzero(labels <= 0)[0]
-    if not len(good) or not len(bad):
-        return
-    rank = np.empty(len(scores))
-    rank[np.argsort(-scores, kind="stable")] = np.arange(1, len(scores) + 1)
-    weight = np.where(rank <= cut, 1.0, floor) / rank
-    delta = np.abs(weight[good][:, None] - weight[bad][None, :])
-    rho = 1.0 / (1.0 + np.exp(scores[good][:, None] - scores[bad][None, :]))
-    lam, curve = rho * delta, rho * (1.0 - rho) * delta
-    grad[good] -= lam.sum(axis=1)
-    grad[bad] += lam.sum(axis=0)
-    hess[good] += curve.sum(axis=1)
-    hess[bad] += curve.sum(axis=0)
-    np.maximum(hess, 1e-9, out=hess)
