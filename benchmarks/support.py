@@ -414,16 +414,77 @@ def corpus_idf(folder: Path) -> Callable[[str], float]:
     return idf_from_texts(_body(r) for _, r in read_jsonl(folder / "corpus.jsonl"))
 
 
+# -- the grounder's sentence search (grounding.Grounder._searched) -------------------------
+
+
+def search_rates(folder: Path, rng: random.Random) -> None:
+    """How often the search behind a failed quote finds a sentence for a fact claim: with its
+    article whole (it should), without the fact's sentence (it should not: a false find),
+    and for the claim turned around (it should not).
+
+    Harder than the grounder's own case: the search runs over the whole article (~50
+    sentences), where the grounder searches only the passages shown (~10 a passage).
+    """
+    from newsqa.grounding import DraftCitation, DraftClaim, Grounder
+    from newsqa.models import Article, Passage
+
+    pairs = [p for p in multihop_pairs(folder, rng) if p.source == "facts"]
+    corpus = {str(r["id"]): r for _, r in read_jsonl(folder / "corpus.jsonl")}
+    by_fact = {_squashed(str(e["fact"])): str(e["doc_id"])
+               for _, q in select_records(folder / "queries.jsonl",
+                                          read_ids(folder / "dev_ids.txt"))
+               for e in q.get("evidence") or []}
+    found = {"whole": [0, 0], "without the fact": [0, 0], "flipped": [0, 0]}
+    for pair in pairs:
+        if pair.kind == "same article":
+            continue
+        doc = by_fact.get(_squashed(pair.quotes[0]))
+        if doc is None or doc not in corpus:
+            continue
+        body = _body(corpus[doc])
+        cases = ([("whole", body), ("without the fact", _without(body, pair.quotes[0]))]
+                 if pair.kind == "positive" else [("flipped", body)])
+        for case, text in cases:
+            article = Article(id=doc, title="", source=str(corpus[doc].get("source") or ""),
+                              published_at=corpus[doc].get("published_at"), text=text)
+            shown = Passage(chunk_id=f"{doc}:0", article_id=doc, title="", source=article.source,
+                            published_at=article.published_at, text=text, start=0,
+                            end=len(text), score=1.0)
+            grounder = Grounder(pair.question, [shown], {doc: article})
+            claim = DraftClaim(text=pair.claim, citations=[
+                DraftCitation(source_id="S1", quote="a quote that is not in the article")])
+            kept, _ = grounder.supported(claim)
+            found[case][0] += bool(kept)
+            found[case][1] += 1
+    print("\nSentence search behind a failed quote (fact claims, whole articles searched):")
+    for case, (hits, n) in found.items():
+        print(f"- {case}: a sentence found for {hits} of {n} claims ({hits / max(n, 1):.3f})")
+
+
+def _squashed(text: str) -> str:
+    return "".join(text.split()).lower()
+
+
+def _without(body: str, fact: str) -> str:
+    """The article without every sentence that holds part of the fact."""
+    return " ".join(s for s in _sentences(body) if not _overlaps(s, fact) and s not in fact)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(DATA))
     parser.add_argument("--idf", choices=("corpus", "uniform", "both"), default="both")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--search", action="store_true",
+                        help="only the grounder's sentence search behind a failed quote")
     args = parser.parse_args()
     data = Path(args.data)
     multihop, newsqa = data / "multihop", data / "newsqa"
     if not (multihop / "queries.jsonl").is_file() or not (newsqa / "items.jsonl").is_file():
         print(f"skipped: {data} not found (MultiHop-RAG and NewsQA eval data)")
+        return
+    if args.search:
+        search_rates(multihop, random.Random(args.seed))
         return
     rng = random.Random(args.seed)
     pairs = multihop_pairs(multihop, rng)
