@@ -639,7 +639,7 @@ def _in_sample_warning(settings: Mapping[str, Any]) -> list[str]:
     if not settings.get("rerank") or not str(settings.get("ids", "")).endswith(DEV_IDS):
         return []
     return [
-        "**In-sample:** the second-stage ranker (newsqa/rerank.py) was trained on these dev "
+        "**In-sample:** the second-stage ranker (newsqa/retrieval/rerank.py) was trained on these dev "
         "questions, so the figures below overstate it. Its cross-validated figures are in "
         "benchmarks/RESULTS.md (`python benchmarks/train_ranker.py`); "
         "`NEWSQA_RETRIEVAL_RERANK=0` scores the first stage alone.",

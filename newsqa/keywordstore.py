@@ -75,7 +75,7 @@ class KeywordDoc:
 def chunk_units(text: str, meta: Mapping[str, Any]) -> tuple[list[str], bool]:
     """The texts a chunk is tokenised as: its header (or whole search text), then sentences.
 
-    The same split as retrieval._split_units (a chunk's terms are its header's plus its
+    The same split as retrieval.keywords._split_units (a chunk's terms are its header's plus its
     sentences'; words never cross sentences); the flag says the header is only a header.
     """
     from .chunking import sentence_spans
