@@ -375,17 +375,19 @@ class Question:
     evidence_retrieved: bool  # a gold fact is inside one of the passages given to the engines
 
 
-def sample_queries(folder: Path, per_type: int, seed: int) -> list[MultihopQuery]:
+def sample_queries(folder: Path, per_type: int, seed: int,
+                   types: Sequence[str] = TYPES) -> list[MultihopQuery]:
     """Stratified: `per_type` dev questions of each type, drawn with a fixed seed, and
     taken in turn (one of each type, then the next), so a run stopped early is still
     stratified."""
     queries = load_multihop_queries(folder / "queries.jsonl", read_ids(folder / DEV_IDS))
     rng = random.Random(seed)
     drawn: list[list[MultihopQuery]] = []
-    for qtype in TYPES:
+    for qtype in TYPES:  # every type drawn, so a type's sample does not depend on `types`
         pool = [q for q in queries if q.question_type == qtype]
         drawn.append(rng.sample(pool, min(per_type, len(pool))))
-    return [q for row in itertools.zip_longest(*drawn) for q in row if q is not None]
+    return [q for row in itertools.zip_longest(*drawn) for q in row
+            if q is not None and q.question_type in types]
 
 
 class Snapshot:
@@ -542,7 +544,7 @@ def rejected_by_reason(answer: Answer) -> Counter[str]:
 
 
 def run_question(q: Question, llm: MeteredLLM, snapshot: Snapshot, settings: Any,
-                 li_parts: tuple[Any, type, list[Usage]]) -> dict[str, Any]:
+                 li_parts: tuple[Any, type, list[Usage]] | None) -> dict[str, Any]:
     """The three engines on the same passages; one record per question (the dump's row)."""
     record: dict[str, Any] = {
         "id": q.query.id, "type": q.query.question_type, "question": q.query.query,
@@ -552,7 +554,8 @@ def run_question(q: Question, llm: MeteredLLM, snapshot: Snapshot, settings: Any
     }
     record["newsqa-llm"] = _newsqa_run(q, llm, snapshot, settings)
     record["extractive"] = _newsqa_run(q, None, snapshot, settings)
-    record["llamaindex"] = llama_index_answer(q.query.query, q.passages, li_parts, q.gold)
+    record["llamaindex"] = (llama_index_answer(q.query.query, q.passages, li_parts, q.gold)
+                            if li_parts else {"error": "not run (--no-peers)"})
     return record
 
 
@@ -961,6 +964,12 @@ def parse_args() -> argparse.Namespace:
                         help="seconds to wait for the corpus index")
     parser.add_argument("--dump", type=Path, help="JSON lines per question (outside the repo)")
     parser.add_argument("--out", type=Path, help="the figures as JSON")
+    parser.add_argument("--types", default=",".join(TYPES),
+                        help="question types to sample, comma-separated")
+    parser.add_argument("--exclude", type=Path,
+                        help="a dump whose questions are left out (a second, disjoint sample)")
+    parser.add_argument("--no-peers", action="store_true",
+                        help="newsqa's engines only (LlamaIndex not run): more questions an hour")
     parser.add_argument("--resume", action="store_true",
                         help="keep the questions already in --dump, answer the rest")
     return parser.parse_args()
@@ -987,7 +996,10 @@ def main() -> int:
     if args.model is None:
         raise SystemExit("--model PATH is required (the GGUF file to measure)")
     digest = check_model(args.model)
-    queries = sample_queries(args.data, args.per_type, args.seed)
+    queries = sample_queries(args.data, args.per_type, args.seed, args.types.split(","))
+    if args.exclude:
+        seen = {r.get("id") for r in map(json.loads, args.exclude.open(encoding="utf-8"))}
+        queries = [q for q in queries if q.id not in seen]
     corpus = args.data / "corpus.jsonl"
     expected = sum(1 for line in corpus.open(encoding="utf-8") if line.strip())
     qa = wait_for_index(args.db, expected, args.wait)
@@ -1130,7 +1142,7 @@ def run_all(args: argparse.Namespace, questions: Sequence[Question], snapshot: S
     """Every question through the three engines, then the summaries; the dump as it goes."""
     llm = MeteredLLM(model_id, base_url=base_url, timeout=600, context_window=N_CTX,
                      max_output_tokens=REPLY_TOKENS)
-    parts = llama_index_parts(base_url, model_id)
+    parts = None if args.no_peers else llama_index_parts(base_url, model_id)
     records = finished(args.dump, questions) if args.resume else []
     skip = {r["id"] for r in records}
     dump = _open_dump(args.dump, records)
