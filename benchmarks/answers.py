@@ -1104,14 +1104,19 @@ def _regraded_summaries(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None
     """The recorded summary drafts through this checkout's `NewsQA.summarize`."""
     if not rows:
         return None
-    bench = load_summarize_bench()
-    items = {i.id: i for i in bench.load_dev("cnn_dailymail") or []}
-    picked = [items[r["id"]] for r in rows]
+    bench, picked = _summarized_items(rows)
     replay = ReplayLLM("replay", [c for r in rows for c in r.get("calls") or []])
     made, regraded = _llm_summaries(picked, replay)  # type: ignore[arg-type]
     for old, new in zip(rows, regraded, strict=True):
         new.update(seconds=old["seconds"], usage=old.get("usage"))
     return {"n": len(picked), "rouge": rouge_table(bench, picked, made), "rows": regraded}
+
+
+def _summarized_items(rows: Sequence[dict[str, Any]]) -> tuple[ModuleType, list[Any]]:
+    """benchmarks/summarize.py and the dev articles a dump's summary rows name, in order."""
+    bench = load_summarize_bench()
+    items = {i.id: i for i in bench.load_dev("cnn_dailymail") or []}
+    return bench, [items[r["id"]] for r in rows]
 
 
 def rescore(dump: Path, data: Path, out: Path | None) -> int:
@@ -1130,9 +1135,7 @@ def rescore(dump: Path, data: Path, out: Path | None) -> int:
 def _summaries_from(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     if not rows:
         return None
-    bench = load_summarize_bench()
-    items = {i.id: i for i in bench.load_dev("cnn_dailymail") or []}
-    picked = [items[r["id"]] for r in rows]
+    bench, picked = _summarized_items(rows)
     made = ["\n".join(r.get("bullets", [])) for r in rows]
     return {"n": len(rows), "rouge": rouge_table(bench, picked, made), "rows": list(rows)}
 
