@@ -53,7 +53,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from newsqa.embedding import sha256_file  # noqa: E402  (ties a figure to the bytes measured)
 from newsqa.errors import LLMError, LLMOutputError, NewsQAError, StoreError  # noqa: E402
 from newsqa.evaluation import (  # noqa: E402
     ABSTAIN_ANSWER,
@@ -70,6 +69,7 @@ from newsqa.evaluation import (  # noqa: E402
 )
 from newsqa.llm import LLM, RUNGS  # noqa: E402
 from newsqa.models import Answer, Article, Passage, Usage  # noqa: E402
+from newsqa.store.embedding import sha256_file  # noqa: E402  (ties a figure to the bytes measured)
 
 EVAL = ROOT.parent / "shared" / "eval"
 EXPECTED_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
@@ -1122,7 +1122,7 @@ def _summarized_items(rows: Sequence[dict[str, Any]]) -> tuple[ModuleType, list[
 def rescore(dump: Path, data: Path, out: Path | None) -> int:
     """The figures again from a dump, without the model: so a new measure (or a fixed one)
     can be read off a run that took hours, from the very answers it gave."""
-    from newsqa.articles import Loaded, read_paths
+    from newsqa.store.articles import Loaded, read_paths
 
     lines = [json.loads(line) for line in dump.open(encoding="utf-8") if line.strip()]
     records = [r for r in lines if "summary" not in r]

@@ -29,7 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from newsqa.embedding import MiniLMEmbedder, minilm_model_dir  # noqa: E402
+from newsqa.store.embedding import MiniLMEmbedder, minilm_model_dir  # noqa: E402
 
 N_TEXTS = 200
 BATCH_SIZES = (8, 32, 64)
@@ -148,7 +148,7 @@ def query_latency_ms(embedder: MiniLMEmbedder) -> float:
 _COLD = """
 import time
 t0 = time.perf_counter()
-from newsqa.embedding import get_embedder
+from newsqa.store.embedding import get_embedder
 t1 = time.perf_counter()
 e = get_embedder({spec!r})
 t2 = time.perf_counter()

@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from newsqa.config import Settings
-from newsqa.embedding import OpenAIEmbedder
+from newsqa.store.embedding import OpenAIEmbedder
 
 
 def bodies(batch: int, dimension: int) -> dict[str, bytes]:
@@ -72,7 +72,7 @@ def client_seconds(url: str, fmt: str, texts: list[str], batches: int) -> float:
     """The openai client's request plus the conversion newsqa did (float) or does (base64)."""
     from openai import OpenAI
 
-    from newsqa.embedding import _vector
+    from newsqa.store.embedding import _vector
 
     client = OpenAI(base_url=url, api_key="k", max_retries=0)
     start = time.perf_counter()

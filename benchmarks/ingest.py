@@ -45,7 +45,7 @@ def peak_rss_mb() -> float:
 
 
 def warm_embedder(spec: str) -> Any:
-    from newsqa.embedding import get_embedder
+    from newsqa.store.embedding import get_embedder
 
     embedder = get_embedder(spec)
     embedder.embed_documents(["warm up the model before the clock starts"])
@@ -53,7 +53,7 @@ def warm_embedder(spec: str) -> Any:
 
 
 def load_articles(corpus: Path) -> list[Any]:
-    from newsqa.articles import read_paths
+    from newsqa.store.articles import read_paths
 
     return [x.article for x in read_paths([corpus]) if not isinstance(x, Exception)]
 
@@ -78,8 +78,8 @@ class TimedEmbedder:
 
 
 def phase_ceiling(corpus: str, spec: str) -> dict[str, Any]:
-    from newsqa.chunking import chunk_article, search_text
     from newsqa.config import Settings
+    from newsqa.store.chunking import chunk_article, search_text
 
     settings = Settings()
     embedder = warm_embedder(spec)
@@ -103,8 +103,8 @@ def phase_ceiling(corpus: str, spec: str) -> dict[str, Any]:
 
 def phase_newsqa(corpus: str, spec: str) -> dict[str, Any]:
     from newsqa.config import Settings
-    from newsqa.index import Index
-    from newsqa.ingest import ingest
+    from newsqa.store.index import Index
+    from newsqa.store.ingest import ingest
 
     embedder = TimedEmbedder(warm_embedder(spec))
     with tempfile.TemporaryDirectory(prefix="newsqa-bench-") as tmp:

@@ -128,7 +128,7 @@ def real_material(qa: Any) -> tuple[Any, list[str], list[str]]:
     """Real chunk embeddings, corpus sentences and sources: what synthetic chunks mix."""
     import numpy as np
 
-    from newsqa.chunking import sentence_spans
+    from newsqa.text.sentences import sentence_spans
 
     vectors, collection, page = [], qa.index._chunks, 1000
     for offset in range(0, collection.count(), page):  # one huge get() fails in Chroma 1.x
@@ -174,7 +174,7 @@ def mixed_vectors(number: int, n: int, real: Any) -> Any:
 def build_synthetic(corpus: Any, target: int, log: Callable[[str], None]) -> Any:
     """Resumable: article k is the same whenever it is made, so a re-run tops up."""
     from newsqa import NewsQA
-    from newsqa.chunking import chunk_article
+    from newsqa.store.chunking import chunk_article
 
     qa = NewsQA(db=SYNTH_DB, llm="extractive")
     have = qa.index.chunk_count()

@@ -86,7 +86,7 @@ def summarise(prep: Prepared, weights: object, bullets: int) -> str:
 
 
 def lead(text: str, n: int) -> str:
-    from newsqa.chunking import sentence_spans
+    from newsqa.text.sentences import sentence_spans
 
     return "\n".join(text[s:e] for s, e in sentence_spans(text)[:n])
 

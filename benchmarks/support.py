@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from newsqa.chunking import sentence_spans
 from newsqa.evaluation import read_ids, read_jsonl, select_records
 from newsqa.support import (
     RELEVANCE_THRESHOLD,
@@ -50,6 +49,7 @@ from newsqa.support import (
     idf_from_texts,
     is_instruction,
 )
+from newsqa.text.sentences import sentence_spans
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "eval"

@@ -39,13 +39,16 @@ from typing import TYPE_CHECKING, Any
 
 from .aio import in_thread, iterate_in_thread
 from .errors import ArticleNotFound, LLMError
+from .extractive import extractive_answer
 from .grounding import DraftAnswer, DraftClaim, Grounder, is_no_answer, reask_message
+from .llm import InvalidReply, StreamStats, parse_reply
 from .models import Answer, Article, Passage, Reask, Usage
+from .prompts import format_sources, render
 
 if TYPE_CHECKING:
     from .config import Settings
-    from .index import Index
     from .llm import LLM
+    from .store.index import Index
 
 NOT_IN_SOURCES = "The sources do not contain the answer."
 NOT_VERIFIED = (
@@ -95,7 +98,6 @@ def stream_answer(
         yield used
         return
     assert llm is not None  # _settled answers without a model
-    from .llm import StreamStats
 
     messages = build_messages(question, used)
     stats = StreamStats()
@@ -130,14 +132,12 @@ def _settled(
 
 
 def build_messages(question: str, passages: Sequence[Passage]) -> list[dict[str, str]]:
-    from .prompts import format_sources, render
 
     return render("answer", sources=format_sources(passages), question=question)
 
 
 def _drained(llm: LLM, messages: list[dict[str, str]], stats: Any) -> tuple[DraftAnswer, Usage]:
     """The streamed reply as a draft; a reply that does not parse gets the one repair."""
-    from .llm import InvalidReply, parse_reply
 
     try:
         return parse_reply(stats.content, DraftAnswer), stats.usage
@@ -289,7 +289,6 @@ def _no_passages(question: str, passages: Sequence[Passage], llm: LLM) -> Answer
 def _extractive(
     question: str, passages: Sequence[Passage], index: Index, settings: Settings
 ) -> Answer:
-    from .extractive import extractive_answer
 
     return extractive_answer(question, passages, index, settings)
 
@@ -315,7 +314,6 @@ def fit_passages(
     question: str, passages: Sequence[Passage], llm: LLM, settings: Settings | None = None
 ) -> list[Passage]:
     """The best-ranked passages that fit the context window with room for the reply."""
-    from .prompts import format_sources
 
     if not passages:
         return []
@@ -343,7 +341,6 @@ def _cut_to_budget(passage: Passage, budget: int, llm: LLM) -> Passage | None:
     A first sentence bigger than the whole budget is cut at a word boundary: the
     alternative is no source at all.
     """
-    from .prompts import format_sources
 
     empty = llm.count_tokens(format_sources([]))
     ends = [m.start() for m in _SENTENCE_END.finditer(passage.text)] + [len(passage.text)]

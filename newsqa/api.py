@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .aio import in_thread, iterate_in_thread
+from .answer import answer, stream_answer
 from .chat import ChatSession
 from .config import Settings
 from .errors import IndexMissing, NewsQAError, SetupError, StoreError, quote
+from .llm import LLM
 from .models import (
     Answer,
     Article,
@@ -30,16 +32,17 @@ from .models import (
     check_options,
     check_question,
 )
+from .retrieval import Filters, Retriever
+from .store.embedding import get_embedder
+from .store.index import Index, _connect
+from .store.ingest import ingest
+from .summarize import SummaryParts, summarize, timeline
 
 if TYPE_CHECKING:
     from llama_index.core.llms import LLM as LlamaIndexLLM  # typing only: never imported
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
-    from .embedding import Embedder
-    from .index import Index
-    from .llm import LLM
-    from .retrieval import Filters, Retriever
-    from .summarize import SummaryParts
+    from .store.embedding import Embedder
 
 T = TypeVar("T")
 
@@ -136,7 +139,6 @@ class NewsQA:
 
     @_step("loading the embedding model")
     def embedder(self) -> Embedder:
-        from .embedding import get_embedder
 
         return get_embedder(self.settings.embedding, self.settings)
 
@@ -148,7 +150,6 @@ class NewsQA:
         return self._open_index()
 
     def _open_index(self) -> Index:
-        from .index import Index
 
         return Index(self.settings, self.embedder)
 
@@ -158,7 +159,6 @@ class NewsQA:
 
     @_step("preparing retrieval")
     def retriever(self) -> Retriever:
-        from .retrieval import Retriever
 
         return Retriever(self.index, self.embedder, self.settings)
 
@@ -169,7 +169,6 @@ class NewsQA:
             return self._llm_override
         if self.settings.llm is None:
             return None
-        from .llm import LLM
 
         return LLM.from_settings(self.settings)
 
@@ -205,7 +204,6 @@ class NewsQA:
     def _require_server_collection(self) -> None:
         from chromadb.errors import NotFoundError
 
-        from .index import _connect
 
         url = self.settings.chroma_url
         client = _connect(self.settings)
@@ -240,7 +238,6 @@ class NewsQA:
         progress: Callable[[int, int], None] | None = None,
     ) -> IngestReport:
         """Add files, folders or `Article`s; unchanged ones cost nothing."""
-        from .ingest import ingest
 
         if isinstance(items, (str, Path, Article)):
             items = [items]
@@ -270,7 +267,6 @@ class NewsQA:
 
     def ask(self, question: str, **options: Unpack[SearchOptions]) -> Answer:
         """Answer with citations that are verified verbatim spans of named articles."""
-        from .answer import answer
 
         check_question(question)
         passages = self.search(question, **options)
@@ -282,7 +278,6 @@ class NewsQA:
 
     def stream(self, question: str, **options: Unpack[SearchOptions]) -> Iterator[str | Answer]:
         """Text deltas as the model writes them, then the final verified `Answer`."""
-        from .answer import stream_answer
 
         check_question(question)
         passages = self.search(question, **options)
@@ -309,7 +304,6 @@ class NewsQA:
         focus: str | None = None,
     ) -> Summary:
         """One article by id, or what the archive says about `query`."""
-        from .summarize import summarize
 
         check_question(query, "query")
         check_question(focus, "focus")
@@ -333,7 +327,6 @@ class NewsQA:
         max_events: int = 12,
     ) -> Timeline:
         """Dated events about a story, oldest first, each cited."""
-        from .summarize import timeline
 
         check_question(query, "query")
         return timeline(self._summary_parts(), query, filters=self._filters(sources, since, until),
@@ -347,7 +340,6 @@ class NewsQA:
 
     def _summary_parts(self) -> SummaryParts:
         """What summaries and timelines use, handed over explicitly (they never see NewsQA)."""
-        from .summarize import SummaryParts
 
         window = self.settings.context_window or (
             self.llm.context_window if self.llm is not None else 8192)
@@ -357,7 +349,6 @@ class NewsQA:
     def _filters(
         self, sources: Sequence[str] | None, since: DateLike, until: DateLike
     ) -> Filters:
-        from .retrieval import Filters
 
         return Filters.build(sources=sources, since=since, until=until)
 
@@ -365,7 +356,6 @@ class NewsQA:
 def _as_llm(llm: LLM | LlamaIndexLLM) -> LLM:
     """A newsqa `LLM` as given; anything else goes to newsqa.llama_index_llm, which wraps
     a LlamaIndex LLM (llama_index is imported only here, only for such an object)."""
-    from .llm import LLM
 
     if isinstance(llm, LLM):
         return llm

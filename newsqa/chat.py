@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel, Field
 
 from .aio import in_thread, iterate_in_thread
-from .errors import ConfigError, InputError, LLMError
+from .errors import ConfigError, InputError, LLMError, NewsQAError
 from .models import Answer, Citation, SearchOptions, Usage, check_options, check_question
+from .prompts import render
+from .store.chunking import count_tokens
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11
@@ -329,7 +331,6 @@ def _checked_rewrite(candidate: str, question: str) -> str | None:
 
 
 def _condense_messages(question: str, history: Sequence[Turn]) -> list[dict[str, str]]:
-    from .prompts import render
 
     return render("condense", history=_format_history(history), question=question)
 
@@ -350,7 +351,6 @@ def condense_with_llm(question: str, history: Sequence[Turn], llm: LLM) -> tuple
 
 
 def turn_tokens(turn: Turn) -> int:
-    from .chunking import count_tokens
 
     return count_tokens(turn.question) + count_tokens(turn.answer)
 
@@ -578,7 +578,6 @@ def run_terminal(session: ChatSession, *, console: Any = None) -> None:
     from rich.console import Console
     from rich.prompt import Prompt
 
-    from .errors import NewsQAError
 
     console = console or Console()
     console.print("[dim]Ask about the archive. /reset forgets the conversation; exit quits.[/]")

@@ -22,8 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .answer import answer as answer_with
 from .errors import InputError, NewsQAError
 from .models import Answer, Article, Citation, Passage, article_id_for
+from .store.articles import Loaded, read_paths
+from .store.embedding import get_embedder
+from .summarize import extractive_article_summary
+from .text.sentences import sentence_spans
 
 if TYPE_CHECKING:
     from .api import NewsQA
@@ -172,10 +177,6 @@ def doc_article_ids(corpus: Path) -> dict[str, str]:
 
 
 def _loaded_ids_by_url(corpus: Path) -> dict[str, str]:
-    try:
-        from .articles import Loaded, read_paths
-    except ImportError:
-        return {}
     return {
         item.article.url.strip(): item.article.id
         for item in read_paths([corpus])
@@ -386,7 +387,6 @@ def run_queries(
 
 
 def _answer(qa: NewsQA, outcome: Outcome, articles: dict[str, Article]) -> None:
-    from .answer import answer as answer_with
 
     start = time.perf_counter()
     context = outcome.passages[: qa.settings.top_k]
@@ -639,9 +639,9 @@ def _in_sample_warning(settings: Mapping[str, Any]) -> list[str]:
     if not settings.get("rerank") or not str(settings.get("ids", "")).endswith(DEV_IDS):
         return []
     return [
-        "**In-sample:** the second-stage ranker (newsqa/retrieval/rerank.py) was trained on these dev "
-        "questions, so the figures below overstate it. Its cross-validated figures are in "
-        "benchmarks/RESULTS.md (`python benchmarks/train_ranker.py`); "
+        "**In-sample:** the second-stage ranker (newsqa/retrieval/rerank.py) was trained on "
+        "these dev questions, so the figures below overstate it. Its cross-validated figures "
+        "are in benchmarks/RESULTS.md (`python benchmarks/train_ranker.py`); "
         "`NEWSQA_RETRIEVAL_RERANK=0` scores the first stage alone.",
         "",
     ]
@@ -715,25 +715,9 @@ def reference_lines(reference: str) -> str:
     return "\n".join(p.strip() for p in reference.split(" . ") if p.strip())
 
 
-_SENTENCE_END = re.compile(r"[.!?][\"'”’)]*(?=\s+[\"'“‘(]?[A-Z0-9])")
-
-
 def split_sentences(text: str) -> list[str]:
-    """The project's sentence splitter (the one summaries pick from), a regex if it is absent."""
-    try:
-        from .chunking import sentence_spans
-    except ImportError:
-        return _regex_sentences(text)
+    """The project's sentence splitter (the one summaries pick from)."""
     return [text[s:e] for s, e in sentence_spans(text)]
-
-
-def _regex_sentences(text: str) -> list[str]:
-    sentences, start = [], 0
-    for match in _SENTENCE_END.finditer(text):
-        sentences.append(text[start : match.end()].strip())
-        start = match.end()
-    sentences.append(text[start:].strip())
-    return [s for s in sentences if s]
 
 
 def lead_sentences(text: str, n: int = SUMMARY_SENTENCES) -> str:
@@ -799,11 +783,9 @@ def evaluate_summaries(
 
 def extractive_summariser(embedding: str | None = "minilm") -> Callable[[SummItem], str]:
     """The offline summariser `NewsQA.summarize` runs for one article, sentences one per line."""
-    from .summarize import extractive_article_summary
 
     embedder = None
     if embedding:
-        from .embedding import get_embedder
 
         embedder = get_embedder(embedding)
 

@@ -20,14 +20,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .chunking import sentence_spans
 from .citations import ClaimedQuote, verify
 from .config import RetrievalSettings, Settings
-from .lexical import terms, words
 from .models import Answer, Article, Citation, Passage, RejectedCitation
+from .text.lexical import terms, words
+from .text.sentences import sentence_spans
 
 if TYPE_CHECKING:
-    from .index import Index
+    from .store.index import Index
 
 MAX_SENTENCES = 3
 MIN_GAIN = 0.1  # share of the question's term weight a further sentence must add

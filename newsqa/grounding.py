@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
 
-from .chunking import sentence_spans
 from .citations import ClaimedQuote, citation_for, verify_one
 from .models import Article, Citation, Passage, RejectedCitation
 from .prompts import unescape_quote
@@ -41,6 +40,7 @@ from .support import (
     missing_facts,
     relevance,
 )
+from .text.sentences import sentence_spans
 
 _INLINE_MARKER = re.compile(r"\s*\[(?:S?\d+)(?:\s*,\s*S?\d+)*\]")
 # What a model writes when it has no answer, in the direct-answer slot.

@@ -60,11 +60,11 @@ from llama_index.core.schema import (
 from llama_index.core.tools import ToolOutput
 
 from .api import NewsQA
-from .articles import read_paths
 from .chat import ChatSession, exchanges, replay_history
 from .errors import InputError
 from .llama_index_llm import LlamaIndexLLM, as_newsqa_llm  # re-exported: one import for apps
 from .models import Answer, Article, Citation, DateLike, Passage
+from .store.articles import read_paths
 
 log = logging.getLogger(__name__)
 

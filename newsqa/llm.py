@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from .aio import in_thread, iterate_in_thread
+from .config import DEFAULT_OPENAI_MODEL
 from .errors import (
     ConfigError,
     LLMConnectionError,
@@ -53,7 +54,7 @@ T = TypeVar("T", bound=BaseModel)
 R = TypeVar("R")
 Messages = list[dict[str, str]]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("newsqa.llm")  # the name its warnings have always had
 
 RUNGS = ("json_schema", "json_object", "text")
 DEFAULT_CONTEXT_WINDOW = 8192
@@ -198,7 +199,6 @@ class LLM:
         """The model `settings.llm` names: a registered backend's if one claims the name
         (in-process llama.cpp claims "local", "local:<path>" and .gguf files), else an
         OpenAI-compatible server's."""
-        from .config import DEFAULT_OPENAI_MODEL
 
         name = settings.llm or DEFAULT_OPENAI_MODEL
         for backend in registered_backends():

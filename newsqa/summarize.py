@@ -38,12 +38,15 @@ from .models import (
     TimelineEvent,
     Usage,
 )
+from .prompts import format_sources, render
+from .store.chunking import chunk_article, count_tokens
+from .text.sentences import sentence_spans
 
 if TYPE_CHECKING:
-    from .embedding import Embedder
-    from .index import Index
     from .llm import LLM
     from .retrieval import Filters, Retriever
+    from .store.embedding import Embedder
+    from .store.index import Index
 
 # ----------------------------------------------------------------------------------------
 # Sentences
@@ -64,7 +67,6 @@ class Sentence:
 
 def article_sentences(article: Article, min_words: int = 4) -> list[Sentence]:
     """Sentences worth showing: fragments (bylines, captions) carry no fact to summarise."""
-    from .chunking import sentence_spans
 
     kept = [(start, end) for start, end in sentence_spans(article.text)
             if len(article.text[start:end].split()) >= min_words]
@@ -682,7 +684,6 @@ def _retrieve(
 def _article_passages(article: Article, max_tokens: int) -> list[Passage]:
     """The whole article as one source when it fits, else its chunks, so a long article goes
     through map-reduce instead of overflowing the window."""
-    from .chunking import chunk_article, count_tokens
 
     if count_tokens(article.text) <= max_tokens:
         spans = [(0, len(article.text))]
@@ -734,8 +735,6 @@ REPLY_TOKENS = 1200
 
 def source_budget(window: int, template: str, reply: int = REPLY_TOKENS, **values: str) -> int:
     """Tokens left for sources once the template's own words and the reply are counted."""
-    from .chunking import count_tokens
-    from .prompts import render
 
     messages = render(template, **{"sources": "", "partials": "", "topic": "", **values})
     framing = sum(count_tokens(m["content"]) + 4 for m in messages) + 3
@@ -766,7 +765,6 @@ def pack_groups(
 
 
 def _token_count() -> Callable[[str], int]:
-    from .chunking import count_tokens
 
     return count_tokens
 
@@ -791,7 +789,6 @@ def llm_summary(
     window: int,
 ) -> Summary:
     """One call when the sources fit; else map over batches and reduce the partials."""
-    from .prompts import format_sources, render
 
     count = _token_count()
     controls = _controls_text(bullets, max_words, focus)
@@ -839,7 +836,6 @@ def _reduce(
 ) -> tuple[Summary, Usage, list[RejectedCitation]]:
     """Combine partial summaries; their verified quotes are the sources the reduce may cite.
     Partials that do not fit one window are reduced in rounds."""
-    from .prompts import render
 
     usage = Usage()
     rejected: list[RejectedCitation] = []
@@ -879,7 +875,6 @@ def _pack_partials(
 def _partials_as_sources(partials: Sequence[Summary]) -> tuple[str, list[Passage]]:
     """Partial bullets, each with the quotes it verified, labelled by the quote's article:
     the reduce step can only cite what the map step verified."""
-    from .prompts import format_sources
 
     passages: list[Passage] = []
     for part in partials:
@@ -952,7 +947,6 @@ def llm_timeline(
     window: int,
 ) -> Timeline:
     """Events per batch of sources (map), then merged by date: a timeline needs no reduce call."""
-    from .prompts import format_sources, render
 
     usage = Usage()
     rejected: list[RejectedCitation] = []

@@ -20,7 +20,7 @@ import pytest
 from newsqa.config import Settings
 
 if TYPE_CHECKING:
-    from newsqa.embedding import Embedder
+    from newsqa.store.embedding import Embedder
 
 REPO = Path(__file__).resolve().parent.parent
 SERVER_START_DEADLINE = 60.0
@@ -192,6 +192,6 @@ def write_stories() -> Callable[..., list[Path]]:
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
     """The real offline MiniLM model, loaded once per session."""
-    from newsqa.embedding import get_embedder
+    from newsqa.store.embedding import get_embedder
 
     return get_embedder("minilm")

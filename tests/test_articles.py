@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from newsqa.articles import Loaded, read_file, read_paths
 from newsqa.errors import ConfigError, InputError
+from newsqa.store.articles import Loaded, read_file, read_paths
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"

@@ -23,9 +23,9 @@ from newsqa.chat import (
     strip_reply,
     trim_history,
 )
-from newsqa.chunking import count_tokens
 from newsqa.errors import InputError
 from newsqa.models import Answer, Citation
+from newsqa.store.chunking import count_tokens
 from tests.openai_server import FakeOpenAIServer, Reply
 from tests.openai_server import openai_server as openai_server  # the fixture
 

@@ -13,14 +13,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from newsqa.chunking import (
+from newsqa.models import Article
+from newsqa.store.chunking import (
     chunk_article,
     chunk_text,
     count_tokens,
     search_text,
-    sentence_spans,
 )
-from newsqa.models import Article
+from newsqa.text.sentences import sentence_spans
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 
@@ -174,7 +174,8 @@ def test_tokeniser_works_without_network(tmp_path: Path) -> None:
     env = {**os.environ, "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
            "NO_PROXY": "", "HOME": str(tmp_path)}
     env.pop("TIKTOKEN_CACHE_DIR", None)
-    code = "import newsqa; from newsqa.chunking import count_tokens; print(count_tokens('a b c'))"
+    code = ("import newsqa; from newsqa.store.chunking import count_tokens; "
+            "print(count_tokens('a b c'))")
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                             text=True, timeout=60, cwd=Path(__file__).resolve().parent.parent)
     assert result.returncode == 0, result.stderr

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from newsqa.articles import read_paths
-from newsqa.chunking import chunk_article
 from newsqa.cli import cli
 from newsqa.config import Settings
-from newsqa.embedding import Embedder
+from newsqa.store.articles import read_paths
+from newsqa.store.chunking import chunk_article
+from newsqa.store.embedding import Embedder
 
 REPO = Path(__file__).resolve().parent.parent
 WriteStories = Callable[..., list[Path]]

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from newsqa.config import Settings
-from newsqa.embedding import (
+from newsqa.errors import ConfigError, EmbeddingError, InputError
+from newsqa.store.embedding import (
     INSTALL_HINT,
     MAX_SEQ_LENGTH,
     MINILM_SHA256,
@@ -32,7 +33,6 @@ from newsqa.embedding import (
     minilm_model_dir,
     verify_files,
 )
-from newsqa.errors import ConfigError, EmbeddingError, InputError
 
 SHORT = "Hello world"
 MEDIUM = (

@@ -11,7 +11,7 @@ import pytest
 
 from newsqa import NewsQA
 from newsqa.errors import StoreError
-from newsqa.folderlock import LOCK_NAME
+from newsqa.store.folderlock import LOCK_NAME
 
 HOLD = """
 import sys

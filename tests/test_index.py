@@ -15,8 +15,8 @@ import pytest
 
 from newsqa.config import Settings
 from newsqa.errors import ArticleNotFound, ModelMismatch, StoreError
-from newsqa.index import Index, chunk_id, in_flight
 from newsqa.models import Article, Chunk
+from newsqa.store.index import Index, chunk_id, in_flight
 
 DIM = 8
 
@@ -368,7 +368,7 @@ def test_content_key_reads_the_manifest_when_an_article_has_two_contents_on_disk
     store_settings: Settings,
 ) -> None:
     """A killed update leaves both contents' chunks; only the manifest says which counts."""
-    from newsqa.index import ArticleWrite, _manifest_metadata
+    from newsqa.store.index import ArticleWrite, _manifest_metadata
 
     index = Index(store_settings, Space())
     old = make_article(19)

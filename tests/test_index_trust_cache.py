@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from newsqa import Article, NewsQA
-from newsqa.index import Index
+from newsqa.store.index import Index
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 QUESTION = "How many troops were sent to Kuwait?"

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from newsqa.articles import Loaded, read_paths
+from newsqa.store.articles import Loaded, read_paths
 
 REPO = Path(__file__).resolve().parent.parent
 SEEDS = REPO / "seeds"
@@ -141,7 +141,7 @@ def test_a_commit_without_any_revision_bump_still_reaches_the_saved_keyword_inde
     the saved index was built at, yet the next process must find the new article.
     """
     from newsqa import NewsQA
-    from newsqa.index import Index
+    from newsqa.store.index import Index
 
     db, (path, article_id) = searched_seeds, new_story
     with NewsQA(db=db, llm="extractive") as qa:
@@ -169,7 +169,7 @@ def retrieved(qa: Any) -> set[str]:
 def stop_writer(patch: pytest.MonkeyPatch, writer: Any, reader: Any, point: str) -> None:
     """The reader searches right after the writer's first revision bump; the writer dies at
     `point`, before its last bump. What a long-running server sees of a killed ingest."""
-    from newsqa import index as store
+    from newsqa.store import index as store
 
     bump = store.Index._bump_revision
     looked: list[str] = []
@@ -190,7 +190,7 @@ def stop_writer(patch: pytest.MonkeyPatch, writer: Any, reader: Any, point: str)
 
 
 def counting_content_keys(patch: pytest.MonkeyPatch) -> list[str]:
-    from newsqa.index import Index
+    from newsqa.store.index import Index
 
     calls: list[str] = []
     key = Index.content_key
@@ -209,7 +209,7 @@ def test_a_live_reader_sees_a_commit_whose_writer_died_before_its_last_bump(
     """A reader that built its keyword index between the first bump and the commit: the
     revision never moves again, so the revision alone would keep that index for good."""
     from newsqa import NewsQA
-    from newsqa.index import in_flight
+    from newsqa.store.index import in_flight
 
     path, article_id = new_story
     db = tmp_path / "db"

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from newsqa.articles import read_paths
-from newsqa.chunking import chunk_article
 from newsqa.config import Settings
-from newsqa.embedding import Embedder
-from newsqa.index import Index, chunk_id
-from newsqa.ingest import ingest
 from newsqa.models import Article
+from newsqa.store.articles import read_paths
+from newsqa.store.chunking import chunk_article
+from newsqa.store.embedding import Embedder
+from newsqa.store.index import Index, chunk_id
+from newsqa.store.ingest import ingest
 
 WriteStories = Callable[..., list[Path]]
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from newsqa import Article, NewsQA
-from newsqa.index import Index
 from newsqa.retrieval import KeywordIndex, keywordcache
+from newsqa.store.index import Index
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 QUESTION = "How many troops were sent to Kuwait?"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from newsqa import NewsQA
-from newsqa.articles import Loaded, read_paths
+from newsqa.store.articles import Loaded, read_paths
 
 WriteStories = Callable[..., list[Path]]
 

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from newsqa.config import Settings
-from newsqa.index import Index
-from newsqa.keywordstore import LAYOUT, MARKER, KeywordStore, folder_for
-from newsqa.lexical import terms
+from newsqa.store.index import Index
+from newsqa.store.keywordstore import LAYOUT, MARKER, KeywordStore, folder_for
+from newsqa.text.lexical import terms
 from tests.test_index import Space, make_article, write
 
 REPO = Path(__file__).resolve().parent.parent
@@ -190,7 +190,7 @@ def story_file(tmp_path: Path, **changes: str) -> Path:
 
 
 def article_id(path: Path) -> str:
-    from newsqa.articles import Loaded, read_paths
+    from newsqa.store.articles import Loaded, read_paths
 
     [loaded] = list(read_paths([path]))
     assert isinstance(loaded, Loaded)

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from newsqa.query import Mention, SourceMatcher, parse_dates, parse_query, source_aliases
+from newsqa.retrieval.query import Mention, SourceMatcher, parse_dates, parse_query, source_aliases
 
 STORED = [
     "The Verge",

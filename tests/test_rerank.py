@@ -12,8 +12,6 @@ import pytest
 
 from newsqa import Article, NewsQA
 from newsqa.errors import ConfigError
-from newsqa.index import ChunkTable
-from newsqa.lexical import terms
 from newsqa.retrieval import Filters, FusionWeights, KeywordIndex, Retriever, whole_articles
 from newsqa.retrieval.rerank import (
     ARTICLE_SIGNALS,
@@ -30,6 +28,8 @@ from newsqa.retrieval.rerank import (
     segments,
 )
 from newsqa.retrieval.training import map_lambdas, train
+from newsqa.store.index import ChunkTable
+from newsqa.text.lexical import terms
 
 
 def _table(texts: list[str]) -> ChunkTable:

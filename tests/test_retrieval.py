@@ -9,8 +9,8 @@ import pytest
 
 from newsqa import Article, NewsQA
 from newsqa.errors import InputError
-from newsqa.lexical import terms
 from newsqa.retrieval import Filters, bm25_scores, diversify
+from newsqa.text.lexical import terms
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 

@@ -11,8 +11,6 @@ import pytest
 
 from newsqa import Article, NewsQA
 from newsqa.errors import ConfigError
-from newsqa.index import ChunkTable
-from newsqa.lexical import terms
 from newsqa.retrieval import (
     Filters,
     FusionWeights,
@@ -24,6 +22,8 @@ from newsqa.retrieval import (
     bigrams,
     interleave,
 )
+from newsqa.store.index import ChunkTable
+from newsqa.text.lexical import terms
 
 
 def _story(title: str, source: str, day: dt.date, body: str) -> Article:

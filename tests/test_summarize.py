@@ -26,7 +26,7 @@ from newsqa.summarize import (
 from tests.openai_server import FakeOpenAIServer, Recorded, Reply, openai_server  # noqa: F401
 
 if TYPE_CHECKING:
-    from newsqa.embedding import Embedder
+    from newsqa.store.embedding import Embedder
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 WEDNESDAY = dt.date(2025, 3, 19)
@@ -109,7 +109,7 @@ def test_grouping_keeps_article_rank_and_reading_order() -> None:
 
 
 def test_packing_under_a_tiny_budget_drops_nothing() -> None:
-    from newsqa.chunking import count_tokens
+    from newsqa.store.chunking import count_tokens
 
     articles = _articles(5)
     groups = group_by_article(passage_of(a, 0, 300) for a in articles)
@@ -495,7 +495,7 @@ def test_cli_summarize_and_timeline(seeded_db: Path) -> None:
 
 
 def test_a_long_article_is_split_for_the_window_and_a_short_one_is_whole() -> None:
-    from newsqa.chunking import count_tokens
+    from newsqa.store.chunking import count_tokens
     from newsqa.summarize import _article_passages
 
     long_article = _story(1)

@@ -41,8 +41,8 @@ from typing import IO, Any
 import numpy as np
 
 from ..config import Settings
-from ..embedding import cache_dir
-from ..index import ChunkTable
+from ..store.embedding import cache_dir
+from ..store.index import ChunkTable
 from .keywords import KeywordIndex, SentenceIndex, SentenceTerms
 
 CACHE_VERSION = 2  # with the source hash below, any change to how it is built
@@ -90,7 +90,7 @@ def _code_hash() -> str:
     # A changed tokenizer or index layout must never meet an old file: hash the source.
     here = Path(__file__).resolve().parent
     digest = hashlib.sha256()
-    for path in (here.parent / "lexical.py", here.parent / "query.py", here / "keywords.py",
+    for path in (here.parent / "text" / "lexical.py", here / "query.py", here / "keywords.py",
                  here / "keywordcache.py"):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..config import RetrievalSettings
-from ..index import ChunkTable
-from ..query import SourceMatcher, parse_query
+from ..store.index import ChunkTable
 from .keywords import (
     Filters,
     KeywordIndex,
@@ -37,9 +36,10 @@ from .keywords import (
     idf_weight,
     query_terms,
 )
+from .query import SourceMatcher, parse_query
 
 if TYPE_CHECKING:
-    from ..keywordstore import KeywordStore
+    from ..store.keywordstore import KeywordStore
 
 
 class CollectionFreq(Mapping[str, int]):

@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..chunking import sentence_spans
 from ..config import RetrievalSettings
 from ..errors import InputError
-from ..lexical import terms, terms_many
-from ..query import SourceMatcher
+from ..text.lexical import terms, terms_many
+from ..text.sentences import sentence_spans
+from .query import SourceMatcher
 
 if TYPE_CHECKING:
-    from ..index import ChunkTable
+    from ..store.index import ChunkTable
 
 
 def parse_date(value: dt.date | dt.datetime | str | None, what: str) -> dt.date | None:

@@ -33,9 +33,9 @@ import numpy as np
 from scipy import sparse
 
 from ..errors import ConfigError
-from ..lexical import terms
-from ..query import Mention
+from ..text.lexical import terms
 from .keywords import KeywordIndex, date_key, ranges, top_rows
+from .query import Mention
 
 MODEL_FILE = Path(__file__).parent / "rankers" / "multihop-dev.txt"
 

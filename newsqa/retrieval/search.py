@@ -37,18 +37,18 @@ import numpy as np
 
 from ..config import RetrievalSettings, Settings
 from ..errors import InputError
-from ..index import in_flight
 from ..models import Passage
-from ..query import Mention, QueryHints, SourceMatcher, parse_query
+from ..store.index import in_flight
 from ..threads import one_blas_thread
 from . import keywordcache, keywordpool
 from .keywords import Filters, KeywordIndex, date_key, query_terms, top_rows
+from .query import Mention, QueryHints, SourceMatcher, parse_query
 from .rerank import MODEL_FILE, FirstStage, MentionRanking, build_features, load_ranker
 
 if TYPE_CHECKING:
-    from ..embedding import Embedder
-    from ..index import Index
-    from ..keywordstore import KeywordStore
+    from ..store.embedding import Embedder
+    from ..store.index import Index
+    from ..store.keywordstore import KeywordStore
 
 
 @dataclass

@@ -16,7 +16,7 @@ in-memory keyword index counts; source and date are filter fields. A stored
 `record` (JSON bytes: search text, Chroma metadata, terms per sentence) lets a
 search over a candidate pool (keywordpool.py) run without Chroma or a tokenizer.
 
-How it joins the Chroma commit protocol (see newsqa.index): a write stages the
+How it joins the Chroma commit protocol (see newsqa.store.index): a write stages the
 new version's documents (any documents of that same version go first, so a
 re-run after a crash never doubles them) and commits tantivy *before* the
 manifest record is written; after the manifest, documents of the article's
@@ -44,8 +44,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import StoreError
-from .lexical import terms_many
+from ..errors import StoreError
+from ..text.lexical import terms_many
+from ..text.sentences import sentence_spans
 
 if TYPE_CHECKING:
     import tantivy
@@ -55,7 +56,7 @@ FOLDER = "newsqa-keyword"
 MARKER = "newsqa-keyword.json"
 WRITER_HEAP = 32_000_000  # tantivy's per-thread indexing buffer (15 MB is its minimum)
 _UNDATED = 0
-log = logging.getLogger(__name__)
+log = logging.getLogger("newsqa.keywordstore")  # the name its warnings have always had
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -78,7 +79,6 @@ def chunk_units(text: str, meta: Mapping[str, Any]) -> tuple[list[str], bool]:
     The same split as retrieval.keywords._split_units (a chunk's terms are its header's plus its
     sentences'; words never cross sentences); the flag says the header is only a header.
     """
-    from .chunking import sentence_spans
 
     passage = str(meta["text"]) if "text" in meta else text[int(meta.get("text_offset", 0)):]
     tail = text.endswith(passage)

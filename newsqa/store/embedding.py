@@ -42,8 +42,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .config import Settings
-from .errors import ConfigError, EmbeddingError, InputError
+from ..config import Settings
+from ..errors import ConfigError, EmbeddingError, InputError
 from .minilm_graph import build_bert_onnx, ffn_output_matmuls, quantise
 
 if TYPE_CHECKING:

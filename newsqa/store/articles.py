@@ -21,9 +21,9 @@ from typing import Any, BinaryIO
 
 from pydantic import ValidationError
 
-from .chunking import sentence_spans
-from .errors import ConfigError, InputError
-from .models import Article, MetadataValue
+from ..errors import ConfigError, InputError
+from ..models import Article, MetadataValue
+from ..text.sentences import sentence_spans
 
 MAX_ARTICLE_BYTES = 10 * 1024 * 1024
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ""})

@@ -17,14 +17,14 @@ import base64
 import datetime as dt
 import hashlib
 import importlib.util
-import itertools
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .models import Article, Chunk
+from ..models import Article, Chunk
+from ..text.sentences import sentence_spans, trim_span
 
 if TYPE_CHECKING:
     import numpy as np
@@ -182,61 +182,6 @@ def _word_breaks(text: str, start: int, end: int) -> tuple[int, int]:
     return head.end(), last
 
 
-# ------------------------------------------------------------------------ sentences
-
-_ABBREVIATION_WORDS = """
-mr mrs ms dr prof sr jr st gen col lt sgt capt cmdr adm gov sen rep rev hon pres maj
-cpl pvt supt det insp fr messrs mme mlle inc ltd co corp bros plc llc dept
-univ assn est approx vs etc al fig no nos vol ed eds pp jan feb mar apr jun jul aug
-sep sept oct nov dec mon tue tues wed thu thur thurs fri sat sun mt ft ave blvd rd
-hwy calif fla mass penn wash ariz conn ill mich minn tenn tex va wis"""
-_ABBREVIATIONS = frozenset(_ABBREVIATION_WORDS.split())
-_BOUNDARY = re.compile(r"([.!?…]+[\"'”’»)\]]*(?=\s)|\n)(\s*)(?=(\S?))")
-_LAST_WORD = re.compile(r"(\S+)$")
-_INITIALS = re.compile(r"(?:[^\W\d_]\.)*[^\W\d_]")  # "J", "U.S", "e.g", "a.m"
-
-
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each sentence, trimmed of whitespace, covering all visible text."""
-    cuts = [0]
-    for match in _BOUNDARY.finditer(text):
-        if _is_break(text, match):
-            cuts.append(match.end(1))
-    cuts.append(len(text))
-    spans = []
-    for start, end in itertools.pairwise(cuts):
-        span = _trim(text, start, end)
-        if span is not None:
-            spans.append(span)
-    return spans
-
-
-def _is_break(text: str, match: re.Match[str]) -> bool:
-    mark, space, following = match.groups()
-    if "\n" in space:
-        return True  # a line ends after the punctuation, or a blank line follows
-    if mark == "\n":
-        # A line that goes on in lower case is a hard-wrapped sentence, not a new one.
-        return not following.islower()
-    if following.islower():
-        return False  # "approx. five", "... and then"
-    if mark.rstrip("\"'”’»)]") != ".":
-        return True
-    word = _LAST_WORD.search(text, max(0, match.start() - 40), match.start())
-    if word is None:
-        return True
-    stem = word.group(1).lstrip("(\"'“‘[")
-    return not (stem.lower() in _ABBREVIATIONS or _INITIALS.fullmatch(stem))
-
-
-def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return (start, end) if start < end else None
-
-
 # -------------------------------------------------------------------------- packing
 
 
@@ -325,7 +270,7 @@ def _split_long(
         last = min(first + budget, n) - 1
         limit = int(tokens.ends[last]) if first < n else end
         cut = end if limit >= end else _cut_point(text, start, limit, tokens, first, last)
-        span = _trim(text, start, cut)
+        span = trim_span(text, start, cut)
         if span is not None:
             pieces.append(span)
         start = cut
@@ -396,9 +341,9 @@ def _exact_split(
             lo = mid
         else:
             hi = mid - 1
-    head = _trim(text, start, lo)
+    head = trim_span(text, start, lo)
     assert head is not None  # text[start] is not whitespace
-    return head, _trim(text, lo, end)
+    return head, trim_span(text, lo, end)
 
 
 def _overlap_start(units: _Units, i: int, j: int, overlap: int) -> int:

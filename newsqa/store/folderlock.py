@@ -28,7 +28,7 @@ import threading
 import time
 from pathlib import Path
 
-from .errors import StoreError
+from ..errors import StoreError
 
 LOCK_NAME = ".newsqa.lock"
 _held: dict[str, tuple[int, int]] = {}  # folder -> (fd, users in this process)

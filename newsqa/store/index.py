@@ -64,16 +64,17 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from ..config import Settings
+from ..errors import ArticleNotFound, ModelMismatch, NewsQAError, StoreError
+from ..models import Article, ArticleInfo, Chunk, MetadataValue, Passage
 from . import folderlock
-from .config import Settings
-from .errors import ArticleNotFound, ModelMismatch, NewsQAError, StoreError
-from .models import Article, ArticleInfo, Chunk, MetadataValue, Passage
+from .chunking import chunking_signature, search_text
+from .keywordstore import KeywordStore, docs_from_records, folder_for, version
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
     from chromadb.api.models.Collection import Collection
 
-    from .keywordstore import KeywordStore
 
 SCHEMA_VERSION = 1
 # A test hook (see `fault_point`): read once, so an unset hook costs one comparison.
@@ -83,7 +84,7 @@ FAULT_POINTS = ("chunks-written", "keywords-written", "manifest-written", "stale
 IN_FLIGHT = "w-"  # prefix of the revision a write's first bump writes (see the docstring)
 _PAGE = 2000  # records per get() page: bounded memory and request size on a server
 _RESTAGE = 50  # articles per Chroma read (and tantivy commit) when the keyword index is refilled
-log = logging.getLogger(__name__)
+log = logging.getLogger("newsqa.index")  # the name its warnings have always had
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 Metadata = dict[str, MetadataValue]
@@ -289,7 +290,6 @@ class Index:
         """
         if self.settings.chroma_url:
             return None
-        from .keywordstore import KeywordStore, folder_for
 
         store = KeywordStore.open(folder_for(Path(self.settings.db), self.settings.collection))
         if store.fresh:
@@ -309,7 +309,6 @@ class Index:
         again from Chroma's stored search texts. Costs the versions' term pass plus
         the missing articles' chunks, so an index that agrees pays little.
         """
-        from .keywordstore import version
 
         wanted = {version(aid, e.content_hash): e.info.chunks for aid, e in entries.items()
                   if e.info.chunks}
@@ -321,7 +320,6 @@ class Index:
             self._restage(store, missing[lo : lo + _RESTAGE], entries)
 
     def _restage(self, store: KeywordStore, names: list[str], entries: dict[str, _Entry]) -> None:
-        from .keywordstore import docs_from_records
 
         articles = [name.rsplit(":", 1)[0] for name in names]
         where: Any = {"article_id": {"$in": articles}}
@@ -597,7 +595,6 @@ class Index:
             )
         fault_point("chunks-written")
         if self._keywords is not None:
-            from .keywordstore import docs_from_records
 
             self._keywords.stage(docs_from_records(ids, docs, metas))
         fault_point("keywords-written")
@@ -634,7 +631,6 @@ class Index:
         self._check_chunks(article, chunks, item.embeddings)
         texts = item.search_texts
         if texts is None:
-            from .chunking import search_text
 
             texts = [search_text(article, c) for c in chunks]
         base = _article_facts(article)
@@ -805,14 +801,7 @@ def _connect(settings: Settings) -> ClientAPI:
 
 def _chunker_version(settings: Settings) -> str:
     """The chunker's own version and tokenizer: a new chunker means new chunk boundaries."""
-    try:
-        from . import chunking
-    except ImportError:
-        return "1"
-    signature = getattr(chunking, "chunking_signature", None)
-    if signature is None:
-        return str(getattr(chunking, "CHUNKER_VERSION", "1"))
-    sig = signature(settings.chunk_tokens, settings.chunk_overlap)
+    sig = chunking_signature(settings.chunk_tokens, settings.chunk_overlap)
     return f"{sig.get('version', 1)}-{sig.get('encoding', '')}"
 
 

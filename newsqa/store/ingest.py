@@ -30,10 +30,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .config import Settings
-from .errors import InputError, NewsQAError
-from .models import Article, Chunk, IngestFailure, IngestReport
-from .threads import one_blas_thread
+from ..config import Settings
+from ..errors import InputError, NewsQAError
+from ..models import Article, Chunk, IngestFailure, IngestReport
+from ..threads import one_blas_thread
+from .articles import read_paths
+from .chunking import chunk_article, search_text
+from .index import ArticleWrite
 
 if TYPE_CHECKING:
     from .embedding import Embedder
@@ -166,7 +169,6 @@ def _take(run: _Run) -> list[_Pending]:
 
 def _stage(run: _Run, origin: str, article: Article, settings: Settings) -> None:
     """Skip an unchanged article; otherwise chunk it and queue it for embedding."""
-    from .chunking import chunk_article, search_text
 
     stored = run.stored.get(article.id)
     if stored == article.content_hash:
@@ -217,7 +219,6 @@ def _embed(embedder: Embedder, texts: list[str]) -> np.ndarray:
 
 
 def _commit(run: _Run, ready: _Ready) -> None:
-    from .index import ArticleWrite
 
     run.index.write_articles(
         [ArticleWrite(item.article, item.chunks, vectors, item.texts) for item, vectors in ready]
@@ -242,7 +243,6 @@ def _load(
 
 
 def _load_path(path: str | Path, report: IngestReport) -> Iterator[tuple[str, Article]]:
-    from .articles import read_paths
 
     try:
         for loaded in read_paths([path]):
