@@ -48,8 +48,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     from newsqa import NewsQA
+    from newsqa.engines.extractive import NullModel, Signals
     from newsqa.evaluation import MultihopQuery
-    from newsqa.extractive import NullModel, Signals
     from newsqa.models import Answer, Passage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,7 +187,7 @@ class Table:
 
 def signal_table(queries: Sequence[MultihopQuery], passages: Sequence[Sequence[Passage]]
                  ) -> Table:
-    from newsqa.extractive import assess
+    from newsqa.engines.extractive import assess
 
     found = [assess(q.query, ps).signals for q, ps in zip(queries, passages, strict=True)]
     return Table(found, np.asarray([q.is_null for q in queries]))
@@ -211,7 +211,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
 def fit_model(shape: NullModel, table: Table, rows: Sequence[int]) -> NullModel:
     """`shape`'s signals fitted on those of `rows` it applies to; threshold: best balanced
     accuracy on them. A model for missing signals is fitted on all rows without them."""
-    from newsqa.extractive import NullModel
+    from newsqa.engines.extractive import NullModel
 
     own = table.rows_for(shape, rows)
     names = list(shape.weights)
@@ -267,7 +267,7 @@ def report_multihop(
     qa: NewsQA, queries: Sequence[MultihopQuery], passages: Sequence[Sequence[Passage]],
     folds: int, seeds: int, fit: bool,
 ) -> None:
-    from newsqa.extractive import MODELS
+    from newsqa.engines.extractive import MODELS
 
     table = signal_table(queries, passages)
     null = table.null
@@ -331,7 +331,7 @@ def print_constants(models: Sequence[NullModel]) -> None:
 def report_direct_multihop(
     qa: NewsQA, queries: Sequence[MultihopQuery], passages: Sequence[Sequence[Passage]]
 ) -> None:
-    from newsqa.extractive import extractive_answer
+    from newsqa.engines.extractive import extractive_answer
 
     scored = []
     for q, ps in zip(queries, passages, strict=True):
@@ -344,7 +344,7 @@ def report_direct_multihop(
 
 def print_direct(scored: Sequence[tuple[Answer, list[str]]]) -> None:
     """Per kind: questions, set, exact match and token containment (of those set)."""
-    from newsqa.extractive import question_kind
+    from newsqa.engines.extractive import question_kind
 
     counts: dict[str, Counter[str]] = {}
     for answer, gold in scored:

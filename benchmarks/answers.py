@@ -53,6 +53,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from newsqa.engines.llm import LLM, RUNGS  # noqa: E402
 from newsqa.errors import LLMError, LLMOutputError, NewsQAError, StoreError  # noqa: E402
 from newsqa.evaluation import (  # noqa: E402
     ABSTAIN_ANSWER,
@@ -67,7 +68,6 @@ from newsqa.evaluation import (  # noqa: E402
     load_multihop_queries,
     read_ids,
 )
-from newsqa.llm import LLM, RUNGS  # noqa: E402
 from newsqa.models import Answer, Article, Passage, Usage  # noqa: E402
 from newsqa.store.embedding import sha256_file  # noqa: E402  (ties a figure to the bytes measured)
 
@@ -561,7 +561,7 @@ def run_question(q: Question, llm: MeteredLLM, snapshot: Snapshot, settings: Any
 
 def _newsqa_run(q: Question, llm: MeteredLLM | None, snapshot: Snapshot,
                 settings: Any) -> dict[str, Any]:
-    from newsqa.answer import answer
+    from newsqa.engines.llm_answer import answer
 
     first = len(llm.calls) if llm is not None else 0
     start = time.perf_counter()

@@ -43,8 +43,8 @@ from answers import (
 )
 
 from newsqa import NewsQA
-from newsqa.answer import answer
 from newsqa.config import Settings
+from newsqa.engines.llm_answer import answer
 from newsqa.errors import NewsQAError
 from newsqa.evaluation import DEV_IDS, read_ids, select_records
 from newsqa.models import Article, Passage

@@ -58,8 +58,8 @@ class Prepared:
     """Sentences and their vectors, computed once per article so a weight grid is cheap."""
 
     def __init__(self, item: Item) -> None:
+        from newsqa.engines.summarize import article_sentences, sentence_vectors
         from newsqa.models import Article
-        from newsqa.summarize import article_sentences, sentence_vectors
 
         self.item = item
         self.article = Article(text=item.article)
@@ -69,14 +69,14 @@ class Prepared:
 
 def production(prep: Prepared, bullets: int) -> str:
     """What users get: the public function, bullets one per line."""
-    from newsqa.summarize import extractive_article_summary
+    from newsqa.engines.summarize import extractive_article_summary
 
     summary = extractive_article_summary(prep.article, None, bullets=bullets)
     return "\n".join(b.text for b in summary.bullets)
 
 
 def summarise(prep: Prepared, weights: object, bullets: int) -> str:
-    from newsqa.summarize import rank_sentences, select_sentences
+    from newsqa.engines.summarize import rank_sentences, select_sentences
 
     if not prep.sentences:
         return ""
@@ -103,7 +103,7 @@ def score(scorer: object, pairs: list[tuple[str, str]]) -> dict[str, float]:
 def grid(preps: list[Prepared], scorer: object, bullets: int) -> None:
     """Tune on dev ids: rank by mean of R1/R2/RL; the best goes into ExtractiveWeights."""
 
-    from newsqa.summarize import ExtractiveWeights
+    from newsqa.engines.summarize import ExtractiveWeights
 
     base = ExtractiveWeights()
     rows = []

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from newsqa.evaluation import read_ids, read_jsonl, select_records
-from newsqa.support import (
+from newsqa.grounding.support import (
     RELEVANCE_THRESHOLD,
     SUPPORT_THRESHOLD,
     Idf,

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .aio import in_thread, iterate_in_thread
-from .answer import answer, stream_answer
 from .chat import ChatSession
 from .config import Settings
+from .engines.llm import LLM
+from .engines.llm_answer import answer, stream_answer
+from .engines.summarize import SummaryParts, summarize, timeline
 from .errors import IndexMissing, NewsQAError, SetupError, StoreError, quote
-from .llm import LLM
 from .models import (
     Answer,
     Article,
@@ -36,7 +37,6 @@ from .retrieval import Filters, Retriever
 from .store.embedding import get_embedder
 from .store.index import Index, _connect
 from .store.ingest import ingest
-from .summarize import SummaryParts, summarize, timeline
 
 if TYPE_CHECKING:
     from llama_index.core.llms import LLM as LlamaIndexLLM  # typing only: never imported
@@ -92,7 +92,7 @@ class NewsQA:
 
     `db` is a folder for embedded Chroma; `chroma_url` a Chroma server instead.
     `llm` is a model name served over the OpenAI API, an `LLM`, a LlamaIndex LLM
-    (wrapped by `newsqa.llama_index_llm.LlamaIndexLLM`), or None/"extractive" for the
+    (wrapped by `newsqa.engines.llama_index_llm.LlamaIndexLLM`), or None/"extractive" for the
     offline engine (the default when no OPENAI_* variable is set).
     `create=False` is for reading tools: a missing index raises `IndexMissing` instead
     of being created empty (so a typo in a path is an error, not an empty archive);
@@ -354,12 +354,12 @@ class NewsQA:
 
 
 def _as_llm(llm: LLM | LlamaIndexLLM) -> LLM:
-    """A newsqa `LLM` as given; anything else goes to newsqa.llama_index_llm, which wraps
+    """A newsqa `LLM` as given; anything else goes to newsqa.engines.llama_index_llm, which wraps
     a LlamaIndex LLM (llama_index is imported only here, only for such an object)."""
 
     if isinstance(llm, LLM):
         return llm
-    from .llama_index_llm import as_newsqa_llm  # deferred: llama_index is a heavy import
+    from .engines.llama_index_llm import as_newsqa_llm  # deferred: llama_index is a heavy import
 
     return as_newsqa_llm(llm)
 

@@ -402,7 +402,7 @@ def chat(db: str | None, chroma_url: str | None, collection: str | None,
     run_terminal(qa.chat())
 
 
-# -- summarize and timeline (logic in newsqa/summarize.py) ---------------------------------
+# -- summarize and timeline (logic in newsqa/engines/summarize.py) ---------------------------------
 
 
 def filter_options(func: F) -> F:

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .answer import answer as answer_with
+from .engines.llm_answer import answer as answer_with
+from .engines.summarize import extractive_article_summary
 from .errors import InputError, NewsQAError
 from .models import Answer, Article, Citation, Passage, article_id_for
 from .store.articles import Loaded, read_paths
 from .store.embedding import get_embedder
-from .summarize import extractive_article_summary
 from .text.sentences import sentence_spans
 
 if TYPE_CHECKING:

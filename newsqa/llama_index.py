@@ -61,8 +61,10 @@ from llama_index.core.tools import ToolOutput
 
 from .api import NewsQA
 from .chat import ChatSession, exchanges, replay_history
+
+# LlamaIndexLLM and as_newsqa_llm are re-exported: one import for apps.
+from .engines.llama_index_llm import LlamaIndexLLM, as_newsqa_llm
 from .errors import InputError
-from .llama_index_llm import LlamaIndexLLM, as_newsqa_llm  # re-exported: one import for apps
 from .models import Answer, Article, Citation, DateLike, Passage
 from .store.articles import read_paths
 

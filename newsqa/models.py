@@ -182,7 +182,7 @@ class Citation(BaseModel):
     # sources it was shown (a wrong label, not a wrong quote): kept, and said so.
     reattributed_from: str | None = None
     # True when the model's own quotes for the claim failed and newsqa found this sentence,
-    # among those the model was shown, holding nearly all of the claim (grounding.py).
+    # among those the model was shown, holding nearly all of the claim (grounding/grounder.py).
     found_by_newsqa: bool = False
 
     @model_validator(mode="after")

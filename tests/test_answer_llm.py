@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from newsqa.answer import (
+from newsqa.config import Settings
+from newsqa.engines.llm import LLM, RetryPolicy
+from newsqa.engines.llm_answer import (
     NO_VERIFIED_CITATION,
     DraftStream,
     aanswer,
@@ -18,12 +20,10 @@ from newsqa.answer import (
     fit_passages,
     stream_answer,
 )
-from newsqa.config import Settings
+from newsqa.engines.prompts import render
 from newsqa.errors import ArticleNotFound, ConfigError, LLMOutputError
-from newsqa.grounding import passage_for_label
-from newsqa.llm import LLM, RetryPolicy
+from newsqa.grounding import format_sources, passage_for_label
 from newsqa.models import Answer, Article, Passage
-from newsqa.prompts import format_sources, render
 from tests.openai_server import FakeOpenAIServer, Reply, serve
 
 HARBOUR = Article(
@@ -328,7 +328,7 @@ def test_the_request_holds_only_the_passages_that_fit(openai_server: FakeOpenAIS
 
 def _window_for(llm: LLM, passages: list[Passage]) -> int:
     """The smallest context window in which exactly `passages` fit (mirrors fit_passages)."""
-    from newsqa.answer import _PROMPT_MARGIN, DraftAnswer, build_messages
+    from newsqa.engines.llm_answer import _PROMPT_MARGIN, DraftAnswer, build_messages
 
     frame = llm.count_message_tokens(build_messages("q?", []))
     schema = llm.count_tokens(json.dumps(DraftAnswer.model_json_schema()))

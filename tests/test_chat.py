@@ -341,7 +341,7 @@ def test_empty_question_is_rejected(seeded_qa) -> None:  # type: ignore[no-untyp
 
 def _llm_qa(tmp_path: Path, url: str):  # type: ignore[no-untyped-def]
     from newsqa.api import NewsQA
-    from newsqa.llm import LLM
+    from newsqa.engines.llm import LLM
 
     return NewsQA(db=tmp_path / "db", llm=LLM("test-model", base_url=url, api_key="k"))
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from newsqa.citations import ClaimedQuote, locate, verify
+from newsqa.grounding.citations import ClaimedQuote, locate, verify
 from newsqa.models import Article
 
 TEXT = (

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from newsqa import NewsQA
-from newsqa.extractive import (
+from newsqa.engines.extractive import (
     DENSE,
     FULL,
     LEAD_WITH,

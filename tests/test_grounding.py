@@ -16,10 +16,10 @@ from typing import Any
 import openai
 import pytest
 
-from newsqa.answer import DraftStream, answer, stream_answer
 from newsqa.config import Settings
+from newsqa.engines.llm import LLM, RetryPolicy
+from newsqa.engines.llm_answer import DraftStream, answer, stream_answer
 from newsqa.grounding import DraftAnswer, DraftCitation, DraftClaim, Grounder
-from newsqa.llm import LLM, RetryPolicy
 from newsqa.models import Answer, Article, Passage
 from tests.openai_server import FakeOpenAIServer, Recorded, Reply, serve
 from tests.test_answer_llm import DictIndex

@@ -33,6 +33,7 @@ from llama_index.core.schema import Document, MetadataMode, NodeWithScore, TextN
 from pydantic import BaseModel
 
 from newsqa.api import NewsQA
+from newsqa.engines.llm import LLM, StreamStats
 from newsqa.errors import InputError, LLMConnectionError, LLMOutputError, LLMServerError
 from newsqa.llama_index import (
     LlamaIndexLLM,
@@ -42,7 +43,6 @@ from newsqa.llama_index import (
     NewsReader,
     as_newsqa_llm,
 )
-from newsqa.llm import LLM, StreamStats
 from newsqa.models import Answer
 from tests.openai_server import FakeOpenAIServer, Reply
 from tests.openai_server import openai_server as openai_server  # the fixture
@@ -83,7 +83,7 @@ def assert_exact_span(qa: NewsQA, node: NodeWithScore) -> None:
 
 def test_import_newsqa_leaves_llama_index_unloaded() -> None:
     code = (
-        "import sys, newsqa, newsqa.api, newsqa.llm; newsqa.NewsQA(llm='extractive'); "
+        "import sys, newsqa, newsqa.api, newsqa.engines.llm; newsqa.NewsQA(llm='extractive'); "
         "sys.exit(int('llama_index' in sys.modules))"
     )
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

@@ -29,7 +29,7 @@ from tests.conftest import stop_process
 
 if TYPE_CHECKING:
     from newsqa import NewsQA
-    from newsqa.llm import LLM
+    from newsqa.engines.llm import LLM
 
 pytestmark = [
     pytest.mark.llamacpp,
@@ -55,7 +55,7 @@ class Capital(BaseModel):
 
 
 def _smollm2() -> Path:
-    from newsqa.local import resolve_model_path
+    from newsqa.engines.local import resolve_model_path
 
     return resolve_model_path("smollm2")
 
@@ -140,7 +140,7 @@ def seeded_over_server(
 ) -> tuple[NewsQA, LLM]:
     """The seeds ingested into a fresh store, with an LLM on the real server's URL."""
     from newsqa import NewsQA
-    from newsqa.llm import LLM
+    from newsqa.engines.llm import LLM
 
     llm = LLM("smollm2", base_url=llama_server, max_output_tokens=MAX_TOKENS,
               context_window=4096)
@@ -202,7 +202,7 @@ def test_summary_over_real_server(seeded_over_server: tuple[NewsQA, LLM]) -> Non
 
 @pytest.fixture(scope="module")
 def local() -> LLM:
-    from newsqa.local import local_llm
+    from newsqa.engines.local import local_llm
 
     return local_llm("smollm2", n_ctx=2048, seed=7, max_output_tokens=MAX_TOKENS)
 
@@ -224,7 +224,7 @@ def test_local_structured(local: LLM) -> None:
 
 
 def test_local_stream(local: LLM) -> None:
-    from newsqa.llm import StreamStats
+    from newsqa.engines.llm import StreamStats
 
     stats = StreamStats()
     deltas = list(local.stream([{"role": "user", "content": "Say hello in five words."}],
@@ -250,7 +250,7 @@ def test_local_async(local: LLM) -> None:
 
 def test_local_stream_closed_early_frees_the_model(local: LLM) -> None:
     """The model lock is held while a stream runs; a reader that stops must release it."""
-    from newsqa.local import load_backend
+    from newsqa.engines.local import load_backend
 
     backend = load_backend("smollm2", n_ctx=2048, seed=7)
     stream = local.client.chat.completions.create(
@@ -264,7 +264,7 @@ def test_local_stream_closed_early_frees_the_model(local: LLM) -> None:
 
 
 def test_local_transport_speaks_http_errors(local: LLM) -> None:
-    from newsqa.local import LlamaTransport, load_backend
+    from newsqa.engines.local import LlamaTransport, load_backend
 
     backend = load_backend("smollm2", n_ctx=2048, seed=7)
     with httpx.Client(transport=LlamaTransport(backend), base_url="http://llama.local") as http:
@@ -301,8 +301,8 @@ def test_local_json_schema_is_grammar_constrained(local: LLM) -> None:
 
 def test_local_ask_streams_end_to_end(tmp_path: Path) -> None:
     from newsqa import NewsQA
+    from newsqa.engines.local import local_llm
     from newsqa.errors import LLMOutputError
-    from newsqa.local import local_llm
 
     # Room for a whole claim: with quotes written before the claim (issue 15), SmolLM2's
     # first claim does not close within 256 tokens, and a claim is shown once closed.
@@ -335,8 +335,8 @@ def test_local_from_settings(tmp_path: Path) -> None:
 
 
 def test_local_model_path_errors(tmp_path: Path) -> None:
+    from newsqa.engines.local import local_llm
     from newsqa.errors import ConfigError
-    from newsqa.local import local_llm
 
     with pytest.raises(ConfigError, match="no GGUF file"):
         local_llm(str(tmp_path / "missing.gguf"))
@@ -344,7 +344,7 @@ def test_local_model_path_errors(tmp_path: Path) -> None:
 
 def test_local_async_transport_fails_before_streaming(local: LLM) -> None:
     """A bad streamed request is an HTTP error status, not a 200 that breaks mid-stream."""
-    from newsqa.local import LlamaTransport, load_backend
+    from newsqa.engines.local import LlamaTransport, load_backend
 
     backend = load_backend("smollm2", n_ctx=2048, seed=7)
 

@@ -12,20 +12,20 @@ import pytest
 from pydantic import BaseModel
 
 from newsqa.config import Settings
-from newsqa.errors import (
-    ConfigError,
-    LLMConnectionError,
-    LLMOutputError,
-    LLMRateLimited,
-    LLMServerError,
-)
-from newsqa.llm import (
+from newsqa.engines.llm import (
     LLM,
     RetryPolicy,
     StreamStats,
     extract_json,
     is_strict_compatible,
     strict_schema,
+)
+from newsqa.errors import (
+    ConfigError,
+    LLMConnectionError,
+    LLMOutputError,
+    LLMRateLimited,
+    LLMServerError,
 )
 from tests.openai_server import FakeOpenAIServer, Reply, serve
 
@@ -421,12 +421,12 @@ def test_backends_register_themselves_and_llm_imports_none_of_them() -> None:
     """issue 17: llm <-> local was an import cycle hidden by a lazy import."""
     import ast
 
-    import newsqa.llm
-    from newsqa.llm import registered_backends
-    from newsqa.local import backend
+    import newsqa.engines.llm
+    from newsqa.engines.llm import registered_backends
+    from newsqa.engines.local import backend
 
     assert backend in registered_backends()  # the entry point pyproject.toml declares
-    tree = ast.parse(Path(newsqa.llm.__file__).read_text(encoding="utf-8"))
+    tree = ast.parse(Path(newsqa.engines.llm.__file__).read_text(encoding="utf-8"))
     imported = {node.module for node in ast.walk(tree)
                 if isinstance(node, ast.ImportFrom) and node.module}
     assert not {"local", "newsqa.local", "llama_index", "newsqa.llama_index"} & imported

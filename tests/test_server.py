@@ -389,7 +389,7 @@ def _uvicorn(app: Any) -> Iterator[str]:
 def llm_url(tmp_path_factory: pytest.TempPathFactory, upstream: FakeOpenAIServer) -> Iterator[str]:
     """create_app under uvicorn in a thread; newsqa's LLM is the wire server."""
     from newsqa.api import NewsQA
-    from newsqa.llm import LLM
+    from newsqa.engines.llm import LLM
     from newsqa.server import create_app
 
     db = _ingested_db(tmp_path_factory.mktemp("llm-db"))
@@ -494,7 +494,7 @@ def test_cold_server_builds_shared_parts_once_under_concurrency(tmp_path: Path) 
 
 def test_upstream_model_failures_are_reported_not_hidden(tmp_path: Path) -> None:
     from newsqa.api import NewsQA
-    from newsqa.llm import LLM
+    from newsqa.engines.llm import LLM
     from newsqa.server import create_app
 
     db = _ingested_db(tmp_path / "failing-db")

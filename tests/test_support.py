@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from newsqa.citations import locate
-from newsqa.support import (
+from newsqa.grounding.citations import locate
+from newsqa.grounding.support import (
     RELEVANCE_THRESHOLD,
     check_support,
     claim_names,

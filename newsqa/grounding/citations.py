@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .models import Article, Citation, RejectedCitation
+from ..models import Article, Citation, RejectedCitation
 
 if TYPE_CHECKING:
     from rapidfuzz.distance import Opcode

@@ -1,4 +1,4 @@
-"""Any LlamaIndex `LLM` as newsqa's model: a backend, beside `newsqa.local`.
+"""Any LlamaIndex `LLM` as newsqa's model: a backend, beside `newsqa.engines.local`.
 
 Kept apart from `newsqa.llama_index` (the retriever, engines and reader that sit on top
 of `NewsQA`): `NewsQA(llm=...)` wraps a LlamaIndex LLM with this module, and if it lived
@@ -17,7 +17,7 @@ import httpx
 from llama_index.core.base.llms.types import ChatMessage, ChatResponse, MessageRole
 from llama_index.core.llms import LLM as LlamaIndexBaseLLM
 
-from .errors import LLMConnectionError, LLMError, LLMServerError
+from ..errors import LLMConnectionError, LLMError, LLMServerError
 from .llm import LLM, RUNGS, Messages, RetryPolicy
 
 _FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
@@ -34,9 +34,9 @@ class LlamaIndexLLM(LLM):
 
     Why a subclass with a transport and not a second client: the structured-output
     ladder, pydantic validation, the one repair, usage accounting and typed errors all
-    live in `newsqa.llm.LLM` and stay in force unchanged. Only the raw call goes to
+    live in `newsqa.engines.llm.LLM` and stay in force unchanged. Only the raw call goes to
     `llm.chat` / `stream_chat`, through an object shaped like the openai client (the
-    seam `newsqa.local` uses for llama.cpp); newsqa's async calls run these in a worker
+    seam `newsqa.engines.local` uses for llama.cpp); newsqa's async calls run these in a worker
     thread, as they do every model's (`newsqa.aio`).
 
     The ladder starts on its plain-text rung: LlamaIndex's chat API has no portable

@@ -1,8 +1,8 @@
 """Ask: retrieved passages -> engine (LLM or extractive) -> grounded claims -> `Answer`.
 
-The LLM engine asks the model for a `DraftAnswer` (grounding.py): the short direct
+The LLM engine asks the model for a `DraftAnswer` (grounding/drafts.py): the short direct
 answer first (yes/no, a name, a number, a date), then claims, each with quotes that
-name a source label (S1, S2, ... as `prompts.format_sources` numbers the passages).
+name a source label (S1, S2, ... as `grounding.sources.format_sources` numbers the passages).
 The draft is untrusted; what the reader gets is decided by `grounding.Grounder`:
 
 - every quote is checked against the FULL text of its article and snapped to the
@@ -37,18 +37,25 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from .aio import in_thread, iterate_in_thread
-from .errors import ArticleNotFound, LLMError
+from ..aio import in_thread, iterate_in_thread
+from ..errors import ArticleNotFound, LLMError
+from ..grounding import (
+    DraftAnswer,
+    DraftClaim,
+    Grounder,
+    format_sources,
+    is_no_answer,
+    reask_message,
+)
+from ..models import Answer, Article, Passage, Reask, Usage
 from .extractive import extractive_answer
-from .grounding import DraftAnswer, DraftClaim, Grounder, is_no_answer, reask_message
 from .llm import InvalidReply, StreamStats, parse_reply
-from .models import Answer, Article, Passage, Reask, Usage
-from .prompts import format_sources, render
+from .prompts import render
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from ..config import Settings
+    from ..store.index import Index
     from .llm import LLM
-    from .store.index import Index
 
 NOT_IN_SOURCES = "The sources do not contain the answer."
 NOT_VERIFIED = (

@@ -24,11 +24,11 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, Field
-
+from ..models import Article, Citation, Passage, RejectedCitation
+from ..text.sentences import sentence_spans
 from .citations import ClaimedQuote, citation_for, verify_one
-from .models import Article, Citation, Passage, RejectedCitation
-from .prompts import unescape_quote
+from .drafts import DraftCitation, DraftClaim, is_no_answer
+from .sources import passage_for_label, unescape_quote
 from .support import (
     CLAUSE_BOUNDARY,
     RELEVANCE_THRESHOLD,
@@ -40,15 +40,8 @@ from .support import (
     missing_facts,
     relevance,
 )
-from .text.sentences import sentence_spans
 
 _INLINE_MARKER = re.compile(r"\s*\[(?:S?\d+)(?:\s*,\s*S?\d+)*\]")
-# What a model writes when it has no answer, in the direct-answer slot.
-_NO_ANSWER = re.compile(
-    r"^\W*(insufficient information|not enough information|unknown|none|n/?a|"
-    r"the sources do not (say|contain|mention)\b.*)\W*$",
-    re.IGNORECASE,
-)
 
 
 # Openings are cut at support.CLAUSE_BOUNDARY, before a clause that adds to what came before.
@@ -69,55 +62,12 @@ SEARCH_THRESHOLD = 0.8
 _SEARCH_CANDIDATES = 4
 
 
-class DraftCitation(BaseModel):
-    source_id: str
-    quote: str
-
-
-class DraftClaim(BaseModel):
-    # Quotes first, then the claim: a model that has just copied its evidence writes a
-    # claim that says what the evidence says, rather than restating the question.
-    citations: list[DraftCitation] = Field(default_factory=list)
-    text: str
-
-
-class DraftAnswer(BaseModel):
-    """What the model fills in. Field order matters: it streams in this order."""
-
-    answerable: bool
-    answer: str = Field(
-        default="",
-        description="The short answer the question asks for: yes or no, a name, a number, "
-        "a date, or 'insufficient information'.",
-    )
-    reason: str | None = None
-    claims: list[DraftClaim] = Field(default_factory=list)
-
-
 @dataclass(frozen=True)
 class Failure:
     """A claim that was not kept, with what was wrong: the material of the re-ask."""
 
     claim: str
     problems: tuple[str, ...]
-
-
-def passage_for_label(label: str, used: Sequence[Passage]) -> Passage | None:
-    """"S2", "[S2]", "s2", "Source 2" or "2" name the second passage, an article id its
-    first passage; anything else none."""
-    clean = label.strip().strip("[]()").strip()
-    for passage in used:
-        if clean and clean == passage.article_id:
-            return passage
-    found = re.fullmatch(r"(?:s|source|src)?\s*#?\s*(\d+)", clean, re.IGNORECASE)
-    if found is None:
-        return None
-    number = int(found.group(1))
-    return used[number - 1] if 1 <= number <= len(used) else None
-
-
-def is_no_answer(text: str) -> bool:
-    return bool(_NO_ANSWER.match(text.strip())) if text.strip() else True
 
 
 @dataclass

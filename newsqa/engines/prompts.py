@@ -1,39 +1,36 @@
-"""Prompt templates as files, and sources rendered as clearly delimited data.
+"""Prompt templates as files.
 
 Templates live in `prompts/` at the top of the source tree, shipped in the wheel as
-`newsqa/prompts`, so wording can be reviewed and changed without touching code.
+`newsqa/engines/prompts`, so wording can be reviewed and changed without touching code.
 A template is one Markdown file with a `<!-- system -->` and a `<!-- user -->`
 section; `$name` placeholders are filled by `string.Template` (values are inserted
 verbatim and never re-parsed, so a `$` or `{` in an article cannot break rendering).
 
-Article text is untrusted: `format_sources` escapes it so nothing inside an article
-can close its `<source>` tag or open a fake one, and the system prompts say that
-what is inside the tags is data, never instructions.
+Article text is untrusted: `grounding.sources.format_sources` escapes it so nothing
+inside an article can close its `<source>` tag or open a fake one, and the system
+prompts say that what is inside the tags is data, never instructions.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import html
 import re
 import string
-from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import ConfigError
-from .models import Passage
+from ..errors import ConfigError
 
 _SECTION = re.compile(r"^<!--\s*(system|user)\s*-->\s*$", re.MULTILINE)
 
 
 def template_dir() -> Path:
-    """The installed `newsqa/prompts`, else the source tree's `prompts/`."""
+    """The installed `newsqa/engines/prompts`, else the source tree's `prompts/`."""
     here = Path(__file__).resolve().parent
-    for candidate in (here / "prompts", here.parent / "prompts"):
+    tree = here.parents[1] / "prompts"
+    for candidate in (here / "prompts", tree):
         if candidate.is_dir():
             return candidate
-    raise ConfigError(f"prompt templates not found in {here / 'prompts'} or {here.parent}/prompts")
+    raise ConfigError(f"prompt templates not found in {here / 'prompts'} or {tree}")
 
 
 def available() -> list[str]:
@@ -74,44 +71,3 @@ def _parse(text: str, path: Path) -> dict[str, string.Template]:
     if missing:
         raise ConfigError(f"{path}: missing <!-- {' -->, <!-- '.join(sorted(missing))} --> section")
     return sections
-
-
-def source_label(position: int) -> str:
-    """The id a passage gets in a prompt: S1 for the first, S2 for the second..."""
-    return f"S{position + 1}"
-
-
-def format_sources(passages: Sequence[Passage]) -> str:
-    """Each passage in its own labelled `<source>` element, text escaped as data.
-
-    Escaping `&`, `<` and `>` means an article can contain "</source>" or
-    '<source id="S9">' and they arrive as inert text; a quote copied from the
-    escaped form is unescaped again before it is verified.
-    """
-    blocks = []
-    for position, passage in enumerate(passages):
-        attrs = {
-            "id": source_label(position),
-            "title": passage.title,
-            "source": passage.source,
-            "date": _date(passage.published_at),
-        }
-        rendered = " ".join(f'{key}="{_attr(value)}"' for key, value in attrs.items() if value)
-        body = html.escape(passage.text, quote=False)
-        blocks.append(f"<source {rendered}>\n{body}\n</source>")
-    return "<sources>\n" + "\n".join(blocks) + "\n</sources>"
-
-
-def unescape_quote(quote: str) -> str:
-    """Undo `format_sources` escaping in a quote the model copied from a source."""
-    return html.unescape(quote) if "&" in quote else quote
-
-
-def _attr(value: str) -> str:
-    return html.escape(" ".join(value.split()), quote=True)
-
-
-def _date(value: dt.datetime | dt.date | None) -> str:
-    if value is None:
-        return ""
-    return value.date().isoformat() if isinstance(value, dt.datetime) else value.isoformat()

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .text.lexical import STOPWORDS, terms, terms_many, words
+from ..text.lexical import STOPWORDS, terms, terms_many, words
 
 # benchmarks/support.py on the dev splits (benchmarks/RESULTS.md, "Claim support").
 # Both IDF-weighted shares; within 0.001 of the best balanced accuracy found on dev

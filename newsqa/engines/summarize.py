@@ -25,10 +25,9 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from .citations import citation_for
-from .errors import InputError
-from .grounding import DraftCitation, DraftClaim, Grounder
-from .models import (
+from ..errors import InputError
+from ..grounding import DraftCitation, DraftClaim, Grounder, citation_for, format_sources
+from ..models import (
     Article,
     Bullet,
     Passage,
@@ -38,15 +37,15 @@ from .models import (
     TimelineEvent,
     Usage,
 )
-from .prompts import format_sources, render
-from .store.chunking import chunk_article, count_tokens
-from .text.sentences import sentence_spans
+from ..store.chunking import chunk_article, count_tokens
+from ..text.sentences import sentence_spans
+from .prompts import render
 
 if TYPE_CHECKING:
+    from ..retrieval import Filters, Retriever
+    from ..store.embedding import Embedder
+    from ..store.index import Index
     from .llm import LLM
-    from .retrieval import Filters, Retriever
-    from .store.embedding import Embedder
-    from .store.index import Index
 
 # ----------------------------------------------------------------------------------------
 # Sentences

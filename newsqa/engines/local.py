@@ -36,12 +36,12 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .aio import iterate_in_thread
-from .errors import ConfigError
+from ..aio import iterate_in_thread
+from ..errors import ConfigError
 from .llm import LLM
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from ..config import Settings
     from .llm import LLM
 
 LOCAL_BASE_URL = "http://llama.local/v1"

@@ -20,14 +20,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .citations import ClaimedQuote, verify
-from .config import RetrievalSettings, Settings
-from .models import Answer, Article, Citation, Passage, RejectedCitation
-from .text.lexical import terms, words
-from .text.sentences import sentence_spans
+from ..config import RetrievalSettings, Settings
+from ..grounding import ClaimedQuote, verify
+from ..models import Answer, Article, Citation, Passage, RejectedCitation
+from ..text.lexical import terms, words
+from ..text.sentences import sentence_spans
 
 if TYPE_CHECKING:
-    from .store.index import Index
+    from ..store.index import Index
 
 MAX_SENTENCES = 3
 MIN_GAIN = 0.1  # share of the question's term weight a further sentence must add

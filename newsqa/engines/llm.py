@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from .aio import in_thread, iterate_in_thread
-from .config import DEFAULT_OPENAI_MODEL
-from .errors import (
+from ..aio import in_thread, iterate_in_thread
+from ..config import DEFAULT_OPENAI_MODEL
+from ..errors import (
     ConfigError,
     LLMConnectionError,
     LLMError,
@@ -45,10 +45,10 @@ from .errors import (
     LLMRateLimited,
     LLMServerError,
 )
-from .models import Usage
+from ..models import Usage
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from ..config import Settings
 
 T = TypeVar("T", bound=BaseModel)
 R = TypeVar("R")

@@ -1,0 +1,12 @@
+"""Engines: what turns sources into a draft, and the models behind them.
+
+    llm_answer.py    the LLM engine's answer (prompt, structured stream, one re-ask)
+    extractive.py    the offline engine: sentences picked and cited, no model
+    summarize.py     summaries and timelines, map-reduce under a token budget
+    llm.py           OpenAI-compatible client: structured-output ladder, retries, streams
+    local.py, llama_index_llm.py   backends that register themselves (in-process
+                     llama.cpp; any LlamaIndex LLM)
+    prompts.py       templates as files (prompts/)
+
+Engines import grounding, retrieval, store and text, never the app above them.
+"""

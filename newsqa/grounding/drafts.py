@@ -1,0 +1,47 @@
+"""What a model fills in: draft claims with the quotes they rest on, before any check.
+
+Answers, summaries and timelines all hand the grounder `DraftClaim`s; nothing here is
+trusted until `grounder.Grounder` has found each quote and checked it backs its claim.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, Field
+
+# What a model writes when it has no answer, in the direct-answer slot.
+_NO_ANSWER = re.compile(
+    r"^\W*(insufficient information|not enough information|unknown|none|n/?a|"
+    r"the sources do not (say|contain|mention)\b.*)\W*$",
+    re.IGNORECASE,
+)
+
+
+class DraftCitation(BaseModel):
+    source_id: str
+    quote: str
+
+
+class DraftClaim(BaseModel):
+    # Quotes first, then the claim: a model that has just copied its evidence writes a
+    # claim that says what the evidence says, rather than restating the question.
+    citations: list[DraftCitation] = Field(default_factory=list)
+    text: str
+
+
+class DraftAnswer(BaseModel):
+    """What the model fills in. Field order matters: it streams in this order."""
+
+    answerable: bool
+    answer: str = Field(
+        default="",
+        description="The short answer the question asks for: yes or no, a name, a number, "
+        "a date, or 'insufficient information'.",
+    )
+    reason: str | None = None
+    claims: list[DraftClaim] = Field(default_factory=list)
+
+
+def is_no_answer(text: str) -> bool:
+    return bool(_NO_ANSWER.match(text.strip())) if text.strip() else True
