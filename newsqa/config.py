@@ -119,6 +119,10 @@ class Settings:
 
     db: Path = field(default_factory=lambda: Path(DEFAULT_DB))
     chroma_url: str | None = None
+    # With chroma_url: the folder of the persistent keyword index every process shares
+    # (one ingest worker writes, query servers read; shared storage across machines).
+    # Embedded folders keep theirs inside `db`. None with a server: no persistent index.
+    keyword_dir: Path | None = None
     collection: str = DEFAULT_COLLECTION
     embedding: str = DEFAULT_EMBEDDING
     chunk_tokens: int = 256
@@ -146,6 +150,7 @@ class Settings:
         settings = cls(
             db=Path(env.get("NEWSQA_DB") or DEFAULT_DB),
             chroma_url=env.get("NEWSQA_CHROMA_URL") or None,
+            keyword_dir=Path(env["NEWSQA_KEYWORD_DIR"]) if env.get("NEWSQA_KEYWORD_DIR") else None,
             collection=env.get("NEWSQA_COLLECTION") or DEFAULT_COLLECTION,
             embedding=env.get("NEWSQA_EMBEDDING") or DEFAULT_EMBEDDING,
             chunk_tokens=_env_int(env, "NEWSQA_CHUNK_TOKENS", cls.chunk_tokens),

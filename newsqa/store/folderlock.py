@@ -44,8 +44,14 @@ def default_timeout() -> float:
         raise StoreError(f"NEWSQA_LOCK_TIMEOUT must be a number of seconds, got {raw!r}") from None
 
 
-def acquire(folder: Path, timeout: float | None = None) -> str:
-    """Hold `folder` for this process; returns the key to `release` it with."""
+_EMBEDDED = ("an embedded index serves one process at a time: wait for it, stop it, or share "
+             "the index through a Chroma server (`chroma run`, then --chroma-url)")
+
+
+def acquire(folder: Path, timeout: float | None = None, advice: str = _EMBEDDED) -> str:
+    """Hold `folder` for this process; returns the key to `release` it with.
+
+    `advice` ends the error when another process holds it past the timeout."""
     key = str(folder.resolve())
     with _guard:
         if key in _held:
@@ -55,7 +61,7 @@ def acquire(folder: Path, timeout: float | None = None) -> str:
         folder.mkdir(parents=True, exist_ok=True)
         fd = _open_lock(folder / LOCK_NAME)
         try:
-            _wait_for(fd, folder, default_timeout() if timeout is None else timeout)
+            _wait_for(fd, folder, default_timeout() if timeout is None else timeout, advice)
         except BaseException:
             os.close(fd)
             raise
@@ -114,7 +120,7 @@ def _refusal(path: Path, exc: OSError) -> str:
     return f"{path}: cannot open the index lock: {exc.strerror or exc}"
 
 
-def _wait_for(fd: int, folder: Path, timeout: float) -> None:
+def _wait_for(fd: int, folder: Path, timeout: float, advice: str) -> None:
     deadline = time.monotonic() + timeout
     delay = 0.05
     while True:
@@ -126,10 +132,7 @@ def _wait_for(fd: int, folder: Path, timeout: float) -> None:
                 raise StoreError(f"{folder}: cannot lock the index: {exc}") from exc
         if time.monotonic() >= deadline:
             raise StoreError(
-                f"{folder} is in use by another process ({_holder(fd)}); an embedded index "
-                "serves one process at a time: wait for it, stop it, or share the index "
-                "through a Chroma server (`chroma run`, then --chroma-url)"
-            )
+                f"{folder} is in use by another process ({_holder(fd)}); {advice}")
         time.sleep(delay)  # polling a lock another process holds; nothing to wait on
         delay = min(delay * 2, 0.5)
 

@@ -69,7 +69,7 @@ from ..errors import ArticleNotFound, ModelMismatch, NewsQAError, StoreError
 from ..models import Article, ArticleInfo, Chunk, MetadataValue, Passage
 from . import folderlock
 from .chunking import chunking_signature, search_text
-from .keywordstore import KeywordStore, docs_from_records, folder_for, version
+from .keywordstore import KeywordStore, docs_from_records, folder_for, version, write_lock
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -282,23 +282,28 @@ class Index:
         )
 
     def _open_keywords(self) -> KeywordStore | None:
-        """The persistent keyword index of an embedded folder (None for a Chroma server).
+        """The persistent keyword index: inside an embedded folder, or in the shared
+        `keyword_dir` beside a Chroma server (None for a server without one).
 
         An index written before it existed (or whose keyword folder was lost or
         left half-filled) gets it filled once from the stored chunks, here, with a
-        message: the folder lock is ours, so no write can race the fill.
+        message. The keyword folder's write lock is held meanwhile, so processes
+        opening a shared folder at once fill it once, and no write races the fill.
         """
-        if self.settings.chroma_url:
+        root = self.settings.keyword_dir if self.settings.chroma_url else self.settings.db
+        if root is None:
             return None
-
-        store = KeywordStore.open(folder_for(Path(self.settings.db), self.settings.collection))
-        if store.fresh:
-            count = self._chunks.count()
-            if count:
-                log.warning("newsqa: building the keyword index of %s once (%d stored chunks; "
-                            "indexes made before it are upgraded in place)", self.location, count)
-            self._reconcile_keywords(store, self._entries())
-            store.mark_complete()
+        path = folder_for(Path(root), self.settings.collection)
+        with write_lock(path):
+            store = KeywordStore.open(path)
+            if store.fresh:
+                count = self._chunks.count()
+                if count:
+                    log.warning("newsqa: building the keyword index of %s once (%d stored "
+                                "chunks; indexes made before it are upgraded in place)",
+                                self.location, count)
+                self._reconcile_keywords(store, self._entries())
+                store.mark_complete()
         return store
 
     def _reconcile_keywords(self, store: KeywordStore, entries: dict[str, _Entry]) -> None:

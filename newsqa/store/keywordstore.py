@@ -34,12 +34,13 @@ small `newsqa-keyword.json` beside them is JSON.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -47,6 +48,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..errors import StoreError
 from ..text.lexical import terms_many
 from ..text.sentences import sentence_spans
+from . import folderlock
 
 if TYPE_CHECKING:
     import tantivy
@@ -229,7 +231,7 @@ class KeywordStore:
                 writer.delete_documents_by_term("version", name)
 
     def _writer(self) -> _Writer:
-        return _Writer(self._index.writer(heap_size=WRITER_HEAP, num_threads=1))
+        return _Writer(self._index, self.path)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -343,21 +345,51 @@ class KeywordStore:
         return Q.boolean_query(parts)
 
 
-class _Writer:
-    """A tantivy writer that commits and lets go of its lock on success, rolls back on error."""
+@contextlib.contextmanager
+def write_lock(path: Path) -> Iterator[None]:
+    """Hold the right to write the keyword index at `path` (waiting NEWSQA_LOCK_TIMEOUT).
 
-    def __init__(self, writer: tantivy.IndexWriter) -> None:
-        self.writer = writer
+    tantivy admits one writer and fails a second at once; processes sharing a keyword
+    folder beside a Chroma server (an ingest worker, a server filling a fresh folder)
+    wait their turn here instead. The lock file sits in the parent folder, which
+    outlives a rebuild of the index folder itself. Counted per process, so nesting
+    it (a fill, then its writes) costs nothing.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = folderlock.acquire(path.parent, advice="one process writes a keyword index at a "
+                             "time; this one waited NEWSQA_LOCK_TIMEOUT seconds for the other")
+    try:
+        yield
+    finally:
+        folderlock.release(key)
+
+
+class _Writer:
+    """A tantivy writer under the folder's write lock: it commits and lets go of both
+    locks on success, rolls back on error."""
+
+    def __init__(self, index: tantivy.Index, path: Path) -> None:
+        self.index, self.path = index, path
+        self._lock = write_lock(path)
 
     def __enter__(self) -> tantivy.IndexWriter:
+        self._lock.__enter__()
+        try:
+            self.writer = self.index.writer(heap_size=WRITER_HEAP, num_threads=1)
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
         return self.writer
 
     def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
-        if kind is None:
-            self.writer.commit()
-        else:
-            self.writer.rollback()
-        self.writer.wait_merging_threads()  # ends the writer: its lock goes with it
+        try:
+            if kind is None:
+                self.writer.commit()
+            else:
+                self.writer.rollback()
+            self.writer.wait_merging_threads()  # ends the writer: its lock goes with it
+        finally:
+            self._lock.__exit__(None, None, None)
 
 
 def _open_or_create(path: Path, built: tantivy.Schema) -> tantivy.Index:
