@@ -48,8 +48,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     from newsqa import NewsQA
+    from newsqa.app.evaluation import MultihopQuery
     from newsqa.engines.extractive import NullModel, Signals
-    from newsqa.evaluation import MultihopQuery
     from newsqa.models import Answer, Passage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def dev_queries(folder: Path) -> list[MultihopQuery]:
-    from newsqa.evaluation import DEV_IDS, load_multihop_queries, read_ids
+    from newsqa.app.evaluation import DEV_IDS, load_multihop_queries, read_ids
 
     return load_multihop_queries(folder / "queries.jsonl", read_ids(folder / DEV_IDS))
 
@@ -134,7 +134,7 @@ def out_of_fold_passages(
     from retrieval_levers import dense_hits
     from train_ranker import PARAMS, ROUNDS
 
-    from newsqa.evaluation import holds_fact
+    from newsqa.app.evaluation import holds_fact
     from newsqa.retrieval import Filters, FusionWeights, Retriever
     from newsqa.retrieval.training import train
 
@@ -371,14 +371,14 @@ def print_direct(scored: Sequence[tuple[Answer, list[str]]]) -> None:
 
 
 def exact(prediction: str, gold: str) -> bool:
-    from newsqa.evaluation import normalise_answer
+    from newsqa.app.evaluation import normalise_answer
 
     return normalise_answer(prediction) == normalise_answer(gold)
 
 
 def holds(outer: str, inner: str) -> bool:
     """Every normalised token of `inner` is among those of `outer` (and there is one)."""
-    from newsqa.evaluation import normalise_answer
+    from newsqa.app.evaluation import normalise_answer
 
     tokens, wanted = normalise_answer(outer).split(), normalise_answer(inner).split()
     return bool(wanted) and all(t in tokens for t in wanted)
@@ -394,7 +394,7 @@ def _share(count: int, total: int) -> str:
 def report_newsqa(folder: Path) -> None:
     """The dev stories in a temporary index, each dev question asked as a user would."""
     from newsqa import NewsQA
-    from newsqa.evaluation import DEV_IDS, read_ids, select_records
+    from newsqa.app.evaluation import DEV_IDS, read_ids, select_records
     from newsqa.models import Article
 
     if not (folder / "items.jsonl").is_file():

@@ -53,9 +53,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from newsqa.engines.llm import LLM, RUNGS  # noqa: E402
-from newsqa.errors import LLMError, LLMOutputError, NewsQAError, StoreError  # noqa: E402
-from newsqa.evaluation import (  # noqa: E402
+from newsqa.app.evaluation import (  # noqa: E402
     ABSTAIN_ANSWER,
     DEFAULT_MULTIHOP_DB,
     DEV_IDS,
@@ -68,6 +66,8 @@ from newsqa.evaluation import (  # noqa: E402
     load_multihop_queries,
     read_ids,
 )
+from newsqa.engines.llm import LLM, RUNGS  # noqa: E402
+from newsqa.errors import LLMError, LLMOutputError, NewsQAError, StoreError  # noqa: E402
 from newsqa.models import Answer, Article, Passage, Usage  # noqa: E402
 from newsqa.store.embedding import sha256_file  # noqa: E402  (ties a figure to the bytes measured)
 

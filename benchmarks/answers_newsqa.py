@@ -43,10 +43,10 @@ from answers import (
 )
 
 from newsqa import NewsQA
+from newsqa.app.evaluation import DEV_IDS, read_ids, select_records
 from newsqa.config import Settings
 from newsqa.engines.llm_answer import answer
 from newsqa.errors import NewsQAError
-from newsqa.evaluation import DEV_IDS, read_ids, select_records
 from newsqa.models import Article, Passage
 
 _WORD = re.compile(r"\w+")

@@ -36,7 +36,7 @@ GOAL_S = 3.0
 def newsqa_command() -> list[str]:
     """The installed console script when there is one: that is what users start."""
     script = shutil.which("newsqa")
-    return [script] if script else [sys.executable, "-m", "newsqa.cli"]
+    return [script] if script else [sys.executable, "-m", "newsqa.app.cli"]
 
 
 def run_ask(db: Path, question: str) -> tuple[float, str]:
@@ -89,7 +89,7 @@ def main() -> int:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}", file=sys.stderr)
     results: dict[str, object] = {"interpreter_s": round(interpreter_baseline(), 3)}
-    for module in ("newsqa", "newsqa.cli"):
+    for module in ("newsqa", "newsqa.app.cli"):
         total, offenders = import_offenders(module, args.top)
         results[f"import_{module}_ms"] = round(total, 1)
         results[f"offenders_{module}"] = [[round(ms, 1), name] for ms, name in offenders]
@@ -105,7 +105,7 @@ def main() -> int:
         print(json.dumps(results, indent=2))
         return 0
     print(f"python -c pass: {results['interpreter_s']} s")
-    for module in ("newsqa", "newsqa.cli"):
+    for module in ("newsqa", "newsqa.app.cli"):
         print(f"import {module}: {results[f'import_{module}_ms']} ms; top offenders (cumulative):")
         for ms, name in results[f"offenders_{module}"]:  # type: ignore[attr-defined]
             print(f"  {ms:8.1f} ms  {name}")

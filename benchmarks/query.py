@@ -53,13 +53,13 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 
 def stats(values: Sequence[float]) -> dict[str, float]:
-    from newsqa.evaluation import latency_summary
+    from newsqa.app.evaluation import latency_summary
 
     return latency_summary(values)
 
 
 def dev_queries(n: int) -> list[str]:
-    from newsqa.evaluation import DEV_IDS, load_multihop_queries, read_ids
+    from newsqa.app.evaluation import DEV_IDS, load_multihop_queries, read_ids
 
     ids = read_ids(DATA / DEV_IDS)[:n]
     return [q.query for q in load_multihop_queries(DATA / "queries.jsonl", ids)]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from newsqa import NewsQA
-from newsqa.evaluation import (
+from newsqa.app.evaluation import (
     DEFAULT_MULTIHOP_DATA,
     DEFAULT_MULTIHOP_DB,
     DEV_IDS,

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from newsqa.evaluation import read_ids, read_jsonl, select_records
+from newsqa.app.evaluation import read_ids, read_jsonl, select_records
 from newsqa.grounding.support import (
     RELEVANCE_THRESHOLD,
     SUPPORT_THRESHOLD,

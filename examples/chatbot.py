@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from newsqa import Answer, NewsQA
-from newsqa.chat import ChatSession
+from newsqa.app.chat import ChatSession
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 

@@ -16,7 +16,7 @@ from llama_index.core.base.response.schema import Response
 from llama_index.core.schema import NodeWithScore
 
 from newsqa import NewsQA
-from newsqa.llama_index import NewsQAChatEngine, NewsQAQueryEngine, NewsQARetriever, NewsReader
+from newsqa.app.llama_index import NewsQAChatEngine, NewsQAQueryEngine, NewsQARetriever, NewsReader
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 

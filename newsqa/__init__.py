@@ -30,7 +30,7 @@ from .models import (
 )
 
 if TYPE_CHECKING:
-    from .api import NewsQA
+    from .app.api import NewsQA
 
 __all__ = [
     "Answer",
@@ -53,7 +53,9 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> Any:
     if name == "NewsQA":
-        from .api import NewsQA
+        # Deferred for start-up time: `import newsqa` stays light (models, config, errors);
+        # the store, retrieval and engines load on first use of NewsQA.
+        from .app.api import NewsQA
 
         return NewsQA
     raise AttributeError(f"module 'newsqa' has no attribute {name!r}")

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from newsqa.api import NewsQA
-from newsqa.chat import ChatSession, Turn, strip_reply
-from newsqa.cli import cli
+from newsqa.app.api import NewsQA
+from newsqa.app.chat import ChatSession, Turn, strip_reply
+from newsqa.app.cli import cli
 from newsqa.errors import IndexMissing, InputError
 from newsqa.models import MAX_QUESTION_CHARS
 from tests.conftest import REPO
@@ -149,7 +149,7 @@ def test_a_missing_collection_on_a_chroma_server(chroma_server: str) -> None:
 def test_search_options_are_spelled_once_and_a_misspelt_one_is_refused(tmp_path: Path) -> None:
     """issue 17: NewsQA's question-taking calls and ChatSession share SearchOptions."""
     from newsqa import NewsQA
-    from newsqa.chat import ChatSession
+    from newsqa.app.chat import ChatSession
 
     qa = NewsQA(db=tmp_path / "db", llm=None)
     with pytest.raises(TypeError, match="'source'"):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from newsqa.chat import (
+from newsqa.app.chat import (
     MAX_HISTORY_CHARS,
     MAX_HISTORY_PAIRS,
     ChatSession,
@@ -176,7 +176,7 @@ def test_every_history_a_session_takes_in_is_clipped(tmp_path: Path) -> None:
     """The offline rewrite costs the square of the previous reply (40 KB: ~3 s), and a
     replay runs it once a turn: a given history, an added turn and a replayed client
     history keep the latest MAX_HISTORY_PAIRS turns, MAX_HISTORY_CHARS of each text."""
-    from newsqa.api import NewsQA
+    from newsqa.app.api import NewsQA
 
     long_turns = [Turn(f"Who did Qaani meet? ({i})", LONG_ANSWER, "Q" * 50_000)
                   for i in range(3 * MAX_HISTORY_PAIRS)]
@@ -252,7 +252,7 @@ def test_reply_remainder_completes_streamed_text() -> None:
 
 @pytest.fixture(scope="module")
 def seeded_qa(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    from newsqa.api import NewsQA
+    from newsqa.app.api import NewsQA
 
     qa = NewsQA(db=tmp_path_factory.mktemp("chat-db"), llm="extractive")
     report = qa.ingest(SEEDS)
@@ -340,7 +340,7 @@ def test_empty_question_is_rejected(seeded_qa) -> None:  # type: ignore[no-untyp
 
 
 def _llm_qa(tmp_path: Path, url: str):  # type: ignore[no-untyped-def]
-    from newsqa.api import NewsQA
+    from newsqa.app.api import NewsQA
     from newsqa.engines.llm import LLM
 
     return NewsQA(db=tmp_path / "db", llm=LLM("test-model", base_url=url, api_key="k"))
@@ -400,7 +400,7 @@ def test_async_llm_rewrite(tmp_path: Path, openai_server: FakeOpenAIServer) -> N
 def test_cli_chat_answers_follow_ups_and_exits(seeded_qa) -> None:  # type: ignore[no-untyped-def]
     from click.testing import CliRunner
 
-    from newsqa.cli import cli
+    from newsqa.app.cli import cli
 
     db = str(seeded_qa.settings.db)
     result = CliRunner().invoke(
@@ -417,7 +417,7 @@ def test_cli_chat_answers_follow_ups_and_exits(seeded_qa) -> None:  # type: igno
 def test_cli_chat_ends_on_eof(seeded_qa) -> None:  # type: ignore[no-untyped-def]
     from click.testing import CliRunner
 
-    from newsqa.cli import cli
+    from newsqa.app.cli import cli
 
     result = CliRunner().invoke(
         cli, ["chat", "--db", str(seeded_qa.settings.db), "--llm", "extractive"],

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from newsqa.cli import cli
+from newsqa.app.cli import cli
 from tests.conftest import REPO, free_port
 
 SEEDS = REPO / "seeds"
@@ -29,7 +29,7 @@ def newsqa(cwd: Path, *args: str, env: dict[str, str] | None = None,
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSQA_", "OPENAI_"))}
     clean["NEWSQA_DB"] = str(cwd / "default-db")
     return subprocess.run(
-        [sys.executable, "-m", "newsqa.cli", *args],
+        [sys.executable, "-m", "newsqa.app.cli", *args],
         cwd=cwd, env={**clean, **(env or {})}, capture_output=True, text=True,
         timeout=RUN_DEADLINE,
     )

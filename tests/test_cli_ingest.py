@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from newsqa.cli import cli
+from newsqa.app.cli import cli
 from newsqa.config import Settings
 from newsqa.store.articles import read_paths
 from newsqa.store.chunking import chunk_article
@@ -211,7 +211,7 @@ def test_sigkill_mid_ingest_then_rerun_gives_the_full_index(
     assert proc.returncode == -signal.SIGKILL
 
     rerun = subprocess.run(
-        [sys.executable, "-m", "newsqa.cli", "ingest", str(folder), "--db", str(db), "--json"],
+        [sys.executable, "-m", "newsqa.app.cli", "ingest", str(folder), "--db", str(db), "--json"],
         env=env,
         capture_output=True,
         text=True,

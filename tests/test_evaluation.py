@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from newsqa.errors import InputError
-from newsqa.evaluation import (
+from newsqa.app.evaluation import (
     DataMissing,
     Evidence,
     MultihopQuery,
@@ -30,6 +29,7 @@ from newsqa.evaluation import (
     score_ranking,
     summarise_run,
 )
+from newsqa.errors import InputError
 from newsqa.models import Answer, Citation, Passage
 
 # -- retrieval scoring ------------------------------------------------------------------------
@@ -97,7 +97,7 @@ def test_lenient_match_is_the_papers_shared_word_rule() -> None:
 
 
 def test_the_direct_answer_is_what_is_scored_when_there_is_one() -> None:
-    from newsqa.evaluation import prediction_text
+    from newsqa.app.evaluation import prediction_text
     from newsqa.models import Answer, Citation
 
     cited = Citation(article_id="a", quote="Sam Bankman-Fried", start=0, end=17)
@@ -284,7 +284,7 @@ def tiny_multihop(tmp_path: Path) -> Path:
 def test_cli_multihop_smoke_run(tiny_multihop: Path, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from newsqa.cli import cli
+    from newsqa.app.cli import cli
 
     dump, report = tmp_path / "dump.json", tmp_path / "report.md"
     args = ["eval", "multihop", "--data", str(tiny_multihop), "--db", str(tmp_path / "db"),
@@ -316,7 +316,7 @@ def test_cli_multihop_smoke_run(tiny_multihop: Path, tmp_path: Path) -> None:
 def test_cli_skips_cleanly_without_data(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from newsqa.cli import cli
+    from newsqa.app.cli import cli
 
     result = CliRunner().invoke(cli, ["eval", "multihop", "--data", str(tmp_path / "absent")])
     assert result.exit_code == 0

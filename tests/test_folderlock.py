@@ -69,7 +69,7 @@ def _refused_one_line(db: Path) -> str:
     """`newsqa articles` on the folder: exit 1 with one line on stderr, which is returned."""
     from click.testing import CliRunner
 
-    from newsqa.cli import cli
+    from newsqa.app.cli import cli
 
     result = CliRunner().invoke(cli, ["articles", "--db", str(db)])
     assert result.exit_code == 1, result.output

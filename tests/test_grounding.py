@@ -284,8 +284,8 @@ def _injected_reply(request: Recorded) -> Reply:
 
 
 def test_server_stream_never_sends_the_injection(tmp_path: Path) -> None:
-    from newsqa.api import NewsQA
-    from newsqa.server import create_app
+    from newsqa.app.api import NewsQA
+    from newsqa.app.server import create_app
     from tests.test_server import _uvicorn
 
     folder = tmp_path / "articles"

@@ -42,7 +42,7 @@ def newsqa(db: Path, *args: str, fault: str | None = None) -> subprocess.Complet
     if fault is not None:
         env["NEWSQA_FAULT_AT"] = fault
     return subprocess.run(
-        [sys.executable, "-m", "newsqa.cli", *args, "--db", str(db)],
+        [sys.executable, "-m", "newsqa.app.cli", *args, "--db", str(db)],
         env=env, capture_output=True, text=True, timeout=300, check=False,
     )
 

@@ -32,10 +32,8 @@ from llama_index.core.llms.callbacks import llm_completion_callback
 from llama_index.core.schema import Document, MetadataMode, NodeWithScore, TextNode
 from pydantic import BaseModel
 
-from newsqa.api import NewsQA
-from newsqa.engines.llm import LLM, StreamStats
-from newsqa.errors import InputError, LLMConnectionError, LLMOutputError, LLMServerError
-from newsqa.llama_index import (
+from newsqa.app.api import NewsQA
+from newsqa.app.llama_index import (
     LlamaIndexLLM,
     NewsQAChatEngine,
     NewsQAQueryEngine,
@@ -43,6 +41,8 @@ from newsqa.llama_index import (
     NewsReader,
     as_newsqa_llm,
 )
+from newsqa.engines.llm import LLM, StreamStats
+from newsqa.errors import InputError, LLMConnectionError, LLMOutputError, LLMServerError
 from newsqa.models import Answer
 from tests.openai_server import FakeOpenAIServer, Reply
 from tests.openai_server import openai_server as openai_server  # the fixture
@@ -83,7 +83,7 @@ def assert_exact_span(qa: NewsQA, node: NodeWithScore) -> None:
 
 def test_import_newsqa_leaves_llama_index_unloaded() -> None:
     code = (
-        "import sys, newsqa, newsqa.api, newsqa.engines.llm; newsqa.NewsQA(llm='extractive'); "
+        "import sys, newsqa, newsqa.app.api, newsqa.engines.llm; newsqa.NewsQA(llm='extractive'); "
         "sys.exit(int('llama_index' in sys.modules))"
     )
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
@@ -226,7 +226,7 @@ def test_a_given_history_is_bounded_like_the_servers(tmp_path: Path) -> None:
     as newsqa's server does (newsqa.chat.MAX_HISTORY_CHARS, MAX_HISTORY_PAIRS).
     The bound is asserted on what is kept, not timed (a timing failed on a loaded CI box).
     """
-    from newsqa.chat import MAX_HISTORY_CHARS, MAX_HISTORY_PAIRS
+    from newsqa.app.chat import MAX_HISTORY_CHARS, MAX_HISTORY_PAIRS
 
     engine = NewsQAChatEngine(NewsQA(db=tmp_path / "none", llm="extractive"))
     long = ("Qaani met al-Sudani in Baghdad and warned Washington. " * 800)[:40_000]

@@ -36,7 +36,7 @@ Q_WARN = "What did he warn?"
 
 
 def _ingested_db(path: Path) -> Path:
-    from newsqa.api import NewsQA
+    from newsqa.app.api import NewsQA
 
     with NewsQA(db=path, llm="extractive") as qa:  # let go: a `newsqa serve` may open it next
         assert qa.ingest(SEEDS).added == 2
@@ -58,8 +58,8 @@ def offline_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     log_path = tmp_path_factory.mktemp("serve-log") / "serve.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "NEWSQA_"))}
-    command = [sys.executable, "-m", "newsqa.cli", "serve", "--db", str(db), "--port", str(port),
-               "--api-key", API_KEY, "--llm", "extractive"]
+    command = [sys.executable, "-m", "newsqa.app.cli", "serve", "--db", str(db),
+               "--port", str(port), "--api-key", API_KEY, "--llm", "extractive"]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
@@ -388,9 +388,9 @@ def _uvicorn(app: Any) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def llm_url(tmp_path_factory: pytest.TempPathFactory, upstream: FakeOpenAIServer) -> Iterator[str]:
     """create_app under uvicorn in a thread; newsqa's LLM is the wire server."""
-    from newsqa.api import NewsQA
+    from newsqa.app.api import NewsQA
+    from newsqa.app.server import create_app
     from newsqa.engines.llm import LLM
-    from newsqa.server import create_app
 
     db = _ingested_db(tmp_path_factory.mktemp("llm-db"))
     qa = NewsQA(db=db, llm=LLM("test-model", base_url=upstream.url, api_key="upstream-key"))
@@ -456,8 +456,8 @@ def test_llm_backed_streaming_and_async(llm_url: str) -> None:
 
 
 def test_cold_server_builds_shared_parts_once_under_concurrency(tmp_path: Path) -> None:
-    from newsqa.api import NewsQA
-    from newsqa.server import create_app
+    from newsqa.app.api import NewsQA
+    from newsqa.app.server import create_app
 
     db = _ingested_db(tmp_path / "cold-db")
     qa = NewsQA(db=db, llm="extractive")  # nothing built yet: no index, model or BM25 table
@@ -493,9 +493,9 @@ def test_cold_server_builds_shared_parts_once_under_concurrency(tmp_path: Path) 
 
 
 def test_upstream_model_failures_are_reported_not_hidden(tmp_path: Path) -> None:
-    from newsqa.api import NewsQA
+    from newsqa.app.api import NewsQA
+    from newsqa.app.server import create_app
     from newsqa.engines.llm import LLM
-    from newsqa.server import create_app
 
     db = _ingested_db(tmp_path / "failing-db")
     failing = FakeOpenAIServer().start()
@@ -561,8 +561,8 @@ def test_store_failures_are_503_without_the_local_path(
 ) -> None:
     """The folder is held by another process: the client learns the store is unavailable,
     the log (not the client) learns where."""
-    from newsqa.api import NewsQA
-    from newsqa.server import create_app
+    from newsqa.app.api import NewsQA
+    from newsqa.app.server import create_app
 
     db = _ingested_db(tmp_path / "held-db")
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(db)], stdin=subprocess.PIPE,
@@ -588,7 +588,7 @@ def test_store_failures_are_503_without_the_local_path(
 def _serve(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "NEWSQA_"))}
     return subprocess.run(
-        [sys.executable, "-m", "newsqa.cli", "serve", "--db", str(db), "--llm", "extractive",
+        [sys.executable, "-m", "newsqa.app.cli", "serve", "--db", str(db), "--llm", "extractive",
          "--port", str(free_port()), *args],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=START_DEADLINE,
     )

@@ -406,7 +406,7 @@ def test_llm_timeline_verified_sorted_with_untrusted_dates(
 
 @pytest.fixture(scope="module")
 def seeded_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from newsqa.api import NewsQA
+    from newsqa.app.api import NewsQA
 
     db = tmp_path_factory.mktemp("seeded") / "db"
     report = NewsQA(db=db, llm="extractive").ingest([SEEDS])
@@ -415,7 +415,7 @@ def seeded_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_api_offline_summaries_and_timeline_cite_stored_text(seeded_db: Path) -> None:
-    from newsqa.api import NewsQA
+    from newsqa.app.api import NewsQA
 
     qa = NewsQA(db=seeded_db, llm="extractive")
     stored = {info.id: qa.get_article(info.id) for info in qa.articles()}
@@ -433,7 +433,7 @@ def test_api_offline_summaries_and_timeline_cite_stored_text(seeded_db: Path) ->
 
 
 def test_api_rejects_unknown_article_and_bad_controls(seeded_db: Path) -> None:
-    from newsqa.api import NewsQA
+    from newsqa.app.api import NewsQA
     from newsqa.errors import ArticleNotFound
 
     qa = NewsQA(db=seeded_db, llm="extractive")
@@ -448,7 +448,7 @@ def test_api_rejects_unknown_article_and_bad_controls(seeded_db: Path) -> None:
 def test_api_llm_map_reduce_under_a_forced_small_window(
     seeded_db: Path, openai_server: FakeOpenAIServer  # noqa: F811
 ) -> None:
-    from newsqa.api import NewsQA
+    from newsqa.app.api import NewsQA
     from newsqa.config import Settings
 
     settings = Settings(db=seeded_db, context_window=1500)
@@ -469,7 +469,7 @@ def test_cli_summarize_and_timeline(seeded_db: Path) -> None:
 
     from click.testing import CliRunner
 
-    from newsqa.cli import cli
+    from newsqa.app.cli import cli
 
     runner = CliRunner()
     base = ["--db", str(seeded_db), "--llm", "extractive"]

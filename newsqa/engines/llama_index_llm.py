@@ -1,6 +1,6 @@
 """Any LlamaIndex `LLM` as newsqa's model: a backend, beside `newsqa.engines.local`.
 
-Kept apart from `newsqa.llama_index` (the retriever, engines and reader that sit on top
+Kept apart from `newsqa.app.llama_index` (the retriever, engines and reader that sit on top
 of `NewsQA`): `NewsQA(llm=...)` wraps a LlamaIndex LLM with this module, and if it lived
 with the adapters, the API and the adapters would import each other (issue 17).
 Imported only when such an object is given: `import newsqa` never imports llama_index.

@@ -59,16 +59,15 @@ from llama_index.core.schema import (
 )
 from llama_index.core.tools import ToolOutput
 
+# LlamaIndexLLM and as_newsqa_llm are re-exported: one import for apps.
+from ..engines.llama_index_llm import LlamaIndexLLM, as_newsqa_llm
+from ..errors import InputError
+from ..models import Answer, Article, Citation, DateLike, Passage
+from ..store.articles import read_paths
 from .api import NewsQA
 from .chat import ChatSession, exchanges, replay_history
 
-# LlamaIndexLLM and as_newsqa_llm are re-exported: one import for apps.
-from .engines.llama_index_llm import LlamaIndexLLM, as_newsqa_llm
-from .errors import InputError
-from .models import Answer, Article, Citation, DateLike, Passage
-from .store.articles import read_paths
-
-log = logging.getLogger(__name__)
+log = logging.getLogger("newsqa.llama_index")  # the name its warnings have always had
 
 # Ids, links and offsets: for programs, noise to an embedding model or an LLM prompt.
 HIDDEN_FROM_MODELS = ("article_id", "url", "start", "end", "origin")
@@ -384,7 +383,7 @@ class NewsQAChatEngine(BaseChatEngine):
     def _use_history(self, chat_history: Sequence[ChatMessage] | None) -> None:
         """LlamaIndex's convention: a given history replaces the engine's memory. Its
         follow-ups are re-condensed offline, and it is clipped, as newsqa's server does
-        for a client's history (see newsqa.chat.MAX_HISTORY_CHARS)."""
+        for a client's history (see newsqa.app.chat.MAX_HISTORY_CHARS)."""
         if chat_history is None:
             return
         messages = ((m.role.value, m.content or "") for m in chat_history)

@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .engines.llm_answer import answer as answer_with
-from .engines.summarize import extractive_article_summary
-from .errors import InputError, NewsQAError
-from .models import Answer, Article, Citation, Passage, article_id_for
-from .store.articles import Loaded, read_paths
-from .store.embedding import get_embedder
-from .text.sentences import sentence_spans
+from ..engines.llm_answer import answer as answer_with
+from ..engines.summarize import extractive_article_summary
+from ..errors import InputError, NewsQAError
+from ..models import Answer, Article, Citation, Passage, article_id_for
+from ..store.articles import Loaded, read_paths
+from ..store.embedding import get_embedder
+from ..text.sentences import sentence_spans
 
 if TYPE_CHECKING:
     from .api import NewsQA

@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, Field
 
-from .aio import in_thread, iterate_in_thread
-from .engines.prompts import render
-from .errors import ConfigError, InputError, LLMError, NewsQAError
-from .models import Answer, Citation, SearchOptions, Usage, check_options, check_question
-from .store.chunking import count_tokens
+from ..aio import in_thread, iterate_in_thread
+from ..engines.prompts import render
+from ..errors import ConfigError, InputError, LLMError, NewsQAError
+from ..models import Answer, Citation, SearchOptions, Usage, check_options, check_question
+from ..store.chunking import count_tokens
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
-    from .engines.llm import LLM
+    from ..engines.llm import LLM
 
 DEFAULT_HISTORY_TOKENS = 1500
 MAX_CONTEXT_TERMS = 5

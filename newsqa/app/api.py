@@ -13,14 +13,13 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .aio import in_thread, iterate_in_thread
-from .chat import ChatSession
-from .config import Settings
-from .engines.llm import LLM
-from .engines.llm_answer import answer, stream_answer
-from .engines.summarize import SummaryParts, summarize, timeline
-from .errors import IndexMissing, NewsQAError, SetupError, StoreError, quote
-from .models import (
+from ..aio import in_thread, iterate_in_thread
+from ..config import Settings
+from ..engines.llm import LLM
+from ..engines.llm_answer import answer, stream_answer
+from ..engines.summarize import SummaryParts, summarize, timeline
+from ..errors import IndexMissing, NewsQAError, SetupError, StoreError, quote
+from ..models import (
     Answer,
     Article,
     ArticleInfo,
@@ -33,16 +32,17 @@ from .models import (
     check_options,
     check_question,
 )
-from .retrieval import Filters, Retriever
-from .store.embedding import get_embedder
-from .store.index import Index, _connect
-from .store.ingest import ingest
+from ..retrieval import Filters, Retriever
+from ..store.embedding import get_embedder
+from ..store.index import Index, _connect
+from ..store.ingest import ingest
+from .chat import ChatSession
 
 if TYPE_CHECKING:
     from llama_index.core.llms import LLM as LlamaIndexLLM  # typing only: never imported
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
-    from .store.embedding import Embedder
+    from ..store.embedding import Embedder
 
 T = TypeVar("T")
 
@@ -359,7 +359,7 @@ def _as_llm(llm: LLM | LlamaIndexLLM) -> LLM:
 
     if isinstance(llm, LLM):
         return llm
-    from .engines.llama_index_llm import as_newsqa_llm  # deferred: llama_index is a heavy import
+    from ..engines.llama_index_llm import as_newsqa_llm  # deferred: llama_index is a heavy import
 
     return as_newsqa_llm(llm)
 

@@ -38,8 +38,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from .chat import ChatSession, exchanges, format_reply, replay_history, reply_remainder
-from .errors import (
+from ..errors import (
     InputError,
     LLMConnectionError,
     LLMError,
@@ -48,7 +47,8 @@ from .errors import (
     NewsQAError,
     StoreError,
 )
-from .models import Answer, check_question
+from ..models import Answer, check_question
+from .chat import ChatSession, exchanges, format_reply, replay_history, reply_remainder
 
 if TYPE_CHECKING:
     from .api import NewsQA
@@ -204,7 +204,7 @@ def _conversation(request: ChatRequest) -> tuple[str, list[tuple[str, str]]]:
 
     The question is checked against the API's limit here, before any work; earlier
     messages become (question, answer) pairs, clipped when replayed (see
-    newsqa.chat.MAX_HISTORY_CHARS).
+    newsqa.app.chat.MAX_HISTORY_CHARS).
     """
     messages = request.messages
     last = messages[-1]

@@ -14,11 +14,12 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .errors import ConfigError, IndexMissing, NewsQAError, SetupError, StoreError, shown
+from ..errors import ConfigError, IndexMissing, NewsQAError, SetupError, StoreError, shown
 
 if TYPE_CHECKING:
     from .api import NewsQA
@@ -51,6 +52,8 @@ def open_qa(
 ) -> NewsQA:
     """The archive; only commands that write pass create=True, so a mistyped --db in a
     reading command is an error instead of a new, empty index."""
+    # Deferred for start-up time: api loads the store, retrieval and engines (numpy, scipy,
+    # lightgbm...), which `newsqa --help` and a mistyped command never need.
     from .api import NewsQA
 
     return NewsQA(db=db, chroma_url=chroma_url, collection=collection, create=create,
@@ -273,9 +276,7 @@ def eval_multihop(
     llm: str | None, as_json: bool, report: str | None, dump: str | None,
 ) -> None:
     """Retrieval (Hits/MRR/MAP as the paper), abstention, citations, answers, latency."""
-    from pathlib import Path
-
-    from . import evaluation
+    from . import evaluation  # deferred: the optional benchmark harness, only for `newsqa eval`
 
     try:
         evaluation.require_folder(data, "MultiHop-RAG")
@@ -310,7 +311,7 @@ def eval_summ(
     data: str, ids_file: str | None, limit: int | None, embedding: str, as_json: bool
 ) -> None:
     """ROUGE-1/2/L of the extractive summariser, lead-3 beside it."""
-    from . import evaluation
+    from . import evaluation  # deferred: the optional benchmark harness, only for `newsqa eval`
 
     try:
         evaluation.require_folder(data, "summarisation")
@@ -340,7 +341,7 @@ def eval_summ(
 def serve(db: str | None, chroma_url: str | None, collection: str | None, host: str,
           port: int, api_key: str | None, insecure_no_auth: bool, llm: str | None) -> None:
     """Serve an OpenAI-compatible /v1/chat/completions over the archive."""
-    from .server import serve as run_server
+    from .server import serve as run_server  # deferred: fastapi and uvicorn load only here
 
     _check_exposure(host, api_key, insecure_no_auth)
     qa = open_qa(db, chroma_url, collection, llm=llm)
@@ -395,7 +396,7 @@ def _require_index_or_warn(qa: NewsQA) -> None:
 def chat(db: str | None, chroma_url: str | None, collection: str | None,
          llm: str | None) -> None:
     """Chat with the archive in the terminal; follow-ups may say "he" or "that"."""
-    from .chat import run_terminal
+    from .chat import run_terminal  # deferred with api (see open_qa): asyncio, chat models
 
     qa = open_qa(db, chroma_url, collection, llm=llm)
     qa.require_index()  # before the prompt, not at the first question
@@ -430,7 +431,7 @@ def ask(question: str, sources: tuple[str, ...], since: str | None, until: str |
         top_k: int | None, llm: str | None, db: str | None, chroma_url: str | None,
         collection: str | None, as_json: bool) -> None:
     """Answer QUESTION from the archive; every citation is a verified verbatim span."""
-    from .chat import format_reply
+    from .chat import format_reply  # deferred with api (see open_qa): asyncio, chat models
 
     qa = open_qa(db, chroma_url, collection, llm=llm)
     result = qa.ask(question, sources=sources or None, since=since, until=until, top_k=top_k)
