@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from ..text.dates import MONTH_NAMES, full_month
 from ..text.lexical import STOPWORDS, terms, terms_many, words
 
 # benchmarks/support.py on the dev splits (benchmarks/RESULTS.md, "Claim support").
@@ -251,9 +252,6 @@ _ISO_DATE = re.compile(r"(?<!\d)(\d{4})-(\d{1,2})-(\d{1,2})(?!\d)")
 _TOKEN = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
 # Citation markers a model leaves in its claim text ("[1]", "[S2, S3]") are not numbers.
 _MARKER = re.compile(r"\[\s*S?\d+(?:\s*,\s*S?\d+)*\s*\]", re.IGNORECASE)
-_MONTHS = ("january february march april may june july august september october november "
-           "december").split()
-_ABBREVIATIONS = {m[:3]: m for m in _MONTHS} | {"sept": "september"}
 _NUMBER_WORDS = {
     w: str(i) for i, w in enumerate(
         "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
@@ -325,7 +323,7 @@ def _looks_like_name(word: str) -> bool:
 
 def _name_key(word: str) -> str:
     key = (words(word) or [word.lower()])[0]
-    return _ABBREVIATIONS.get(key, key)
+    return full_month(key)
 
 
 def _known_facts(texts: Iterable[str]) -> tuple[set[str], set[str]]:
@@ -336,10 +334,10 @@ def _known_facts(texts: Iterable[str]) -> tuple[set[str], set[str]]:
         for year, month, day in _ISO_DATE.findall(text):
             numbers.update({str(int(year)), str(int(month)), str(int(day))})
             if 1 <= int(month) <= 12:
-                names.add(_MONTHS[int(month) - 1])
+                names.add(MONTH_NAMES[int(month) - 1])
         numbers.update(_number_value(m.group()) for m in _NUMBER.finditer(text))
         for word in words(text):
-            names.add(_ABBREVIATIONS.get(word, word))
+            names.add(full_month(word))
             if word in _NUMBER_WORDS:
                 numbers.add(_NUMBER_WORDS[word])
     return numbers, names

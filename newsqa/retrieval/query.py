@@ -19,20 +19,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-_MONTHS = {
-    name: number
-    for number, names in enumerate(
-        [
-            ("january", "jan"), ("february", "feb"), ("march", "mar"), ("april", "apr"),
-            ("may",), ("june", "jun"), ("july", "jul"), ("august", "aug"),
-            ("september", "sep", "sept"), ("october", "oct"), ("november", "nov"),
-            ("december", "dec"),
-        ],
-        start=1,
-    )
-    for name in names
-}
-_MONTH = r"(?P<month>" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
+from ..text.dates import MONTH_NUMBERS
+
+_MONTH = r"(?P<month>" + "|".join(sorted(MONTH_NUMBERS, key=len, reverse=True)) + r")\.?"
 _DAY = r"(?P<day>\d{1,2})(?:st|nd|rd|th)?"
 _YEAR = r"(?P<year>(?:19|20)\d{2})"
 _DATE_PATTERNS = (
@@ -169,7 +158,7 @@ def parse_dates(question: str) -> list[DateMention]:
 
 def _to_date(match: re.Match[str]) -> dt.date | None:
     month_text = match.group("month").lower().rstrip(".")
-    month = int(month_text) if month_text.isdigit() else _MONTHS.get(month_text)
+    month = int(month_text) if month_text.isdigit() else MONTH_NUMBERS.get(month_text)
     try:
         return dt.date(int(match.group("year")), month or 0, int(match.group("day")))
     except ValueError:
