@@ -234,3 +234,74 @@ def test_a_removal_killed_after_the_uncommit_is_finished_by_the_next_ingest(
     assert newsqa(db, "ingest", str(SEEDS)).returncode == 0  # unchanged: only settles
     check_exact(db)
 
+
+
+# -- beside a Chroma server: one keyword folder shared by every process ---------------------
+
+
+def test_processes_beside_a_chroma_server_share_one_keyword_folder(
+    chroma_server: str, tmp_path: Path
+) -> None:
+    """Issue 16: an ingest worker writes the keyword index in a shared folder
+    (NEWSQA_KEYWORD_DIR) while a query process keeps it open; the query process finds the
+    new article at its next search through the pool, with nothing rebuilt, and both sides
+    of the index agree."""
+    import dataclasses
+    import uuid
+
+    from newsqa import NewsQA
+
+    shared, collection = tmp_path / "shared-keywords", f"kw{uuid.uuid4().hex[:10]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "NEWSQA_"))}
+    env.update(PYTHONPATH=str(REPO), NEWSQA_LLM="extractive", NEWSQA_KEYWORD_DIR=str(shared))
+
+    def worker(*paths: Path) -> None:
+        done = subprocess.run(
+            [sys.executable, "-m", "newsqa.app.cli", "ingest", *map(str, paths),
+             "--chroma-url", chroma_server, "--collection", collection],
+            env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr
+
+    worker(SEEDS)
+    base = Settings.from_env(chroma_url=chroma_server, collection=collection, llm="extractive",
+                             keyword_dir=shared)
+    settings = dataclasses.replace(base, retrieval=dataclasses.replace(base.retrieval, pool=True))
+    with NewsQA(settings=settings, create=False) as qa:
+        assert qa.index.keywords is not None and not qa.index.keywords.fresh
+        assert_agrees(qa.index)
+        before = qa.search("Velmora river authority floating barriers", top_k=3)
+        path = story_file(tmp_path)
+        worker(path)
+        after = qa.search("Velmora river authority floating barriers", top_k=3)
+        assert article_id(path) not in {p.article_id for p in before}
+        assert after[0].article_id == article_id(path)
+        hits = qa.index.keywords.search(terms("Velmora floating barriers"), 5)
+        assert hits and hits[0][0].startswith(article_id(path))  # the keyword side saw it
+        assert_agrees(qa.index)
+
+
+def test_a_second_writer_of_a_shared_keyword_folder_waits_then_says_who_holds_it(
+    chroma_server: str, tmp_path: Path
+) -> None:
+    """tantivy admits one writer and fails a second at once; an ingest worker meeting
+    another's write waits for it (NEWSQA_LOCK_TIMEOUT), and past that says why."""
+    import uuid
+
+    from newsqa.store.keywordstore import write_lock
+
+    shared, collection = tmp_path / "shared-keywords", f"kw{uuid.uuid4().hex[:10]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "NEWSQA_"))}
+    env.update(PYTHONPATH=str(REPO), NEWSQA_LLM="extractive", NEWSQA_KEYWORD_DIR=str(shared),
+               NEWSQA_LOCK_TIMEOUT="1")
+    command = [sys.executable, "-m", "newsqa.app.cli", "ingest", str(SEEDS),
+               "--chroma-url", chroma_server, "--collection", collection]
+    with write_lock(folder_for(shared, collection)):  # another writer, mid-write
+        held = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,
+                              check=False)
+    assert held.returncode != 0
+    assert "one process writes a keyword index at a time" in held.stderr
+    assert f"pid {os.getpid()}" in held.stderr or str(os.getpid()) in held.stderr
+    assert "Traceback" not in held.stderr
+    free = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert free.returncode == 0, free.stderr
