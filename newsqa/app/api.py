@@ -139,7 +139,6 @@ class NewsQA:
 
     @_step("loading the embedding model")
     def embedder(self) -> Embedder:
-
         return get_embedder(self.settings.embedding, self.settings)
 
     @_step("opening the index")
@@ -150,7 +149,6 @@ class NewsQA:
         return self._open_index()
 
     def _open_index(self) -> Index:
-
         return Index(self.settings, self.embedder)
 
     def _index_for_writing(self) -> Index:
@@ -159,7 +157,6 @@ class NewsQA:
 
     @_step("preparing retrieval")
     def retriever(self) -> Retriever:
-
         return Retriever(self.index, self.embedder, self.settings)
 
     @_step("setting up the language model")
@@ -238,7 +235,6 @@ class NewsQA:
         progress: Callable[[int, int], None] | None = None,
     ) -> IngestReport:
         """Add files, folders or `Article`s; unchanged ones cost nothing."""
-
         if isinstance(items, (str, Path, Article)):
             items = [items]
         index = self._index_for_writing()
@@ -267,7 +263,6 @@ class NewsQA:
 
     def ask(self, question: str, **options: Unpack[SearchOptions]) -> Answer:
         """Answer with citations that are verified verbatim spans of named articles."""
-
         check_question(question)
         passages = self.search(question, **options)
         return answer(question, passages, self.index, self.llm, self.settings)
@@ -278,7 +273,6 @@ class NewsQA:
 
     def stream(self, question: str, **options: Unpack[SearchOptions]) -> Iterator[str | Answer]:
         """Text deltas as the model writes them, then the final verified `Answer`."""
-
         check_question(question)
         passages = self.search(question, **options)
         return stream_answer(question, passages, self.index, self.llm, self.settings)
@@ -304,7 +298,6 @@ class NewsQA:
         focus: str | None = None,
     ) -> Summary:
         """One article by id, or what the archive says about `query`."""
-
         check_question(query, "query")
         check_question(focus, "focus")
         return summarize(
@@ -327,7 +320,6 @@ class NewsQA:
         max_events: int = 12,
     ) -> Timeline:
         """Dated events about a story, oldest first, each cited."""
-
         check_question(query, "query")
         return timeline(self._summary_parts(), query, filters=self._filters(sources, since, until),
                         max_events=max_events)
@@ -340,7 +332,6 @@ class NewsQA:
 
     def _summary_parts(self) -> SummaryParts:
         """What summaries and timelines use, handed over explicitly (they never see NewsQA)."""
-
         window = self.settings.context_window or (
             self.llm.context_window if self.llm is not None else 8192)
         return SummaryParts(index=self.index, retriever=self.retriever, embedder=self.embedder,
@@ -349,14 +340,12 @@ class NewsQA:
     def _filters(
         self, sources: Sequence[str] | None, since: DateLike, until: DateLike
     ) -> Filters:
-
         return Filters.build(sources=sources, since=since, until=until)
 
 
 def _as_llm(llm: LLM | LlamaIndexLLM) -> LLM:
     """A newsqa `LLM` as given; anything else goes to newsqa.engines.llama_index_llm, which wraps
     a LlamaIndex LLM (llama_index is imported only here, only for such an object)."""
-
     if isinstance(llm, LLM):
         return llm
     from ..engines.llama_index_llm import as_newsqa_llm  # deferred: llama_index is a heavy import

@@ -331,7 +331,6 @@ def _checked_rewrite(candidate: str, question: str) -> str | None:
 
 
 def _condense_messages(question: str, history: Sequence[Turn]) -> list[dict[str, str]]:
-
     return render("condense", history=_format_history(history), question=question)
 
 
@@ -351,7 +350,6 @@ def condense_with_llm(question: str, history: Sequence[Turn], llm: LLM) -> tuple
 
 
 def turn_tokens(turn: Turn) -> int:
-
     return count_tokens(turn.question) + count_tokens(turn.answer)
 
 

@@ -387,7 +387,6 @@ def run_queries(
 
 
 def _answer(qa: NewsQA, outcome: Outcome, articles: dict[str, Article]) -> None:
-
     start = time.perf_counter()
     context = outcome.passages[: qa.settings.top_k]
     result = answer_with(outcome.query.query, context, qa.index, qa.llm, qa.settings)
@@ -783,10 +782,8 @@ def evaluate_summaries(
 
 def extractive_summariser(embedding: str | None = "minilm") -> Callable[[SummItem], str]:
     """The offline summariser `NewsQA.summarize` runs for one article, sentences one per line."""
-
     embedder = None
     if embedding:
-
         embedder = get_embedder(embedding)
 
     def summarise(item: SummItem) -> str:

@@ -199,7 +199,6 @@ class LLM:
         """The model `settings.llm` names: a registered backend's if one claims the name
         (in-process llama.cpp claims "local", "local:<path>" and .gguf files), else an
         OpenAI-compatible server's."""
-
         name = settings.llm or DEFAULT_OPENAI_MODEL
         for backend in registered_backends():
             built = backend(name, settings)

@@ -139,13 +139,11 @@ def _settled(
 
 
 def build_messages(question: str, passages: Sequence[Passage]) -> list[dict[str, str]]:
-
     return render("answer", sources=format_sources(passages), question=question)
 
 
 def _drained(llm: LLM, messages: list[dict[str, str]], stats: Any) -> tuple[DraftAnswer, Usage]:
     """The streamed reply as a draft; a reply that does not parse gets the one repair."""
-
     try:
         return parse_reply(stats.content, DraftAnswer), stats.usage
     except InvalidReply as bad:
@@ -296,7 +294,6 @@ def _no_passages(question: str, passages: Sequence[Passage], llm: LLM) -> Answer
 def _extractive(
     question: str, passages: Sequence[Passage], index: Index, settings: Settings
 ) -> Answer:
-
     return extractive_answer(question, passages, index, settings)
 
 
@@ -321,7 +318,6 @@ def fit_passages(
     question: str, passages: Sequence[Passage], llm: LLM, settings: Settings | None = None
 ) -> list[Passage]:
     """The best-ranked passages that fit the context window with room for the reply."""
-
     if not passages:
         return []
     window = (settings.context_window if settings else None) or llm.context_window
@@ -348,7 +344,6 @@ def _cut_to_budget(passage: Passage, budget: int, llm: LLM) -> Passage | None:
     A first sentence bigger than the whole budget is cut at a word boundary: the
     alternative is no source at all.
     """
-
     empty = llm.count_tokens(format_sources([]))
     ends = [m.start() for m in _SENTENCE_END.finditer(passage.text)] + [len(passage.text)]
     words = [m.start() for m in re.finditer(r"\s+", passage.text)]

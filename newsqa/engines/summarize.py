@@ -66,7 +66,6 @@ class Sentence:
 
 def article_sentences(article: Article, min_words: int = 4) -> list[Sentence]:
     """Sentences worth showing: fragments (bylines, captions) carry no fact to summarise."""
-
     kept = [(start, end) for start, end in sentence_spans(article.text)
             if len(article.text[start:end].split()) >= min_words]
     return [
@@ -683,7 +682,6 @@ def _retrieve(
 def _article_passages(article: Article, max_tokens: int) -> list[Passage]:
     """The whole article as one source when it fits, else its chunks, so a long article goes
     through map-reduce instead of overflowing the window."""
-
     if count_tokens(article.text) <= max_tokens:
         spans = [(0, len(article.text))]
     else:
@@ -734,7 +732,6 @@ REPLY_TOKENS = 1200
 
 def source_budget(window: int, template: str, reply: int = REPLY_TOKENS, **values: str) -> int:
     """Tokens left for sources once the template's own words and the reply are counted."""
-
     messages = render(template, **{"sources": "", "partials": "", "topic": "", **values})
     framing = sum(count_tokens(m["content"]) + 4 for m in messages) + 3
     return max(window - framing - reply, 64)
@@ -764,7 +761,6 @@ def pack_groups(
 
 
 def _token_count() -> Callable[[str], int]:
-
     return count_tokens
 
 
@@ -788,7 +784,6 @@ def llm_summary(
     window: int,
 ) -> Summary:
     """One call when the sources fit; else map over batches and reduce the partials."""
-
     count = _token_count()
     controls = _controls_text(bullets, max_words, focus)
     topic = query or "the article"
@@ -835,7 +830,6 @@ def _reduce(
 ) -> tuple[Summary, Usage, list[RejectedCitation]]:
     """Combine partial summaries; their verified quotes are the sources the reduce may cite.
     Partials that do not fit one window are reduced in rounds."""
-
     usage = Usage()
     rejected: list[RejectedCitation] = []
     budget = source_budget(window, "summarize_reduce", llm.max_output_tokens, **controls)
@@ -874,7 +868,6 @@ def _pack_partials(
 def _partials_as_sources(partials: Sequence[Summary]) -> tuple[str, list[Passage]]:
     """Partial bullets, each with the quotes it verified, labelled by the quote's article:
     the reduce step can only cite what the map step verified."""
-
     passages: list[Passage] = []
     for part in partials:
         for bullet in [*part.bullets, *part.disagreements]:
@@ -946,7 +939,6 @@ def llm_timeline(
     window: int,
 ) -> Timeline:
     """Events per batch of sources (map), then merged by date: a timeline needs no reduce call."""
-
     usage = Usage()
     rejected: list[RejectedCitation] = []
     events: list[TimelineEvent] = []

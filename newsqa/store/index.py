@@ -314,7 +314,6 @@ class Index:
         again from Chroma's stored search texts. Costs the versions' term pass plus
         the missing articles' chunks, so an index that agrees pays little.
         """
-
         wanted = {version(aid, e.content_hash): e.info.chunks for aid, e in entries.items()
                   if e.info.chunks}
         held = store.versions()
@@ -325,7 +324,6 @@ class Index:
             self._restage(store, missing[lo : lo + _RESTAGE], entries)
 
     def _restage(self, store: KeywordStore, names: list[str], entries: dict[str, _Entry]) -> None:
-
         articles = [name.rsplit(":", 1)[0] for name in names]
         where: Any = {"article_id": {"$in": articles}}
         got = self._chunks.get(where=where, include=["documents", "metadatas"])
@@ -600,7 +598,6 @@ class Index:
             )
         fault_point("chunks-written")
         if self._keywords is not None:
-
             self._keywords.stage(docs_from_records(ids, docs, metas))
         fault_point("keywords-written")
         manifest = [_manifest_metadata(item.article, len(item.chunks)) for item in batch]
@@ -636,7 +633,6 @@ class Index:
         self._check_chunks(article, chunks, item.embeddings)
         texts = item.search_texts
         if texts is None:
-
             texts = [search_text(article, c) for c in chunks]
         base = _article_facts(article)
         return _Records(

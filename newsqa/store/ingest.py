@@ -169,7 +169,6 @@ def _take(run: _Run) -> list[_Pending]:
 
 def _stage(run: _Run, origin: str, article: Article, settings: Settings) -> None:
     """Skip an unchanged article; otherwise chunk it and queue it for embedding."""
-
     stored = run.stored.get(article.id)
     if stored == article.content_hash:
         run.report.unchanged += 1
@@ -219,7 +218,6 @@ def _embed(embedder: Embedder, texts: list[str]) -> np.ndarray:
 
 
 def _commit(run: _Run, ready: _Ready) -> None:
-
     run.index.write_articles(
         [ArticleWrite(item.article, item.chunks, vectors, item.texts) for item, vectors in ready]
     )
@@ -243,7 +241,6 @@ def _load(
 
 
 def _load_path(path: str | Path, report: IngestReport) -> Iterator[tuple[str, Article]]:
-
     try:
         for loaded in read_paths([path]):
             if isinstance(loaded, InputError):

@@ -81,7 +81,6 @@ def chunk_units(text: str, meta: Mapping[str, Any]) -> tuple[list[str], bool]:
     The same split as retrieval.keywords._split_units (a chunk's terms are its header's plus its
     sentences'; words never cross sentences); the flag says the header is only a header.
     """
-
     passage = str(meta["text"]) if "text" in meta else text[int(meta.get("text_offset", 0)):]
     tail = text.endswith(passage)
     head = text[: len(text) - len(passage)] if tail else text
