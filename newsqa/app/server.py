@@ -392,6 +392,40 @@ def _check_auth(request: Request, api_key: str | None) -> None:
         raise APIError(401, "incorrect API key provided", code="invalid_api_key")
 
 
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every failure as an OpenAI-style error body with its status, never a traceback."""
+
+    @app.exception_handler(APIError)
+    async def _on_api_error(request: Request, exc: APIError) -> Response:
+        return JSONResponse(exc.body, status_code=exc.status)
+
+    @app.exception_handler(HTTPException)
+    async def _on_http_error(request: Request, exc: HTTPException) -> Response:
+        return JSONResponse(APIError(exc.status_code, str(exc.detail)).body, exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _on_invalid(request: Request, exc: RequestValidationError) -> Response:
+        return JSONResponse(APIError(400, str(exc.errors()[:1])).body, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def _on_unexpected(request: Request, exc: Exception) -> Response:
+        error = _api_error(exc)
+        return JSONResponse(error.body, status_code=error.status)
+
+
+def _event_stream(
+    parsed: ChatRequest, items: Iterator[str | Answer], model_id: str
+) -> StreamingResponse:
+    """Server-sent events of a streamed completion, a usage chunk last if the client asked."""
+    include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
+    events = stream_events(items, model_id, include_usage)
+    return StreamingResponse(
+        iterate_in_threadpool(events),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
 def create_app(
     qa: NewsQA,
     api_key: str | None = None,
@@ -416,22 +450,7 @@ def create_app(
 
     app = FastAPI(title="newsqa", docs_url=None, redoc_url=None, lifespan=lifespan)
 
-    @app.exception_handler(APIError)
-    async def _on_api_error(request: Request, exc: APIError) -> Response:
-        return JSONResponse(exc.body, status_code=exc.status)
-
-    @app.exception_handler(HTTPException)
-    async def _on_http_error(request: Request, exc: HTTPException) -> Response:
-        return JSONResponse(APIError(exc.status_code, str(exc.detail)).body, exc.status_code)
-
-    @app.exception_handler(RequestValidationError)
-    async def _on_invalid(request: Request, exc: RequestValidationError) -> Response:
-        return JSONResponse(APIError(400, str(exc.errors()[:1])).body, status_code=400)
-
-    @app.exception_handler(Exception)
-    async def _on_unexpected(request: Request, exc: Exception) -> Response:
-        error = _api_error(exc)
-        return JSONResponse(error.body, status_code=error.status)
+    _add_error_handlers(app)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -467,13 +486,7 @@ def create_app(
             return JSONResponse(completion_object(answer, model_id))
         items = session.stream(question)
         first = await run_in_threadpool(_first, items)  # failures before any output: a status
-        include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
-        events = stream_events(_chain(first, items), model_id, include_usage)
-        return StreamingResponse(
-            iterate_in_threadpool(events),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        return _event_stream(parsed, _chain(first, items), model_id)
 
     return app
 
