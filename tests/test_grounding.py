@@ -108,12 +108,16 @@ def test_a_supported_direct_answer_leads(model: FakeOpenAIServer) -> None:
     assert result.reask is None and len(model.chat_requests) == 1
 
 
-def test_a_direct_answer_its_claim_does_not_support_is_dropped(model: FakeOpenAIServer) -> None:
+def test_a_direct_answer_its_claim_does_not_support_is_not_presented_as_grounded(
+    model: FakeOpenAIServer,
+) -> None:
+    """Issue 15: a kept claim that does not show the number asked for answers nothing."""
     quote = "The United States sent 3,000 troops to Kuwait in January."
     model.queue(Reply.json(draft("5,000", ("The US sent troops to Kuwait.", [("S1", quote)]))))
     result = answer("How many troops were sent to Kuwait?", USED, INDEX, llm(model), SETTINGS)
-    assert result.answerable and result.direct_answer is None
-    assert "5,000" not in result.answer
+    assert not result.answerable and result.direct_answer is None
+    assert "5,000" not in result.answer and not result.citations
+    assert result.reason is not None and "'5,000' left out" in result.reason
 
 
 def test_a_quote_under_the_wrong_label_is_reattributed(model: FakeOpenAIServer) -> None:
@@ -401,3 +405,16 @@ def test_an_unrelated_claim_finds_no_sentence() -> None:
                        citations=[DraftCitation(source_id="S1", quote=KINDLE)])
     assert grounder.supported(claim) == ("", [])
     assert grounder.searched == 0
+
+
+def test_a_reask_repeating_a_kept_claim_does_not_count_it_twice(model: FakeOpenAIServer) -> None:
+    """The real model answered a re-ask with its kept claims again: they were shown twice
+    and counted as recovered."""
+    kept = ("Members voted 412 to 97.", [("S2", VOTE)])
+    model.queue(
+        Reply.json(draft("412 to 97", kept, ("Nobody was paid.", [("S2", "not in the text")]))),
+        Reply.json(draft("412 to 97", kept)),
+    )
+    result = answer("How did members vote?", USED, INDEX, llm(model), SETTINGS)
+    assert result.answer == "412 to 97. Members voted 412 to 97. [1]"
+    assert result.reask is not None and result.reask.recovered_claims == 0

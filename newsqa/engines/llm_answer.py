@@ -45,6 +45,7 @@ from ..grounding import (
     Grounder,
     format_sources,
     is_no_answer,
+    is_yes_no,
     reask_message,
 )
 from ..models import Answer, Article, Passage, Reask, Usage
@@ -61,6 +62,7 @@ NOT_IN_SOURCES = "The sources do not contain the answer."
 NOT_VERIFIED = (
     "No answer can be given: none of the model's claims could be checked against the sources."
 )
+NOT_SHOWN = "No answer can be given: no quote from the sources shows the model's answer."
 NO_PASSAGES = "no passages were retrieved for the question"
 NO_VERIFIED_CITATION = "no verified citation"
 # Tokens kept free besides the reply: message framing, the schema the lower rungs add.
@@ -207,8 +209,14 @@ def _result(
                      "by newsqa: the model's own quotes failed")
     direct = grounder.direct(draft.answer)
     if direct is None and not is_no_answer(draft.answer):
-        notes.append(f"the short answer {draft.answer.strip()[:80]!r} left out: the kept "
-                     "claims' quotes do not show it")
+        withheld = (f"the short answer {draft.answer.strip()[:80]!r} left out: the kept "
+                    "claims' quotes do not show it")
+        if not is_yes_no(draft.answer):
+            # Claims that do not show the name or number asked for answer nothing (issue
+            # 15's run: "Which Greek letter ...?" -> 'alpha', kept "The article mentions
+            # Dolby Atmos"); a yes/no question's claims still each answer one of its parts.
+            return Answer(answer=NOT_SHOWN, answerable=False, reason=withheld, **common)
+        notes.append(withheld)
     note = "; ".join(notes) or None
     return Answer(answer=_text(direct, grounder.sentences), answerable=True, reason=note,
                   direct_answer=direct, citations=grounder.citations, **common)

@@ -43,5 +43,13 @@ class DraftAnswer(BaseModel):
     claims: list[DraftClaim] = Field(default_factory=list)
 
 
+_YES_NO = re.compile(r"^\W*(yes|no)\b\W*$", re.IGNORECASE)
+
+
 def is_no_answer(text: str) -> bool:
     return bool(_NO_ANSWER.match(text.strip())) if text.strip() else True
+
+
+def is_yes_no(text: str) -> bool:
+    """A bare "Yes" or "No" (a marker or a full stop aside) in the direct-answer slot."""
+    return bool(_YES_NO.match(text))

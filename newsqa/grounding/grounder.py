@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from ..models import Article, Citation, Passage, RejectedCitation
 from ..text.sentences import sentence_spans
 from .citations import ClaimedQuote, citation_for, verify_one
-from .drafts import DraftCitation, DraftClaim, is_no_answer
+from .drafts import DraftCitation, DraftClaim, is_no_answer, is_yes_no
 from .sources import passage_for_label, unescape_quote
 from .support import (
     CLAUSE_BOUNDARY,
@@ -49,7 +49,6 @@ _MIN_OPENING_TERMS = 4  # content terms an opening must keep, its outlet and "re
 # An opening is the grounder's choice, not the model's: it must be covered better than a
 # whole claim (support.SUPPORT_THRESHOLD), so cutting cannot turn a weak claim into a pass.
 OPENING_THRESHOLD = 0.6
-_YES_NO = re.compile(r"^\W*(yes|no)\b\W*$", re.IGNORECASE)
 # A "Yes" states the whole question: its quotes must cover this much of what the question
 # asks (support.relevance, over its heaviest terms), not the 15% one relevant quote needs.
 YES_RELEVANCE = 0.5
@@ -86,6 +85,7 @@ class Grounder:
     trimmed: int = 0  # claims cut to their supported opening clauses
     searched: int = 0  # claims kept on a sentence newsqa found, their own quotes failing
     _waiting: list[tuple[str, list[Citation]]] = field(default_factory=list)
+    _said: set[str] = field(default_factory=set)  # the texts of kept and waiting claims
 
     def add(self, claim: DraftClaim) -> None:
         """Ground one claim; kept ones join `sentences` (with [n] markers) in the order kept.
@@ -96,7 +96,8 @@ class Grounder:
         answer's quotes so far do; `close` rejects what never did.
         """
         text, found = self.supported(claim)
-        if found:
+        if found and text not in self._said:  # a re-ask repeats claims already kept
+            self._said.add(text)
             self._waiting.append((text, found))
             self._settle()
 
@@ -219,7 +220,7 @@ class Grounder:
         text = _INLINE_MARKER.sub("", proposed).strip()
         if not self.sentences or is_no_answer(text):
             return None
-        if _YES_NO.match(text):
+        if is_yes_no(text):
             return text if self._yes_no_holds(text.strip(" .!").lower() == "yes") else None
         verdict = check_support(text, [c.quote for c in self.first], self.question,
                                 about=_about(self.first))
