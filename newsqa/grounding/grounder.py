@@ -143,7 +143,6 @@ class Grounder:
             )
         searched = self._searched(text)
         if searched:
-            self.searched += 1
             return text, searched
         self.failures.append(Failure(text, tuple(problems)))
         return "", []
@@ -204,6 +203,7 @@ class Grounder:
     def _keep(self, text: str, found: list[Citation]) -> None:
         if not self.sentences:
             self.first = found
+        self.searched += any(c.found_by_newsqa for c in found)
         markers = list(dict.fromkeys(self._number(c) for c in found))
         self.sentences.append(text + " " + "".join(f"[{n}]" for n in markers))
 
