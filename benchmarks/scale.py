@@ -3,7 +3,8 @@
     python benchmarks/scale.py build --chunks 100000 --db /tmp/scale-100k
     python benchmarks/scale.py write-one --db /tmp/scale-100k [--profile /tmp/one.prof] [--search]
     python benchmarks/scale.py search --db /tmp/scale-100k [--pool]
-    python benchmarks/scale.py pool-cv --db .newsqa-eval-multihop
+    python benchmarks/scale.py pool-cv --db .newsqa-eval-multihop [--path pool|whole] [--splits 3]
+    python benchmarks/scale.py styles --db /tmp/copy-of-a-multihop-index [--alone]
     python benchmarks/scale.py engines --chunks 100000 --folder /tmp/engines
 
 `build` makes synthetic articles from real MultiHop-RAG sentences (320 random
@@ -32,11 +33,13 @@ import base64
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import types
 import zlib
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -101,7 +104,7 @@ def newsqa_env(httpd: ThreadingHTTPServer) -> dict[str, str]:
 
 def corpus_material() -> tuple[list[str], list[str]]:
     """Corpus sentences (longer than 30 characters) and publisher names, in a fixed order."""
-    from newsqa.chunking import sentence_spans
+    from newsqa.text.sentences import sentence_spans
 
     sentences: list[str] = []
     sources: set[str] = set()
@@ -139,7 +142,7 @@ def run_ingest(db: Path, files: list[Path], env: dict[str, str],
                python_args: Sequence[str] = ()) -> tuple[float, str]:
     """`newsqa ingest FILES --db DB` as a user runs it: wall seconds and its summary line.
     `python_args` go before the module (e.g. cProfile's)."""
-    command = [sys.executable, *python_args, "-m", "newsqa.cli", "ingest", *map(str, files),
+    command = [sys.executable, *python_args, "-m", "newsqa.app.cli", "ingest", *map(str, files),
                "--db", str(db)]
     start = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
@@ -223,7 +226,7 @@ def _profiled(db: Path, path: Path, env: dict[str, str]) -> tuple[float, str]:
 
 def _first_search(db: Path, env: dict[str, str], query: str) -> float:
     """Wall seconds of `newsqa ask` in a new process right after the write."""
-    command = [sys.executable, "-m", "newsqa.cli", "ask", query, "--db", str(db), "--json"]
+    command = [sys.executable, "-m", "newsqa.app.cli", "ask", query, "--db", str(db), "--json"]
     start = time.perf_counter()
     subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     return time.perf_counter() - start
@@ -231,8 +234,8 @@ def _first_search(db: Path, env: dict[str, str], query: str) -> float:
 
 def chunk_texts(limit: int) -> Iterator[tuple[str, str, str, int, str]]:
     """(chunk id, article id, source, date, search text) of synthetic articles, real chunker."""
-    from newsqa.articles import read_paths
-    from newsqa.chunking import chunk_article, search_text
+    from newsqa.store.articles import read_paths
+    from newsqa.store.chunking import chunk_article, search_text
 
     sentences, sources = corpus_material()
     made, number = 0, 0
@@ -258,8 +261,8 @@ def chunk_texts(limit: int) -> Iterator[tuple[str, str, str, int, str]]:
 def search_report(db: Path, queries: int, pool: bool) -> dict[str, Any]:
     """Search latency in one process, and the first search after a one-article write.
 
-    NEWSQA_RETRIEVAL_POOL picks the path: the whole-collection keyword index (default),
-    or the pool from the persistent keyword index. Opening times the first open of an
+    `pool` picks the path: the whole-collection keyword index (NEWSQA_RETRIEVAL_POOL=0),
+    or the pool from the persistent keyword index (the default). Opening times the first open of an
     index of an older layout too (its keyword index is filled then, once). The write
     goes through a second NewsQA on the same folder in this process (the folder lock
     is per process), as a `serve` beside an ingest job would see it.
@@ -304,52 +307,327 @@ def _seconds(work: Any) -> float:
     return time.perf_counter() - start
 
 
-def pool_cv(db: str, folds: int) -> None:
-    """The pool's first stage and its second stage cross-validated, as train_ranker.py does.
+def cv_groups(db: str, path: str, cache: Path) -> tuple[list[Any], list[Any], list[Any]]:
+    """Each dev question's candidates: (features, labels), facts held, the question.
 
-    The same labels, features, LightGBM parameters and fold draw (seed 0) as
-    benchmarks/train_ranker.py, with each question's candidates and features from
-    the pool (NEWSQA_RETRIEVAL_POOL's path) instead of the whole collection: the
-    ranker is retrained on pool features, so the figure is what the pool would
-    ship with.
+    `path` is "pool" (NEWSQA_RETRIEVAL_POOL's candidates and features) or "whole"
+    (the whole-collection keyword index, as train_ranker.py). Computed once and
+    kept in `cache` (.npz, outside the repository): the features cost minutes, the
+    folds seconds each. Candidates are kept as the set of the question's facts each
+    holds (a bit mask), not as text, so the cache holds no publisher's words; the
+    metrics see each candidate as its facts joined (`fact_texts`), which the paper's
+    substring rule scores exactly as the chunk itself.
     """
     from dataclasses import replace
 
-    from retrieval_levers import dense_hits, open_dev
-    from train_ranker import _row, cross_validate
+    from retrieval_levers import open_dev
 
-    from newsqa.evaluation import holds_fact, retrieval_metrics
+    from newsqa.app.evaluation import DEV_IDS, load_multihop_queries, read_ids
+
+    if cache.is_file():
+        saved = np.load(cache)
+        ids = read_ids(DATA / DEV_IDS)
+        queries = [q for q in load_multihop_queries(DATA / "queries.jsonl", ids) if not q.is_null]
+        ends = np.cumsum(saved["sizes"])
+        starts = ends - saved["sizes"]
+        x, masks = saved["x"], saved["masks"]
+        groups = [(x[a:b], (masks[a:b] > 0).astype(np.float64)) for a, b in zip(starts, ends,
+                                                                                  strict=True)]
+        return groups, [masks[a:b] for a, b in zip(starts, ends, strict=True)], queries
+    from retrieval_levers import dense_hits
+
+    from newsqa.app.evaluation import _squash  # the paper's substring rule, as holds_fact
     from newsqa.retrieval import Filters, FusionWeights, Retriever
 
     opened = open_dev(db, str(DATA))
     if opened is None:
-        return
+        raise SystemExit(0)
     qa, queries = opened
-    weights = replace(FusionWeights(), rerank=False, pool=True)
+    weights = replace(FusionWeights(), rerank=False, pool=path == "pool")
+    start = time.perf_counter()
     dense, _ = dense_hits(qa, queries, weights.dense_candidates)
+    print(f"dense hits in {time.perf_counter() - start:.0f}s", flush=True)
     retriever = Retriever(qa.index, qa.embedder, qa.settings, weights)
     store = qa.index.keywords
-    assert store is not None, "an embedded index with its keyword folder"
-    groups, pools, first, sizes = [], [], [], []
+    whole = retriever.keyword_index() if path == "whole" else None
+    groups, held, sizes = [], [], []
     start = time.perf_counter()
     for q, hits in zip(queries, dense, strict=True):
-        keyword = retriever.pool_keyword(store, q.query, Filters(), hits)
+        if whole is None:
+            assert store is not None, "an embedded index with its keyword folder"
+            keyword = retriever.pool_keyword(store, q.query, Filters(), hits)
+        else:
+            keyword = whole
         stage = retriever.first_stage(keyword, q.query, hits, Filters())
         rows, features = retriever.candidates(keyword, stage)
-        texts = [keyword.table.passage(r, 0.0).text for r in rows]
-        groups.append((features, np.asarray([holds_fact(t, q.facts) for t in texts],
-                                            dtype=np.float64)))
-        pools.append(texts)
-        first.append(texts[:10])
+        facts = [_squash(f) for f in q.facts]
+        mask = np.asarray([sum(1 << j for j, f in enumerate(facts)
+                               if f in _squash(keyword.table.passage(r, 0.0).text))
+                           for r in rows], dtype=np.int64)
+        groups.append((features, (mask > 0).astype(np.float64)))
+        held.append(mask)
         sizes.append(len(keyword.table))
+    print(f"{len(queries)} dev questions ({path}), {np.median(sizes):.0f} chunks a keyword "
+          f"index (median), features in {time.perf_counter() - start:.0f}s", flush=True)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, x=np.vstack([f for f, _ in groups]), masks=np.concatenate(held),
+             sizes=np.asarray([len(m) for m in held]))
+    return groups, held, queries
+
+
+def fact_texts(masks: np.ndarray, facts: Sequence[str]) -> list[str]:
+    """Each candidate as the gold facts it holds (what the paper's substring rule sees of it)."""
+    return ["\n".join(f for j, f in enumerate(facts) if int(m) >> j & 1) for m in masks]
+
+
+def pool_cv(db: str, folds: int, path: str, cache: Path | None, splits: int,
+            threads: int, train_cache: Path | None = None, write: Path | None = None) -> None:
+    """The second stage cross-validated on one path's candidates, as train_ranker.py does.
+
+    The same labels, features, LightGBM parameters and fold draws (seeds 0..splits-1)
+    as benchmarks/train_ranker.py, with each question's candidates and features from
+    the pool (NEWSQA_RETRIEVAL_POOL's path) or the whole collection: the ranker is
+    retrained on that path's features, so the figure is what that path would ship
+    with. LightGBM runs on `threads` threads: two OpenMP threads on a machine whose
+    other core is busy spin against each other (the first attempt, 2 threads on a
+    shared machine, was stopped after 30 minutes). With `train_cache` (another path's
+    cache of the same questions) the models learn from that path's features and rank
+    this one's: what a ranker trained on the whole collection does over the pool.
+    `write` trains one model on all questions (of both caches) and saves it there.
+    """
+    from train_ranker import PARAMS, _row, cross_validate
+
+    from newsqa.app.evaluation import retrieval_metrics
+    from newsqa.retrieval.rerank import FEATURES
+
+    mentions, parts = FEATURES.index("mentions"), FEATURES.index("segments")
+    cache = cache or Path(tempfile.gettempdir()) / f"newsqa-cv-{path}.npz"
+    groups, masks, queries = cv_groups(db, path, cache)
+    learn = cv_groups(db, path, train_cache)[0] if train_cache else None
     facts = [q.facts for q in queries]
-    print(f"{len(queries)} dev questions, pools of {np.median(sizes):.0f} chunks (median), "
-          f"features in {time.perf_counter() - start:.0f}s", flush=True)
-    print("| ranking (pool) | Hits@10 | Hits@4 | MRR@10 | MAP@10 |")
+    pools = [fact_texts(m, f) for m, f in zip(masks, facts, strict=True)]
+    print(f"{len(groups)} questions, {sum(len(m) for m in masks)} candidates ({path}; "
+          f"cache {cache})", flush=True)
+    print(f"| ranking ({path}) | Hits@10 | Hits@4 | MRR@10 | MAP@10 |")
     print("|---|---|---|---|---|")
-    _row("first stage (rerank off)", retrieval_metrics(first, facts))
-    ranked = cross_validate(groups, pools, folds)
-    _row(f"second stage, {folds}-fold cross-validated", retrieval_metrics(ranked, facts))
+    _row("first stage (rerank off)", retrieval_metrics([p[:10] for p in pools], facts))
+    params = {**PARAMS, "num_threads": threads}
+    # RetrievalSettings.rerank_single = 0: a one-part question naming no publisher or day
+    # keeps the first stage's order (its candidates' first 10 here; search.single_story).
+    unnamed = [i for i, (x, _) in enumerate(groups)
+               if len(x) and x[0, mentions] == 0 and x[0, parts] <= 1]
+    runs, gated = [], []
+    for seed in range(splits):
+        start = time.perf_counter()
+        ranked = cross_validate(groups, pools, folds, seed, params, learn)
+        runs.append(retrieval_metrics(ranked, facts))
+        _row(f"second stage, {folds}-fold cross-validated, seed {seed} "
+             f"({time.perf_counter() - start:.0f}s)", runs[-1])
+        kept = [pools[i][:10] if i in unnamed else r for i, r in enumerate(ranked)]
+        gated.append(retrieval_metrics(kept, facts))
+        _row(f"... the first stage's order for the {len(unnamed)} one-part ones naming no "
+             "publisher/day",
+             gated[-1])
+        if seed == 0:
+            for kind in sorted({q.question_type for q in queries}):
+                keep = [i for i, q in enumerate(queries) if q.question_type == kind]
+                _row(f"... {kind} ({len(keep)})",
+                     retrieval_metrics([ranked[i] for i in keep], [facts[i] for i in keep]))
+    if write is not None:  # the shipped model, trained on every dev question of both caches
+        from train_ranker import ROUNDS
+
+        from newsqa.retrieval.training import train
+
+        model = train(groups + (learn or []), params, ROUNDS)
+        model.save_model(str(write))
+        print(f"wrote {write} ({len(groups) + len(learn or [])} groups)", flush=True)
+    if splits > 1:
+        for name, got in (("", runs), (", first stage's order for those", gated)):
+            _row(f"... mean of {splits} fold draws{name}",
+                 {k: float(np.mean([m[k] for m in got])) for k in got[0] if k != "n"})
+
+
+# -- questions of another style: crowd questions, no publisher or date, paraphrases -------------
+
+NEWSQA_DATA = ROOT.parent / "shared" / "eval" / "newsqa"
+# Generic English rewrites for paraphrases (no words from the data): the question's
+# content words said another way, as another reader would ask.
+SYNONYMS = {
+    "killed": "slain", "murdered": "killed", "sentenced": "condemned", "fighting": "battling",
+    "happened": "took place", "caused": "led to", "says": "claims", "say": "claim",
+    "amount": "number", "name": "title", "created": "produced", "doing": "trying",
+    "cope": "deal", "memorial": "monument", "home": "house", "agency": "organisation",
+    "government": "authorities", "war": "conflict", "children": "kids", "water": "liquid",
+}
+_LEAD = re.compile(r"^\s*(?:what|who|whom|where|when|why|how(?: much| many)?|which)"
+                   r"(?:\s+(?:is|was|are|were|does|do|did|has|have|had|could|can|would|will))?"
+                   r"(?:\s+the)?\s+", re.IGNORECASE)
+_DATE = re.compile(
+    r"\b(?:on|before|after|from|in|around|since|by|dated)?\s*(?:(?:Mon|Tues|Wednes|Thurs|Fri|"
+    r"Satur|Sun)day,?\s*)?(?:January|February|March|April|May|June|July|August|September|"
+    r"October|November|December)\s+\d{1,2}(?:st|nd|rd|th)?,?\s*\d{4}", re.IGNORECASE)
+_DANGLING = re.compile(
+    r"\b(?:as\s+)?(?:reported|published|posted|written|covered|released)\s+(?:by|in|on|at)"
+    r"\s*(?:the\s*)?(?=[,.;?]|\s+(?:and|while|that|which)\b|$)|\baccording\s+to\s*(?:the\s*)?"
+    r"(?=[,.;?]|$)|\b(?:by|from|in|on)\s+(?:the\s*)?(?=[,.;?])", re.IGNORECASE)
+
+
+def paraphrases(question: str) -> dict[str, str]:
+    """The question, and three rewrites of it a reader might type instead."""
+    plain = question.strip().rstrip("?").strip()
+    words = [SYNONYMS.get(w.lower(), w) for w in plain.split()]
+    return {
+        "crowd": question,
+        "keywords": _LEAD.sub("", plain).lower(),
+        "synonyms": " ".join(words) + "?",
+        "tell me": "Tell me " + plain[0].lower() + plain[1:],
+    }
+
+
+def bare(question: str, matcher: Any) -> str | None:
+    """A MultiHop-RAG question without its publishers and dates; None if any is left."""
+    from newsqa.retrieval.query import parse_query
+
+    hints = parse_query(question, matcher)
+    out = question
+    for m in sorted(hints.sources, key=lambda m: -m.start):
+        out = out[: m.start] + out[m.end :]
+    out = _DATE.sub("", out)
+    out = re.sub(r"(['\"])\s*\1|(?<=\s)'s\b|\bboth\s+and\b", "", out)
+    for _ in range(2):
+        out = _DANGLING.sub("", out)
+    out = re.sub(r"\s+([,.;?])", r"\1", re.sub(r"\s{2,}", " ", out)).strip()
+    out = re.sub(r"(?:,\s*)+,", ",", out)
+    if parse_query(out, matcher).mentions():
+        return None
+    return out
+
+
+def orders(retriever: Any, shipped: Any, keyword: Any, question: str, hits: Any, ranker: Any,
+           blends: Sequence[float]) -> dict[str, list[Any]]:
+    """First stage, second stage (ungated), rank blends of the two (search.blend) and what
+    the shipped settings return (`shipped`, a Retriever with the second stage on), top 10."""
+    from newsqa.retrieval import Filters
+    from newsqa.retrieval.search import blend
+
+    stage = retriever.first_stage(keyword, question, hits, Filters())
+    tops = {"first": retriever._passages(keyword, stage, stage.order, 10)}
+    rows, features = retriever.candidates(keyword, stage)
+    ranked = ranker.ranked(rows, features) if rows else []
+    second = [row for row, _ in ranked]
+    rest = [r for r in stage.order if r not in set(second)]
+    tops["second"] = retriever._passages(keyword, stage, second + rest, 10)
+    for w in blends:
+        mixed = [row for row, _ in blend(rows, ranked, w)]
+        tops[f"blend {w:g}"] = retriever._passages(keyword, stage, mixed + rest, 10)
+    tops["shipped"] = shipped.rank(keyword, question, hits, top_k=10, filters=Filters())
+    return tops
+
+
+def style_check(db: Path, alone: bool, sample: int, blends: Sequence[float]) -> None:
+    """First vs second stage, pool vs whole collection, on questions unlike MultiHop-RAG's.
+
+    Sets: NewsQA's crowd questions on their dev stories (ingested into `db`, a
+    scratch copy of the MultiHop-RAG index, or alone into a new index with --alone,
+    as benchmarks/answers_newsqa.py does), each also paraphrased three ways
+    (`paraphrases`); and MultiHop-RAG dev questions with their publishers and dates
+    taken out (`bare`; --sample of them). A NewsQA question is a hit at k when a
+    passage of its story holding a crowd answer is in the first k. Dev ids only.
+    """
+    import dataclasses
+
+    from retrieval_levers import dense_hits
+
+    from newsqa import NewsQA
+    from newsqa.app.evaluation import (
+        DEV_IDS,
+        _squash,
+        load_multihop_queries,
+        read_ids,
+        retrieval_metrics,
+        select_records,
+    )
+    from newsqa.models import Article
+    from newsqa.retrieval import Filters, FusionWeights, Retriever
+    from newsqa.retrieval.rerank import MODEL_FILE, load_ranker
+
+    if not NEWSQA_DATA.is_dir():
+        print(f"skipped: {NEWSQA_DATA} is absent")
+        return
+    items = [r for _, r in select_records(NEWSQA_DATA / "items.jsonl",
+                                          read_ids(NEWSQA_DATA / DEV_IDS))]
+    answerable = [r for r in items if [a for a in r.get("answers_stripped") or [] if a.strip()]]
+    stories = {str(r["story_id"]): str(r["story"]) for r in items}
+    with tempfile.TemporaryDirectory(prefix="newsqa-styles-") as tmp:
+        folder = Path(tmp) if alone else db
+        qa = NewsQA(db=folder, llm="extractive")
+        report = qa.ingest([Article(text=t, source="CNN", url=f"newsqa:{sid}")
+                            for sid, t in stories.items()])
+        print(f"index {folder}: {qa.index.chunk_count()} chunks ({report})", flush=True)
+        sets: dict[str, list[tuple[str, Any]]] = {}
+        for r in answerable:
+            gold = (f"newsqa:{r['story_id']}",
+                    [_squash(a) for a in r["answers_stripped"] if a.strip()])
+            for kind, text in paraphrases(str(r["question"])).items():
+                sets.setdefault(f"NewsQA {kind}", []).append((text, gold))
+        if not alone:
+            queries = [q for q in load_multihop_queries(DATA / "queries.jsonl",
+                                                        read_ids(DATA / DEV_IDS))
+                       if not q.is_null]
+            matcher = Retriever(qa.index, qa.embedder, qa.settings).keyword_index().matcher
+            stripped = [(b, q.facts) for q in queries if (b := bare(q.query, matcher))]
+            step = max(1, len(stripped) // sample) if sample else 1
+            sets["MultiHop, no publisher or date"] = stripped[::step][:sample]
+        ranker = load_ranker(MODEL_FILE)
+        n = FusionWeights().dense_candidates
+        dense = {name: dense_hits(qa, [types.SimpleNamespace(query=q) for q, _ in questions],
+                                  n)[0]  # type: ignore[arg-type]
+                 for name, questions in sets.items()}
+        results: dict[tuple[str, str], dict[str, list[list[Any]]]] = {}
+        for path in ("whole", "pool"):
+            weights = dataclasses.replace(FusionWeights(), rerank=False, pool=path == "pool")
+            retriever = Retriever(qa.index, qa.embedder, qa.settings, weights)
+            shipped = Retriever(qa.index, qa.embedder, qa.settings,
+                                dataclasses.replace(qa.settings.retrieval, rerank=True))
+            store = qa.index.keywords
+            for name, questions in sets.items():
+                got: dict[str, list[list[Any]]] = {}
+                for (question, _), hits in zip(questions, dense[name], strict=True):
+                    keyword = (retriever.keyword_index() if path == "whole" else
+                               retriever.pool_keyword(store, question, Filters(), hits))
+                    for order, top in orders(retriever, shipped, keyword, question, hits,
+                                             ranker, blends).items():
+                        got.setdefault(order, []).append(top)
+                results[(path, name)] = got
+        qa.close()
+    print("| questions | path | ordering | n | Hits@4 | Hits@10 | MRR@10 | MAP@10 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (path, name), got in results.items():
+        questions = sets[name]
+        for order, tops in got.items():
+            if name.startswith("NewsQA"):
+                m = _answer_metrics(tops, [g for _, g in questions])
+            else:
+                m = retrieval_metrics([[p.text for p in top] for top in tops],
+                                      [g for _, g in questions])
+            print(f"| {name} | {path} | {order} | {len(questions)} | {m['hits@4']:.3f} | "
+                  f"{m['hits@10']:.3f} | {m['mrr@10']:.3f} | "
+                  f"{m.get('map@10', float('nan')):.3f} |", flush=True)
+
+
+def _answer_metrics(tops: Sequence[Sequence[Any]], golds: Sequence[Any]) -> dict[str, float]:
+    """Hits@4, Hits@10, MRR@10 of the chunk holding a crowd answer in the question's story."""
+    from newsqa.app.evaluation import _squash
+
+    ranks = []
+    for top, (url, answers) in zip(tops, golds, strict=True):
+        rank = next((i for i, p in enumerate(top[:10], start=1)
+                     if p.url == url and any(a in _squash(p.text) for a in answers)), None)
+        ranks.append(rank)
+    n = max(len(ranks), 1)
+    return {"hits@4": sum(r is not None and r <= 4 for r in ranks) / n,
+            "hits@10": sum(r is not None for r in ranks) / n,
+            "mrr@10": sum(1 / r for r in ranks if r) / n}
 
 
 # -- keyword engines: tantivy vs SQLite FTS5 on the same chunks ---------------------------------
@@ -361,7 +639,7 @@ def engine_chunks(folder: Path, limit: int) -> list[tuple[str, str, str, int, st
     Both engines index newsqa's own terms (lexical.terms: folded, stemmed,
     stopwords out), so they rank the same words and only the engines differ.
     """
-    from newsqa.lexical import terms_many
+    from newsqa.text.lexical import terms_many
 
     cache = folder / f"chunks-{limit}.jsonl"
     if cache.exists():
@@ -515,7 +793,7 @@ def engine_report(folder: Path, limit: int, queries: int) -> dict[str, Any]:
       engine, for `queries` MultiHop-RAG dev questions (each a random publisher);
     - size on disk after the build and the add.
     """
-    from newsqa.lexical import terms
+    from newsqa.text.lexical import terms
 
     rows = engine_chunks(folder, limit)
     sentences, sources = corpus_material()
@@ -565,9 +843,9 @@ def engine_report(folder: Path, limit: int, queries: int) -> dict[str, Any]:
 
 
 def _chunk_record(record: dict[str, Any]) -> list[tuple[str, str, str, int, str]]:
-    from newsqa.articles import read_paths
-    from newsqa.chunking import chunk_article, search_text
-    from newsqa.lexical import terms_many
+    from newsqa.store.articles import read_paths
+    from newsqa.store.chunking import chunk_article, search_text
+    from newsqa.text.lexical import terms_many
 
     with tempfile.TemporaryDirectory(prefix="newsqa-scale-") as tmp:
         path = Path(tmp) / "one.jsonl"
@@ -582,7 +860,7 @@ def _chunk_record(record: dict[str, Any]) -> list[tuple[str, str, str, int, str]
 
 
 def _dev_questions(n: int) -> list[str]:
-    from newsqa.evaluation import DEV_IDS, load_multihop_queries, read_ids
+    from newsqa.app.evaluation import DEV_IDS, load_multihop_queries, read_ids
 
     ids = read_ids(DATA / DEV_IDS)[:n]
     return [q.query for q in load_multihop_queries(DATA / "queries.jsonl", ids)]
@@ -604,10 +882,29 @@ def main() -> int:
     p = sub.add_parser("search")
     p.add_argument("--db", type=Path, required=True)
     p.add_argument("--queries", type=int, default=101, help="dev questions (first: warm-up)")
-    p.add_argument("--pool", action="store_true", help="NEWSQA_RETRIEVAL_POOL=1's path")
+    p.add_argument("--pool", action="store_true",
+                   help="the pool's path (the default; without it, NEWSQA_RETRIEVAL_POOL=0's)")
     p = sub.add_parser("pool-cv")
     p.add_argument("--db", required=True, help="an index `newsqa eval multihop` built")
     p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--path", choices=("pool", "whole"), default="pool",
+                   help="candidates from the keyword pool or the whole collection")
+    p.add_argument("--cache", type=Path,
+                   help="features kept here (.npz; default under the temporary folder)")
+    p.add_argument("--splits", type=int, default=1, help="fold draws (seeds 0, 1...)")
+    p.add_argument("--threads", type=int, default=1, help="LightGBM threads")
+    p.add_argument("--train-cache", type=Path,
+                   help="train on this cache's features (another path), rank --cache's")
+    p.add_argument("--write", type=Path, help="then train on all dev and save the model here")
+    p = sub.add_parser("styles")
+    p.add_argument("--db", type=Path, required=True,
+                   help="a scratch copy of a MultiHop-RAG index: the NewsQA dev stories join it")
+    p.add_argument("--alone", action="store_true",
+                   help="the NewsQA dev stories alone in a new index (--db unused)")
+    p.add_argument("--sample", type=int, default=300,
+                   help="MultiHop-RAG questions without publisher or date (0 = all)")
+    p.add_argument("--blends", type=float, nargs="*", default=[0.25, 0.5, 0.75],
+                   help="weights of the second stage's rank in a rank blend with the first's")
     p = sub.add_parser("engines")
     p.add_argument("--folder", type=Path, required=True, help="scratch folder (outside the repo)")
     p.add_argument("--chunks", type=int, default=100_000)
@@ -623,7 +920,10 @@ def main() -> int:
     elif args.command == "search":
         search_report(args.db, args.queries, args.pool)
     elif args.command == "pool-cv":
-        pool_cv(args.db, args.folds)
+        pool_cv(args.db, args.folds, args.path, args.cache, args.splits, args.threads,
+                args.train_cache, args.write)
+    elif args.command == "styles":
+        style_check(args.db, args.alone, args.sample, args.blends)
     elif args.command == "engines":
         print(json.dumps(engine_report(args.folder, args.chunks, args.queries), indent=1))
     return 0

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from retrieval_levers import dense_hits, open_dev
 
-from newsqa.evaluation import (
+from newsqa.app.evaluation import (
     DEFAULT_MULTIHOP_DATA,
     DEFAULT_MULTIHOP_DB,
     holds_fact,
@@ -106,14 +106,21 @@ def main(argv: list[str] | None = None) -> int:
 
 def cross_validate(
     groups: list[tuple[np.ndarray, np.ndarray]], pools: list[list[str]], folds: int,
-    seed: int = 0,
+    seed: int = 0, params: dict[str, Any] | None = None,
+    train_groups: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> list[list[str]]:
-    """Each question ranked by a model trained on the other folds (drawn with `seed`)."""
+    """Each question ranked by a model trained on the other folds (drawn with `seed`).
+
+    `train_groups` (the same questions, in the same order, with another path's
+    features) trains the models instead of `groups`, which are only ranked.
+    """
+    params = PARAMS if params is None else params
+    learn = groups if train_groups is None else train_groups
     order = np.random.RandomState(seed).permutation(len(groups))
     out: list[list[str]] = [[] for _ in groups]
     for fold in range(folds):
         held = set(order[fold::folds].tolist())
-        model = train([g for i, g in enumerate(groups) if i not in held], PARAMS, ROUNDS)
+        model = train([g for i, g in enumerate(learn) if i not in held], params, ROUNDS)
         for i in held:
             out[i] = _top(model.predict(groups[i][0], num_threads=1), pools[i])
     return out
