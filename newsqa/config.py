@@ -66,6 +66,11 @@ class RetrievalSettings:
     rerank_articles: int = 20  # the articles of the pool's first N passages join it whole
     rerank_max: int = 300  # ... until the pool holds this many (long articles at scale)
     ranker: str = ""  # a LightGBM model file for the second stage ("" = the shipped one)
+    # For a one-part question naming no publisher or day (retrieval/search.py,
+    # `single_story`: unlike what the ranker learned from), the second stage's weight in
+    # a blend of its rank with the first stage's: 0 keeps the first stage's order, 1 the
+    # ranker's.
+    rerank_single: float = 0.0
     # The first stage over a pool from the persistent keyword index (retrieval/keywordpool.py),
     # not over every chunk: no rebuild after a write. Off until its quality is measured.
     pool: bool = False

@@ -27,6 +27,7 @@ from newsqa.retrieval.rerank import (
     load_ranker,
     segments,
 )
+from newsqa.retrieval.search import blend
 from newsqa.retrieval.training import map_lambdas, train
 from newsqa.store.index import ChunkTable
 from newsqa.text.lexical import terms
@@ -288,3 +289,31 @@ def test_a_ranker_file_of_ones_own_is_used_or_named_when_missing(
     missing = replace(weights, ranker=str(tmp_path / "gone.txt"))
     with pytest.raises(ConfigError, match="gone"):
         Retriever(qa.index, qa.embedder, qa.settings, missing).search(QUESTION, top_k=2)
+
+
+def test_blend_weighs_the_two_stages_ranks() -> None:
+    rows = [10, 11, 12, 13]  # the first stage's order
+    ranked = [(13, 4.0), (12, 3.0), (11, 2.0), (10, 1.0)]  # the ranker's
+    assert [r for r, _ in blend(rows, ranked, 1.0)] == [13, 12, 11, 10]
+    assert [r for r, _ in blend(rows, ranked, 0.0)] == [10, 11, 12, 13]
+    # Ties go to the first stage's order; the ranker's scores stay with their rows.
+    assert blend(rows, ranked, 0.5) == [(10, 1.0), (13, 4.0), (11, 2.0), (12, 3.0)]
+
+
+def test_a_one_part_question_naming_no_publisher_or_day_keeps_the_first_stages_order(
+    qa: NewsQA,
+) -> None:
+    question = "Why did the freight rates rise?"
+    first = Retriever(qa.index, qa.embedder, qa.settings, replace(FusionWeights(), rerank=False))
+    gated = Retriever(qa.index, qa.embedder, qa.settings, FusionWeights())
+    expected = [p.chunk_id for p in first.search(question, top_k=3)]
+    hits = gated.search(question, top_k=3)
+    assert [p.chunk_id for p in hits] == expected
+    assert all("rerank" not in p.scores for p in hits)
+    ranked = Retriever(qa.index, qa.embedder, qa.settings,
+                       replace(FusionWeights(), rerank_single=1.0)).search(question, top_k=3)
+    assert all("rerank" in p.scores for p in ranked)
+    # A question naming a publisher, or asking two things, still goes through the ranker.
+    assert "rerank" in gated.search(QUESTION, top_k=1)[0].scores
+    two = "Why did the freight rates rise while farmers had a record tulip harvest?"
+    assert "rerank" in gated.search(two, top_k=1)[0].scores

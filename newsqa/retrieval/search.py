@@ -18,7 +18,9 @@ benchmarks/retrieval_levers.py; the table is in benchmarks/RESULTS.md):
 - That first stage ranks *an* evidence chunk first often but rarely *all* of a
   question's facts near the top, so a learned second stage (rerank.py) reorders
   its best 70 plus the other chunks of their leading articles, weighing the same
-  signals per candidate and against the rest of its article.
+  signals per candidate and against the rest of its article. A one-part question
+  naming no publisher or day (a reader's question about one story) keeps the first
+  stage's order: the ranker learned from other questions (`single_story`).
 
 Filters (sources, date range) run inside Chroma for the dense side and as a
 mask over the same metadata for the keyword side, so both see the same corpus.
@@ -43,7 +45,14 @@ from ..threads import one_blas_thread
 from . import keywordcache, keywordpool
 from .keywords import Filters, KeywordIndex, date_key, query_terms, top_rows
 from .query import Mention, QueryHints, SourceMatcher, parse_query
-from .rerank import MODEL_FILE, FirstStage, MentionRanking, build_features, load_ranker
+from .rerank import (
+    MODEL_FILE,
+    FirstStage,
+    MentionRanking,
+    build_features,
+    load_ranker,
+    segments,
+)
 
 if TYPE_CHECKING:
     from ..store.embedding import Embedder
@@ -199,9 +208,15 @@ class Retriever:
         stage = self.first_stage(keyword, query, by_dense, filters)
         if not self.weights.rerank:
             return self._passages(keyword, stage, stage.order, top_k)
+        single = single_story(stage)
+        weight = self.weights.rerank_single  # see RetrievalSettings.rerank_single
+        if single and weight <= 0:
+            return self._passages(keyword, stage, stage.order, top_k)
         rows, features = self.candidates(keyword, stage)
         ranker = load_ranker(Path(self.weights.ranker) if self.weights.ranker else MODEL_FILE)
         ranked = ranker.ranked(rows, features)
+        if single and weight < 1:
+            ranked = blend(rows, ranked, weight)
         second = dict(ranked)  # kept in Passage.scores["rerank"], to explain an order
         rest = [r for r in stage.order if r not in second]  # past the pool: first stage's order
         return self._passages(keyword, stage, [r for r, _ in ranked] + rest, top_k, second)
@@ -383,6 +398,42 @@ def whole_articles(
         out += rows
         taken.update(rows)
     return out
+
+
+def single_story(stage: FirstStage) -> bool:
+    """A reader's question about one story: it names no publisher or day and asks one thing.
+
+    The ranker learned from MultiHop-RAG's questions, which name publishers or days
+    (1,132 of 1,139 dev questions) or ask for several facts (all of the other 7). On
+    crowd questions about single stories ("Who was sentenced to death in February?")
+    it put the answer chunk below where the first stage had it, while on MultiHop-RAG
+    questions stripped of their publishers and dates it still helped a lot
+    (benchmarks/RESULTS.md, issue 16): what sets the two apart is the parts.
+    """
+    return not stage.mentions and len(segments(stage.question)) <= 1
+
+
+BLEND_K = 5.0  # rank offset of `blend`: the first few ranks weigh most
+
+
+def blend(
+    rows: Sequence[int], ranked: Sequence[tuple[int, float]], weight: float
+) -> list[tuple[int, float]]:
+    """The second stage's (row, score) list reordered by a blend of both stages' ranks.
+
+    `rows` is the first stage's order of the candidates, `ranked` the ranker's.
+    Each row scores weight / (BLEND_K + its rank by the ranker) + (1 - weight) /
+    (BLEND_K + its first-stage rank); ties keep the first stage's order. Why: the
+    ranker learned from MultiHop-RAG's questions, which nearly all name a publisher
+    or a day, or ask for several facts; on a reader's one-part question naming neither
+    it ranked the answer lower than the first stage did (`single_story`).
+    """
+    first = {row: i for i, row in enumerate(rows)}
+    second = {row: i for i, (row, _) in enumerate(ranked)}
+    score = dict(ranked)
+    mixed = {row: weight / (BLEND_K + second[row]) + (1 - weight) / (BLEND_K + first[row])
+             for row in rows}
+    return [(row, score[row]) for row in sorted(rows, key=lambda r: (-mixed[r], first[r]))]
 
 
 def interleave(lists: Sequence[Sequence[int]]) -> list[int]:
