@@ -72,8 +72,9 @@ class RetrievalSettings:
     # ranker's.
     rerank_single: float = 0.0
     # The first stage over a pool from the persistent keyword index (retrieval/keywordpool.py),
-    # not over every chunk: no rebuild after a write. Off until its quality is measured.
-    pool: bool = False
+    # not over every chunk: no rebuild after a write. Measured to hold the whole-collection
+    # path's quality (benchmarks/RESULTS.md, issue 16); 0 searches the whole collection.
+    pool: bool = True
     pool_candidates: int = 150  # keyword hits under the caller's filters
     pool_mention_candidates: int = 30  # keyword hits per named publisher/day filter
 

@@ -35,10 +35,17 @@ NEW_STORY = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _whole_collection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about the saved whole-collection keyword index: the pool (the
+    default since issue 16) never builds it."""
+    monkeypatch.setenv("NEWSQA_RETRIEVAL_POOL", "0")
+
+
 def newsqa(db: Path, *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
     """`newsqa ARGS --db DB` in a fresh process, offline, optionally killed at `fault`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "NEWSQA_"))}
-    env.update(PYTHONPATH=str(REPO), NEWSQA_LLM="extractive")
+    env.update(PYTHONPATH=str(REPO), NEWSQA_LLM="extractive", NEWSQA_RETRIEVAL_POOL="0")
     if fault is not None:
         env["NEWSQA_FAULT_AT"] = fault
     return subprocess.run(

@@ -15,6 +15,13 @@ SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 QUESTION = "How many troops were sent to Kuwait?"
 
 
+@pytest.fixture(autouse=True)
+def _whole_collection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about the saved whole-collection keyword index: the pool (the
+    default since issue 16) never builds it."""
+    monkeypatch.setenv("NEWSQA_RETRIEVAL_POOL", "0")
+
+
 def _cached(db: Path) -> list[Path]:
     return sorted((db / "newsqa-cache").glob("keyword-*.npz"))
 
