@@ -12,16 +12,18 @@ from newsqa.app.chat import (
     MAX_HISTORY_CHARS,
     MAX_HISTORY_PAIRS,
     ChatSession,
-    Turn,
-    condense_offline,
-    context_terms,
     format_reply,
-    is_follow_up,
-    named_entities,
     replay_history,
     reply_remainder,
     strip_reply,
     trim_history,
+)
+from newsqa.engines.condense import (
+    Turn,
+    condense_offline,
+    context_terms,
+    is_follow_up,
+    named_entities,
 )
 from newsqa.errors import InputError
 from newsqa.models import Answer, Citation

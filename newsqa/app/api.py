@@ -1,7 +1,8 @@
 """`NewsQA`: the one entry point. It wires the rooms together and holds no logic of its own.
 
 Reading order for a question: `NewsQA.ask` -> `retrieval.Retriever.search` ->
-`answer.answer` (LLM engine or extractive) -> `citations.verify` -> `Answer`.
+`NewsQA.engine.answer` (engines/base.py: the LLM engine or the extractive one) ->
+`grounding` -> `Answer`.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..aio import in_thread, iterate_in_thread
 from ..config import Settings
+from ..engines.base import Engine, drain
+from ..engines.extractive import ExtractiveEngine
 from ..engines.llm import LLM
-from ..engines.llm_answer import answer, stream_answer
-from ..engines.summarize import SummaryParts, summarize, timeline
+from ..engines.llm_answer import LLMEngine
+from ..engines.summarize import SummaryParts, gather_summary, gather_timeline
 from ..errors import IndexMissing, NewsQAError, SetupError, StoreError, quote
 from ..models import (
     Answer,
@@ -169,6 +172,12 @@ class NewsQA:
 
         return LLM.from_settings(self.settings)
 
+    @_step("setting up the engine")
+    def engine(self) -> Engine:
+        """The engine every task goes through, picked once: a new engine is chosen here."""
+        llm = self.llm
+        return ExtractiveEngine() if llm is None else LLMEngine(llm)
+
     def require_index(self) -> None:
         """Raise `IndexMissing` unless the configured index exists; creates nothing.
 
@@ -265,7 +274,8 @@ class NewsQA:
         """Answer with citations that are verified verbatim spans of named articles."""
         check_question(question)
         passages = self.search(question, **options)
-        return answer(question, passages, self.index, self.llm, self.settings)
+        return drain(self.engine.answer(question, passages, self.index, self.settings,
+                                        streaming=False))
 
     async def aask(self, question: str, **options: Unpack[SearchOptions]) -> Answer:
         """`ask` for an event loop: the same code, in a worker thread."""
@@ -275,7 +285,7 @@ class NewsQA:
         """Text deltas as the model writes them, then the final verified `Answer`."""
         check_question(question)
         passages = self.search(question, **options)
-        return stream_answer(question, passages, self.index, self.llm, self.settings)
+        return self.engine.answer(question, passages, self.index, self.settings)
 
     def astream(
         self, question: str, **options: Unpack[SearchOptions]
@@ -300,15 +310,11 @@ class NewsQA:
         """One article by id, or what the archive says about `query`."""
         check_question(query, "query")
         check_question(focus, "focus")
-        return summarize(
-            self._summary_parts(),
-            article_id=article_id,
-            query=query,
-            filters=self._filters(sources, since, until),
-            bullets=bullets,
-            max_words=max_words,
-            focus=focus,
-        )
+        found = gather_summary(self._summary_parts(), article_id=article_id, query=query,
+                               filters=self._filters(sources, since, until), bullets=bullets,
+                               max_words=max_words)
+        return drain(self.engine.summarize(found, self.settings, query=query, bullets=bullets,
+                                           max_words=max_words, focus=focus))
 
     def timeline(
         self,
@@ -321,8 +327,9 @@ class NewsQA:
     ) -> Timeline:
         """Dated events about a story, oldest first, each cited."""
         check_question(query, "query")
-        return timeline(self._summary_parts(), query, filters=self._filters(sources, since, until),
-                        max_events=max_events)
+        found = gather_timeline(self._summary_parts(), query,
+                                filters=self._filters(sources, since, until), max_events=max_events)
+        return drain(self.engine.timeline(query, found, self.settings, max_events=max_events))
 
     def chat(self, **options: Any) -> ChatSession:
         """A multi-turn session that rewrites follow-ups into standalone questions."""
@@ -331,11 +338,9 @@ class NewsQA:
     # -- helpers ---------------------------------------------------------------------------
 
     def _summary_parts(self) -> SummaryParts:
-        """What summaries and timelines use, handed over explicitly (they never see NewsQA)."""
-        window = self.settings.context_window or (
-            self.llm.context_window if self.llm is not None else 8192)
+        """What gathering a summary's sources uses, handed over explicitly (never NewsQA)."""
         return SummaryParts(index=self.index, retriever=self.retriever, embedder=self.embedder,
-                            llm=self.llm, window=window, top_k=self.settings.top_k)
+                            top_k=self.settings.top_k)
 
     def _filters(
         self, sources: Sequence[str] | None, since: DateLike, until: DateLike

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..engines.llm_answer import answer as answer_with
+from ..engines.base import drain
 from ..engines.summarize import extractive_article_summary
 from ..errors import InputError, NewsQAError
 from ..models import Answer, Article, Citation, Passage, article_id_for
@@ -389,7 +389,8 @@ def run_queries(
 def _answer(qa: NewsQA, outcome: Outcome, articles: dict[str, Article]) -> None:
     start = time.perf_counter()
     context = outcome.passages[: qa.settings.top_k]
-    result = answer_with(outcome.query.query, context, qa.index, qa.llm, qa.settings)
+    result = drain(qa.engine.answer(outcome.query.query, context, qa.index, qa.settings,
+                                    streaming=False))
     outcome.answer_ms = (time.perf_counter() - start) * 1000
     outcome.answer = result
     for citation in result.citations:
@@ -548,8 +549,8 @@ def evaluate_multihop(
     ingest = ingest_corpus(qa, folder / "corpus.jsonl", progress)
     doc_ids = doc_article_ids(folder / "corpus.jsonl")
     outcomes = run_queries(qa, queries, answers=answers, progress=progress)
-    mode = "llm" if answers and qa.llm is not None else "extractive"
-    model = getattr(qa.llm, "model", None) if mode == "llm" else None
+    mode = "llm" if answers and qa.engine.model is not None else "extractive"
+    model = qa.engine.model if mode == "llm" else None
     summary = summarise_run(outcomes, doc_ids, mode=mode, model=model)
     summary["settings"] = {
         "embedding": qa.settings.embedding,

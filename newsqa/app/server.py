@@ -349,9 +349,7 @@ class Warmup:
 
     def _build(self) -> bool:
         try:
-            llm = self.qa.llm
-            if llm is not None:
-                _ = llm.client
+            self.qa.engine.warm()
             self.qa.search("warm up", top_k=1)
         except NewsQAError as exc:  # the request that follows will report it
             log.warning("warm-up did not complete: %s", exc)

@@ -1,8 +1,13 @@
 """Engines: what turns sources into a draft, and the models behind them.
 
-    llm_answer.py    the LLM engine's answer (prompt, structured stream, one re-ask)
-    extractive.py    the offline engine: sentences picked and cited, no model
+    base.py          the one engine protocol (`Engine`: answer, summarize, timeline,
+                     condense; each streams text, then its result) and `drain`
+    llm_answer.py    the LLM engine (`LLMEngine`); its answer: prompt, structured
+                     stream, one re-ask
+    extractive.py    the offline engine (`ExtractiveEngine`): sentences picked and
+                     cited, no model
     summarize.py     summaries and timelines, map-reduce under a token budget
+    condense.py      chat follow-ups made standalone, by a model or offline
     llm.py           OpenAI-compatible client: structured-output ladder, retries, streams
     local.py, llama_index_llm.py   backends that register themselves (in-process
                      llama.cpp; any LlamaIndex LLM)

@@ -1,5 +1,9 @@
 """The offline engine: answers made only of source sentences, each one cited.
 
+`ExtractiveEngine` is how `NewsQA` reaches it (the `Engine` protocol, engines/base.py):
+it answers here, and hands summaries and timelines to summarize.py's extractive side
+and follow-ups to condense.py's offline rewrite.
+
 No model writes anything here, so nothing can be invented: the answer is the
 best-supported sentences of the retrieved passages, verbatim, in the order a
 reader would want them. It abstains when the evidence looks like that of a
@@ -16,23 +20,65 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..config import RetrievalSettings, Settings
 from ..grounding import ClaimedQuote, verify
-from ..models import Answer, Article, Citation, Passage, RejectedCitation
+from ..models import Answer, Article, Citation, Passage, RejectedCitation, Usage
 from ..text.lexical import terms, words
 from ..text.sentences import sentence_spans
+from .condense import Rewrite, Turn, condense_offline
+from .summarize import SummarySources, extractive_timeline, summary_offline
 
 if TYPE_CHECKING:
+    from ..models import Summary, Timeline
     from ..store.index import Index
 
 MAX_SENTENCES = 3
 MIN_GAIN = 0.1  # share of the question's term weight a further sentence must add
 POOL = 40  # sentences considered for the answer after the best one
 CONTEXT_WEIGHT = 0.5
+
+
+# -- the engine NewsQA calls (the protocol: engines/base.py) ---------------------------------
+
+
+class ExtractiveEngine:
+    """`Engine` (engines/base.py) without a model: the default when none is configured."""
+
+    @property
+    def model(self) -> str | None:
+        return None
+
+    def warm(self) -> None:
+        """Nothing to set up: the embedder it ranks with is retrieval's, warmed by a search."""
+
+    def answer(
+        self, question: str, passages: Sequence[Passage], index: Index, settings: Settings,
+        *, streaming: bool = True,
+    ) -> Iterator[str | Answer]:
+        result = extractive_answer(question, passages, index, settings)
+        if streaming:  # the whole text at once: it is verified as it is picked
+            yield result.answer
+        yield result
+
+    def summarize(
+        self, sources: SummarySources, settings: Settings, *, query: str | None,
+        bullets: int, max_words: int | None, focus: str | None,
+    ) -> Iterator[str | Summary]:
+        yield summary_offline(sources, query=query, bullets=bullets, max_words=max_words,
+                              focus=focus)
+
+    def timeline(
+        self, query: str, sources: SummarySources, settings: Settings, *, max_events: int
+    ) -> Iterator[str | Timeline]:
+        yield extractive_timeline(query, sources.groups, sources.articles, sources.embedder,
+                                  max_events=max_events)
+
+    def condense(self, question: str, history: Sequence[Turn]) -> Iterator[str | Rewrite]:
+        yield Rewrite(condense_offline(question, history), Usage())
 
 
 # -- abstention ------------------------------------------------------------------------------

@@ -1,4 +1,9 @@
-"""Ask: retrieved passages -> engine (LLM or extractive) -> grounded claims -> `Answer`.
+"""The LLM engine: retrieved passages -> a model's draft -> grounded claims -> `Answer`.
+
+`LLMEngine` is how `NewsQA` reaches it (the `Engine` protocol, engines/base.py): it
+answers here, and hands summaries and timelines to summarize.py and follow-ups to
+condense.py with its `LLM`. `answer`/`stream_answer` with `llm=None` still answer
+offline (extractive.py), for callers that hold no engine.
 
 The LLM engine asks the model for a `DraftAnswer` (grounding/drafts.py): the short direct
 answer first (yes/no, a name, a number, a date), then claims, each with quotes that
@@ -49,12 +54,15 @@ from ..grounding import (
     reask_message,
 )
 from ..models import Answer, Article, Passage, Reask, Usage
+from .condense import Rewrite, Turn, condense_with_llm
 from .extractive import extractive_answer
 from .llm import InvalidReply, StreamStats, parse_reply
 from .prompts import render
+from .summarize import SummarySources, summary_with_llm, timeline_with_llm
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from ..models import Summary, Timeline
     from ..store.index import Index
     from .llm import LLM
 
@@ -125,6 +133,53 @@ def astream_answer(
 ) -> AsyncIterator[str | Answer]:
     """`stream_answer` for an event loop: the same code, advanced in a worker thread."""
     return iterate_in_thread(partial(stream_answer, question, passages, index, llm, settings))
+
+
+# -- the engine NewsQA calls (the protocol: engines/base.py) ------------------------------
+
+
+class LLMEngine:
+    """`Engine` (engines/base.py) over one `LLM`."""
+
+    def __init__(self, llm: LLM) -> None:
+        self.llm = llm
+
+    @property
+    def model(self) -> str | None:
+        return self.llm.model
+
+    def warm(self) -> None:
+        _ = self.llm.client  # the client's import and set-up, before the first request
+
+    def window(self, settings: Settings) -> int:
+        """The tokens the model reads: the explicit setting wins over the model's own."""
+        return settings.context_window or self.llm.context_window
+
+    def answer(
+        self, question: str, passages: Sequence[Passage], index: Index, settings: Settings,
+        *, streaming: bool = True,
+    ) -> Iterator[str | Answer]:
+        if streaming:
+            yield from stream_answer(question, passages, index, self.llm, settings)
+        else:
+            yield answer(question, passages, index, self.llm, settings)
+
+    def summarize(
+        self, sources: SummarySources, settings: Settings, *, query: str | None,
+        bullets: int, max_words: int | None, focus: str | None,
+    ) -> Iterator[str | Summary]:
+        yield summary_with_llm(self.llm, sources, self.window(settings), query=query,
+                               bullets=bullets, max_words=max_words, focus=focus)
+
+    def timeline(
+        self, query: str, sources: SummarySources, settings: Settings, *, max_events: int
+    ) -> Iterator[str | Timeline]:
+        yield timeline_with_llm(self.llm, sources, self.window(settings), query,
+                                max_events=max_events)
+
+    def condense(self, question: str, history: Sequence[Turn]) -> Iterator[str | Rewrite]:
+        standalone, usage = condense_with_llm(question, history, self.llm)
+        yield Rewrite(standalone, usage)
 
 
 # -- the engine's parts -------------------------------------------------------------------

@@ -589,22 +589,31 @@ def _event_order(event: TimelineEvent) -> tuple[dt.date, str, int]:
 
 @dataclass(frozen=True)
 class SummaryParts:
-    """What summaries and timelines work with, wired by `NewsQA` and handed over.
+    """What gathering a summary's sources uses, wired by `NewsQA` and handed over.
 
     Why not `NewsQA` itself: passed down, it was a service locator and an import cycle
     (api -> summarize -> api); these are the parts used, and nothing else is reachable.
-    `window` is the tokens the model reads (the explicit setting wins over the LLM's).
     """
 
     index: Index
     retriever: Retriever
     embedder: Embedder
-    llm: LLM | None
-    window: int
     top_k: int
 
 
-def summarize(
+@dataclass(frozen=True)
+class SummarySources:
+    """What an engine summarises: one `article`, or the retrieved passages grouped by
+    article with the articles behind them. The engine never retrieves; `embedder` is
+    what the extractive engine ranks sentences with."""
+
+    groups: dict[str, list[Passage]]
+    articles: dict[str, Article]
+    embedder: Embedder
+    article: Article | None = None
+
+
+def gather_summary(
     parts: SummaryParts,
     *,
     article_id: str | None = None,
@@ -612,49 +621,68 @@ def summarize(
     filters: Filters | None = None,
     bullets: int = 5,
     max_words: int | None = None,
-    focus: str | None = None,
-) -> Summary:
-    """One article by id, or what the retrieved articles say about `query`."""
+) -> SummarySources:
+    """One article by id, or the articles retrieved for `query`: a summary's sources."""
     _check_controls(article_id, query, bullets, max_words)
     if article_id is not None:
         article = parts.index.get_article(article_id)
-        if parts.llm is None:
-            return extractive_article_summary(
-                article, parts.embedder, bullets=bullets, max_words=max_words, focus=focus
-            )
-        budget = source_budget(parts.window, "summarize", parts.llm.max_output_tokens,
-                               **_controls_text(bullets, max_words, focus))
-        groups = {article.id: _article_passages(article, max(budget - 40, 32))}
-        return llm_summary(parts.llm, groups, {article.id: article}, bullets=bullets,
-                           max_words=max_words, focus=focus, query=None,
-                           window=parts.window)
+        return SummarySources({}, {article.id: article}, parts.embedder, article)
     assert query is not None
     groups, articles = _retrieve(parts, query, filters, top_k=max(parts.top_k, 3 * bullets))
-    if parts.llm is None:
-        return extractive_multi_summary(query, groups, articles, parts.embedder, bullets=bullets,
-                                        max_words=max_words, focus=focus)
-    if not groups:
-        return Summary(headline=f"Nothing found about {query!r}", mode="llm",
-                       model=parts.llm.model)
-    return llm_summary(parts.llm, groups, articles, bullets=bullets, max_words=max_words,
-                       focus=focus, query=query, window=parts.window)
+    return SummarySources(groups, articles, parts.embedder)
 
 
-def timeline(
+def gather_timeline(
     parts: SummaryParts, query: str, *, filters: Filters | None = None, max_events: int = 12
-) -> Timeline:
-    """Dated events about a story, oldest first, each cited."""
+) -> SummarySources:
+    """The articles retrieved for `query`: a timeline's sources."""
     if not query or not query.strip():
         raise InputError("timeline", "the query is empty")
     if max_events < 1:
         raise InputError("timeline", f"max_events must be at least 1, got {max_events}")
     groups, articles = _retrieve(parts, query, filters, top_k=max(parts.top_k, 2 * max_events))
-    if parts.llm is None:
-        return extractive_timeline(query, groups, articles, parts.embedder, max_events=max_events)
-    if not groups:
-        return Timeline(query=query, mode="llm", model=parts.llm.model)
-    return llm_timeline(parts.llm, query, groups, articles, max_events=max_events,
-                        window=parts.window)
+    return SummarySources(groups, articles, parts.embedder)
+
+
+def summary_offline(
+    sources: SummarySources, *, query: str | None, bullets: int, max_words: int | None,
+    focus: str | None,
+) -> Summary:
+    """The extractive engine's summary: source sentences picked, no model."""
+    if sources.article is not None:
+        return extractive_article_summary(sources.article, sources.embedder, bullets=bullets,
+                                          max_words=max_words, focus=focus)
+    assert query is not None
+    return extractive_multi_summary(query, sources.groups, sources.articles, sources.embedder,
+                                    bullets=bullets, max_words=max_words, focus=focus)
+
+
+def summary_with_llm(
+    llm: LLM, sources: SummarySources, window: int, *, query: str | None, bullets: int,
+    max_words: int | None, focus: str | None,
+) -> Summary:
+    """The LLM engine's summary; `window` is the tokens the model reads."""
+    article = sources.article
+    if article is not None:
+        budget = source_budget(window, "summarize", llm.max_output_tokens,
+                               **_controls_text(bullets, max_words, focus))
+        groups = {article.id: _article_passages(article, max(budget - 40, 32))}
+        return llm_summary(llm, groups, sources.articles, bullets=bullets, max_words=max_words,
+                           focus=focus, query=None, window=window)
+    if not sources.groups:
+        return Summary(headline=f"Nothing found about {query!r}", mode="llm", model=llm.model)
+    return llm_summary(llm, sources.groups, sources.articles, bullets=bullets,
+                       max_words=max_words, focus=focus, query=query, window=window)
+
+
+def timeline_with_llm(
+    llm: LLM, sources: SummarySources, window: int, query: str, *, max_events: int
+) -> Timeline:
+    """The LLM engine's timeline; `window` is the tokens the model reads."""
+    if not sources.groups:
+        return Timeline(query=query, mode="llm", model=llm.model)
+    return llm_timeline(llm, query, sources.groups, sources.articles, max_events=max_events,
+                        window=window)
 
 
 def _check_controls(
