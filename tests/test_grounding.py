@@ -420,3 +420,14 @@ def test_a_reask_repeating_a_kept_claim_does_not_count_it_twice(model: FakeOpenA
     result = answer("How did members vote?", USED, INDEX, llm(model), SETTINGS)
     assert result.answer == "412 to 97. Members voted 412 to 97. [1]"
     assert result.reask is not None and result.reask.recovered_claims == 0
+
+
+def test_a_yes_to_a_question_that_is_not_yes_no_is_left_out(model: FakeOpenAIServer) -> None:
+    """The NewsQA run: "What says Kate?" answered "Yes" with a supported claim."""
+    quote = "Members voted 412 to 97 to accept a 6% pay rise."
+    model.queue(Reply.json(draft("Yes", ("Members voted 412 to 97 to accept a 6% pay rise.",
+                                         [("S2", quote)]))))
+    result = answer("What did the members vote on the pay rise?", USED, INDEX, llm(model),
+                    SETTINGS)
+    assert result.answerable and result.direct_answer is None
+    assert not result.answer.startswith("Yes")

@@ -227,6 +227,8 @@ class Grounder:
         return text if verdict.supported else None
 
     def _yes_no_holds(self, yes: bool) -> bool:
+        if not _QUESTION_OPENING.match(self.question):
+            return False  # "What says Kate?" -> "Yes" (NewsQA run): not a yes/no question
         if _ORDERING.search(self.question):
             return False  # "Did A report X after B?": an order or a change no quote can show
         quotes = [c.quote for c in self.citations if not is_instruction(c.quote)]
