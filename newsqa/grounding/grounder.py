@@ -85,6 +85,7 @@ class Grounder:
     trimmed: int = 0  # claims cut to their supported opening clauses
     searched: int = 0  # claims kept on a sentence newsqa found, their own quotes failing
     _waiting: list[tuple[str, list[Citation]]] = field(default_factory=list)
+    _shown: list[Citation] | None = None  # the shown passages' sentences, for _searched
     _said: set[str] = field(default_factory=set)  # the texts of kept and waiting claims
 
     def add(self, claim: DraftClaim) -> None:
@@ -150,8 +151,10 @@ class Grounder:
     def _searched(self, text: str) -> list[Citation]:
         """The one sentence of the shown passages that holds nearly all of a claim whose
         own quotes failed ([] if none): checked as a model's quote is, at SEARCH_THRESHOLD."""
-        unique = {(p.article_id, p.start, p.end): p for p in self.used}.values()
-        candidates = [s for p in unique for s in self._passage_sentences(p)]
+        if self._shown is None:  # split once per answer, not once per failed claim
+            unique = {(p.article_id, p.start, p.end): p for p in self.used}.values()
+            self._shown = [s for p in unique for s in self._passage_sentences(p)]
+        candidates = list(self._shown)
         candidates.sort(key=lambda c: coverage(text, [c.quote], self.question), reverse=True)
         for sentence in candidates[:_SEARCH_CANDIDATES]:
             verdict = check_support(text, [sentence.quote], self.question,
