@@ -201,6 +201,21 @@ def test_a_surname_counts_for_the_full_name() -> None:
     assert direct_answer("Who returned to lead the company?", quotes) == "Sam Altman"
 
 
+def test_a_person_is_named_in_full_as_the_passages_write_it() -> None:
+    # The best quote has the surname only; the passages name him in full once, and once
+    # with a title that must not become part of the name.
+    quotes = ["Later, Bankman-Fried was found guilty on seven counts."]
+    context = ["FTX founder Sam Bankman-Fried went on trial in New York.",
+               "Prosecutors said Sam Bankman-Fried lied. Nobel Peace Prize. Winner spoke."]
+    asked = "Who was found guilty according to TechCrunch and The Verge?"
+    assert direct_answer(asked, quotes, context) == "Sam Bankman-Fried"
+    # A company keeps its own name: "Epic Games v. Google" is not Google's full name.
+    quotes = ["Google lost the case, the jury found."]
+    context = ["In Epic Games v. Google the jury sided with Epic, and Google will appeal."]
+    assert direct_answer("Which company lost the case according to The Verge?", quotes,
+                         context) == "Google"
+
+
 def _signals(**changes: object) -> Signals:
     base = dict(support=0.8, names_found=1.0, names=2, dense=0.6, rerank=5.0,
                 question_terms=MIN_TERMS)

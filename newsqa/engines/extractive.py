@@ -473,6 +473,23 @@ _ENTITY_NOUNS = frozenset(
     executive ceo founder institution agency brand startup group name club athlete""".split()
 )
 _FILLER = frozenset("is was are were the a an of".split())
+# Nouns that ask for a person, whose full name a reader wants ("Sam Bankman-Fried"), where
+# a company's longer spellings are not its name ("Epic Games v. Google", "Alphabet's Google").
+_PERSON_NOUNS = frozenset(
+    "individual individuals person people celebrity artist executive ceo founder athlete player"
+    .split())
+
+
+def asks_for_person(question: str) -> bool:
+    """"Who ...?" or "Which individual ...?": a person, named in full."""
+    match = _WH.search(question)
+    if match is None:
+        return False
+    head = match.group(1).lower()
+    if head in ("who", "whom", "whose"):
+        return True
+    noun = next((w for w in words(question[match.end():])[:4] if w not in _FILLER), "")
+    return head in ("what", "which") and noun in _PERSON_NOUNS
 
 
 def question_kind(question: str) -> str:
@@ -571,7 +588,8 @@ def direct_answer(
         return None
     if kind != "person":
         return min(found.values(), key=lambda m: m.first).text
-    return _best_name(found, [set(terms(text)) for text in context])
+    best = _best_name(found, [set(terms(text)) for text in context])
+    return _full_name(best, [*quotes, *context], seen) if asks_for_person(question) else best
 
 
 @dataclass
@@ -594,6 +612,41 @@ def _best_name(found: dict[str, _Mention], context: Sequence[set[str]]) -> str:
             counts[key] = 0
     best = max(found, key=lambda k: (counts[k], -found[k].first[0], -found[k].first[1]))
     return found[best].text
+
+
+_SENTENCE_END = re.compile(r"\w\w[.!?]$")  # "Prize." ends a sentence; "J." is an initial
+
+
+def _full_name(name: str, texts: Sequence[str], seen: _Seen) -> str:
+    """The name as the articles write it in full: "Sam Bankman-Fried" for "Bankman-Fried".
+
+    News names a person in full once and by surname after, so the best-cited
+    sentence often holds only the surname; a reader asked "who" wants the person.
+    Every longer name in the quotes and passages that ends with this one counts
+    for each of its endings ("FTX CEO Sam Bankman-Fried" for "Sam Bankman-Fried"
+    too); the longest ending that every such mention shares wins, so a title
+    written once does not become part of the name. Unchanged when none is longer.
+    """
+    key = terms(name)
+    if not key:
+        return name
+    counts: dict[tuple[str, ...], int] = {}
+    spelled: dict[tuple[str, ...], str] = {}
+    for text in texts:
+        for _, span in _spans("person", text, seen):
+            tokens = span.split()
+            for i in range(len(tokens) - 1, -1, -1):
+                if i < len(tokens) - 1 and _SENTENCE_END.search(tokens[i]):
+                    break  # "Nobel Peace Prize. Tutu": a name does not cross a full stop
+                ending = " ".join(tokens[i:])
+                words = tuple(terms(ending))
+                if len(words) > len(key) and list(words[-len(key):]) == key:
+                    counts[words] = counts.get(words, 0) + 1
+                    spelled.setdefault(words, ending)
+    if not counts:
+        return name
+    most = max(counts.values())
+    return spelled[max((w for w, n in counts.items() if n == most), key=len)]
 
 
 def _spans(kind: str, quote: str, seen: _Seen) -> list[tuple[int, str]]:
