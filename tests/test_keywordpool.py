@@ -88,3 +88,60 @@ def test_a_live_pool_reader_sees_a_new_article_without_a_rebuild(
         hits = reader.search(question, top_k=3)
         assert hits[0].source == "Quarn Herald" and "417" in hits[0].text
         assert reader.retriever._keyword is None
+
+
+def test_a_warm_pool_reader_sees_an_article_edited_under_its_url(
+    tmp_path: Path, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader's record cache holds the first version's chunks; the edit's must win."""
+    story = tmp_path / "edit" / "story.json"
+    story.parent.mkdir()
+
+    def write(count: int) -> None:
+        story.write_text(json.dumps({
+            "title": "Velmora river authority orders floating barriers", "source": "Quarn Herald",
+            "url": "https://quarn.example/barriers", "published_at": "2025-02-11T08:00:00+00:00",
+            "text": f"The Velmora river authority ordered {count} floating barriers for the "
+                    "Quarn estuary. The barriers hold back debris after the spring floods.",
+        }), encoding="utf-8")
+
+    question = "How many floating barriers did the Velmora river authority order?"
+    write(417)
+    with pool_qa(db, monkeypatch, on=True) as reader, NewsQA(db=db, llm="extractive") as writer:
+        assert writer.ingest([story]).added == 1
+        assert "417" in reader.search(question, top_k=3)[0].text  # the cache now holds it
+        write(512)
+        assert writer.ingest([story]).updated == 1
+        hits = reader.search(question, top_k=3)
+        assert "512" in hits[0].text and not any("417" in p.text for p in hits)
+
+
+def test_the_record_cache_reads_the_index_once_and_stays_bounded(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from newsqa.retrieval.keywordpool import RecordCache
+
+    with pool_qa(db, monkeypatch, on=True) as qa:
+        store = qa.index.keywords
+        assert store is not None
+        ids = store.chunk_ids()[:6]
+        reads: list[int] = []
+        real = store.records
+
+        def counted(chunk_ids: list[str], versions: list[str]) -> list:  # type: ignore[type-arg]
+            reads.append(len(chunk_ids) + len(versions))
+            return real(chunk_ids, versions)
+
+        monkeypatch.setattr(store, "records", counted)
+        cache = RecordCache(max_chunks=4)
+        docs, _ = cache.read(store, ids[:3], [])
+        assert sorted(docs) == sorted(ids[:3]) and len(reads) == 1
+        again, _ = cache.read(store, ids[:3], [])
+        assert len(reads) == 1 and again.keys() == docs.keys()  # served from memory
+        cache.read(store, ids[3:6], [])
+        assert len(cache._docs) <= 4  # the oldest went
+        version = ids[0].rsplit(":", 1)[0]
+        whole, chunks_of = cache.read(store, [], [version])
+        assert chunks_of[version] and set(chunks_of[version]) <= set(whole)
+        assert [int(c.rsplit(":", 1)[1]) for c in chunks_of[version]] == sorted(
+            int(c.rsplit(":", 1)[1]) for c in chunks_of[version])

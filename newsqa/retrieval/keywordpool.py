@@ -20,8 +20,10 @@ the index (`doc_freq`, and phrase counts for word pairs).
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,7 +34,7 @@ from .keywords import (
     Filters,
     KeywordIndex,
     SentenceIndex,
-    SplitUnits,
+    SentenceTerms,
     bigrams,
     date_key,
     idf_weight,
@@ -41,7 +43,7 @@ from .keywords import (
 from .query import SourceMatcher, parse_query
 
 if TYPE_CHECKING:
-    from ..store.keywordstore import KeywordStore
+    from ..store.keywordstore import KeywordStore, PoolRecord
 
 
 class CollectionFreq(Mapping[str, int]):
@@ -126,91 +128,254 @@ class QueryBM25:
     nonoccurrence_array: None = None
 
     @classmethod
-    def build(cls, docs: Sequence[Sequence[str]], words: Sequence[str],
-              idf: Callable[[str], float], k1: float, b: float) -> QueryBM25:
-        vocab = {w: i for i, w in enumerate(dict.fromkeys(words))}
-        lengths = np.fromiter((max(len(d), 1) for d in docs), dtype=np.float64, count=len(docs))
-        norm = k1 * (1 - b + b * lengths / (lengths.mean() if len(docs) else 1.0))
-        rows: list[list[int]] = [[] for _ in vocab]
-        tfs: list[list[int]] = [[] for _ in vocab]
-        for row, doc in enumerate(docs):
-            if vocab.keys().isdisjoint(doc):
-                continue
-            counts: dict[int, int] = {}
-            for token in doc:
-                i = vocab.get(token)
-                if i is not None:
-                    counts[i] = counts.get(i, 0) + 1
-            for i, tf in counts.items():
-                rows[i].append(row)
-                tfs[i].append(tf)
-        data, indices, indptr = [], [], [0]
-        for word, i in vocab.items():
-            r = np.asarray(rows[i], dtype=np.int64)
-            counted = np.asarray(tfs[i], dtype=np.float64)
-            data.append(idf(word) * counted / (counted + norm[r]))
-            indices.append(r)
-            indptr.append(indptr[-1] + len(r))
-        scores = {"data": np.concatenate(data) if data else np.zeros(0),
-                  "indices": np.concatenate(indices) if indices else np.zeros(0, np.int64),
-                  "indptr": np.asarray(indptr, dtype=np.int64), "num_docs": len(docs)}
+    def build(cls, tokens: np.ndarray, doc_of: np.ndarray, lengths: np.ndarray,
+              words: Sequence[str], word_ids: Sequence[int], idf: np.ndarray,
+              k1: float, b: float) -> QueryBM25:
+        """BM25 for `words` over documents given as term ids (`tokens`, each one's document
+        in `doc_of`, ascending), `lengths` the documents' lengths and `idf` one per word.
+
+        `word_ids[i]` is word i's id in the tokens' vocabulary (-1: in no document).
+        Numpy throughout: a Python loop over the pool's ~300k tokens was a fifth of a search.
+        """
+        vocab = {w: i for i, w in enumerate(words)}
+        n = len(lengths)
+        dl = np.maximum(lengths, 1).astype(np.float64)
+        norm = k1 * (1 - b + b * dl / (dl.mean() if n else 1.0))
+        cols, rows, tfs = _term_counts(tokens, doc_of, np.asarray(word_ids, dtype=np.int64), n)
+        data = idf[cols] * tfs / (tfs + norm[rows])
+        indptr = np.searchsorted(cols, np.arange(len(vocab) + 1))
+        scores = {"data": data, "indices": rows, "indptr": indptr.astype(np.int64),
+                  "num_docs": n}
         return cls(k1, b, vocab, scores)
+
+    @classmethod
+    def empty(cls, k1: float, b: float) -> QueryBM25:
+        return cls(k1, b, {}, _empty_scores())
+
+
+def _empty_scores() -> dict[str, Any]:
+    return {"data": np.zeros(0), "indices": np.zeros(0, np.int64),
+            "indptr": np.zeros(1, np.int64), "num_docs": 0}
+
+
+def _term_counts(
+    tokens: np.ndarray, doc_of: np.ndarray, word_ids: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(word column, document, count) of each word in each document that holds it,
+    by column then document."""
+    columns = np.flatnonzero(word_ids >= 0)
+    if not len(columns) or not len(tokens):
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.zeros(0)
+    known = word_ids[columns]
+    order = np.argsort(known)
+    keep = np.isin(tokens, known)
+    column = columns[order[np.searchsorted(known[order], tokens[keep])]]
+    pairs, counts = np.unique(column * max(n, 1) + doc_of[keep], return_counts=True)
+    return pairs // max(n, 1), pairs % max(n, 1), counts.astype(np.float64)
 
 
 def pool_index(
     store: KeywordStore, ids: list[str], weights: RetrievalSettings, committed: Any, revision: str,
-    words: Sequence[str], freq: CollectionFreq,
+    words: Sequence[str], freq: CollectionFreq, cache: RecordCache,
 ) -> KeywordIndex:
     """A KeywordIndex over the pool and its leading articles' chunks, from the index's
     stored records (no Chroma read, no tokenising), BM25 for `words` with collection IDF."""
-    rows = _pool_records(store, ids, weights, committed)
-    chunk_terms, sentence_terms, owner = [], [], []
-    for row, record in enumerate(rows):
-        units = [u.split() for u in record.units]
-        sentence_terms.extend(units[1:])
-        owner.extend([row] * (len(units) - 1))
-        chunk_terms.append([t for u in (units if record.tail else units[:1]) for t in u])
+    docs = _pool_docs(store, ids, weights, committed, cache)
+    rows = [d.record for d in docs]
     table = ChunkTable(ids=[r.chunk_id for r in rows], texts=[r.text for r in rows],
                        metadatas=[r.metadata for r in rows], revision=revision)
     k1, b = weights.bm25_k1, weights.bm25_b
-
-    def idf(word: str) -> float:
-        return idf_weight(freq.get(word, 0), freq.size)
-
-    pairs = pair_counts(store, words)
-
-    def pair_idf(pair: str) -> float:
-        return idf_weight(pairs.get(pair, 0), freq.size)
-
-    owners = np.asarray(owner, dtype=np.int64)
-    chunk_rows, starts = np.unique(owners, return_index=True)
-    sentences = SentenceIndex(bm25=QueryBM25.build(sentence_terms, words, idf, k1, b),
-                              owner=owners, starts=starts, chunk_rows=chunk_rows, size=len(rows))
-    wanted = set(words)  # a chunk holding none of the query's words holds none of its pairs
-    pair_docs = ([bigrams(d) if not wanted.isdisjoint(d) else [] for d in chunk_terms]
-                 if weights.bigram_weight else [])
+    pool = PoolTokens.of(docs)
+    unique = list(dict.fromkeys(words))
+    word_ids = [cache.vocab.get(w, -1) for w in unique]
+    idf = np.asarray([idf_weight(freq.get(w, 0), freq.size) for w in unique])
+    sentences = SentenceIndex(
+        bm25=QueryBM25.build(pool.sentences, pool.sentence_of, pool.sentence_lengths, unique,
+                             word_ids, idf, k1, b),
+        owner=pool.owner, starts=pool.first_sentence, chunk_rows=pool.rows_with_sentences,
+        size=len(rows))
     keyword = KeywordIndex.assemble(
-        table, QueryBM25.build(chunk_terms, words, idf, k1, b),
-        _split=SplitUnits(chunk_terms, sentence_terms, owner), _sentences=sentences,
-        _bigrams=QueryBM25.build(pair_docs, list(pairs), pair_idf, k1, b),
+        table, QueryBM25.build(pool.chunks, pool.chunk_of, pool.chunk_lengths, unique, word_ids,
+                               idf, k1, b),
+        _sentences=sentences, _sentence_ids=pool.sentence_terms(cache.terms),
+        _bigrams=_pair_bm25(store, pool, words, cache.vocab, freq, weights)
+        if weights.bigram_weight else QueryBM25.empty(k1, b),
     )
     keyword._doc_freq = freq  # the ranker's IDF: collection counts
     keyword._corpus_size = freq.size
     return keyword
 
 
-def _pool_records(
-    store: KeywordStore, ids: list[str], weights: RetrievalSettings, committed: Any
-) -> list[Any]:
-    """The pool's records in pool order, then up to `rerank_max` chunks of leading articles."""
-    leading = list(dict.fromkeys(cid.rsplit(":", 2)[0] for cid in ids))[: weights.rerank_articles]
-    records = {r.chunk_id: r for r in store.records(ids, leading) if r.chunk_id in committed}
+def _pair_bm25(
+    store: KeywordStore, pool: PoolTokens, words: Sequence[str], vocab: Mapping[str, int],
+    freq: CollectionFreq, weights: RetrievalSettings,
+) -> QueryBM25:
+    """BM25 over adjacent pairs of the chunks' terms for the query's pairs, with
+    collection IDF from phrase counts. A chunk holding none of the query's words counts
+    as empty, as `KeywordIndex` counts it (it holds none of the query's pairs either)."""
+    counts = pair_counts(store, words)
+    pairs = list(counts)
+    where = {w: vocab.get(w, -1) for w in words}
+    word_ids = list(where.values())
+    size = int(max(word_ids, default=-1)) + 1
+    pair_ids = [where.get(a, -1) * size + where.get(b, -1)
+                if where.get(a, -1) >= 0 and where.get(b, -1) >= 0 else -1
+                for a, b in (p.split("_", 1) for p in pairs)]
+    t, d = pool.chunks, pool.chunk_of
+    inside = d[:-1] == d[1:]  # no pair across two chunks
+    first, second = t[:-1][inside], t[1:][inside]
+    useful = (first < size) & (second < size)  # both could be query words
+    keys = np.where(useful, first * size + second, -1)
+    holds = np.zeros(len(pool.chunk_lengths), dtype=bool)
+    holds[d[np.isin(t, [i for i in word_ids if i >= 0])]] = True
+    lengths = np.where(holds, np.maximum(pool.chunk_lengths - 1, 0), 0)
+    idf = np.asarray([idf_weight(counts[p], freq.size) for p in pairs])
+    return QueryBM25.build(keys, d[:-1][inside], lengths, pairs, pair_ids, idf,
+                           weights.bm25_k1, weights.bm25_b)
+
+
+@dataclass
+class PoolTokens:
+    """The pool's chunks and sentences as term ids, flat, with what belongs to what."""
+
+    chunks: np.ndarray
+    chunk_of: np.ndarray
+    chunk_lengths: np.ndarray
+    sentences: np.ndarray
+    sentence_of: np.ndarray
+    sentence_lengths: np.ndarray
+    owner: np.ndarray  # the chunk row of each sentence
+    first_sentence: np.ndarray
+    rows_with_sentences: np.ndarray
+
+    @classmethod
+    def of(cls, docs: Sequence[PoolDoc]) -> PoolTokens:
+        chunk_lengths = np.asarray([len(d.chunk) for d in docs], dtype=np.int64)
+        sentence_lengths = (np.concatenate([d.lengths for d in docs]) if docs
+                            else np.zeros(0, np.int64))
+        per_chunk = np.asarray([len(d.lengths) for d in docs], dtype=np.int64)
+        owner = np.repeat(np.arange(len(docs)), per_chunk)
+        rows, starts = np.unique(owner, return_index=True)
+        return cls(
+            chunks=_joined([d.chunk for d in docs]),
+            chunk_of=np.repeat(np.arange(len(docs)), chunk_lengths),
+            chunk_lengths=chunk_lengths,
+            sentences=_joined([d.sentences for d in docs]),
+            sentence_of=np.repeat(np.arange(len(sentence_lengths)), sentence_lengths),
+            sentence_lengths=sentence_lengths, owner=owner, first_sentence=starts,
+            rows_with_sentences=rows)
+
+    def sentence_terms(self, terms: Sequence[str]) -> SentenceTerms:
+        """Each sentence's distinct terms, numbered within the pool, as the ranker reads them."""
+        size = int(self.sentences.max()) + 1 if len(self.sentences) else 1
+        keys = np.unique(self.sentence_of * size + self.sentences)
+        sentence, term = keys // size, keys % size
+        found, local = np.unique(term, return_inverse=True)
+        offsets = np.searchsorted(sentence, np.arange(len(self.sentence_lengths) + 1))
+        vocab = {terms[g]: i for i, g in enumerate(found.tolist())}
+        return SentenceTerms(vocab, local.astype(np.int64), offsets.astype(np.int64))
+
+
+def _joined(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    return np.concatenate(arrays) if len(arrays) else np.zeros(0, np.int64)
+
+
+def _pool_docs(
+    store: KeywordStore, ids: list[str], weights: RetrievalSettings, committed: Any,
+    cache: RecordCache,
+) -> list[PoolDoc]:
+    """The pool's records in pool order, then up to `rerank_max` chunks of leading articles.
+
+    Pool ids are committed ids, so each leading article's version is the one they name.
+    """
+    leading = list(dict.fromkeys(cid.rsplit(":", 1)[0] for cid in ids))[: weights.rerank_articles]
+    docs, chunks_of = cache.read(store, ids, leading)
     asked = set(ids)
-    position = {article: i for i, article in enumerate(leading)}
-    extra = sorted((r for cid, r in records.items() if cid not in asked),
-                   key=lambda r: (position.get(str(r.metadata.get("article_id", "")), 0),
-                                  int(r.metadata.get("chunk_index", 0))))
-    return [records[cid] for cid in ids if cid in records] + extra[: weights.rerank_max]
+    extra = [docs[cid] for version in leading for cid in chunks_of.get(version, ())
+             if cid not in asked and cid in docs and cid in committed]
+    return [docs[cid] for cid in ids if cid in docs] + extra[: weights.rerank_max]
+
+
+@dataclass(frozen=True)
+class PoolDoc:
+    """A stored record with its terms as ids of the cache's vocabulary (~2 KB a chunk)."""
+
+    record: PoolRecord
+    chunk: np.ndarray  # the chunk's terms, as BM25 over chunks reads them
+    sentences: np.ndarray  # its sentences' terms, one sentence after another
+    lengths: np.ndarray  # terms per sentence
+
+    @classmethod
+    def of(cls, record: PoolRecord, ids: Callable[[list[str]], np.ndarray]) -> PoolDoc:
+        units = [ids(u.split()) for u in record.units]
+        chunk = np.concatenate(units) if record.tail else units[0]
+        lengths = np.asarray([len(u) for u in units[1:]], dtype=np.int64)
+        # The unit strings are kept only as the ids above (half a record's memory).
+        return cls(replace(record, units=[]), chunk, _joined(units[1:]), lengths)
+
+
+class RecordCache:
+    """Parsed pool records by chunk id, kept across one Retriever's searches.
+
+    Reading ~350 records from the index, decoding their JSON and splitting their
+    units was a quarter of a pool search (benchmarks/RESULTS.md, issue 16). A chunk
+    id names its article's content hash (`store.index.chunk_id`), so the record
+    under an id never changes: the cache needs a bound, never an invalidation
+    (ids a write retires are simply no longer asked for). Also remembered: each
+    article version's chunk ids, for the leading articles that join the pool whole.
+    """
+
+    def __init__(self, max_chunks: int) -> None:
+        self.max_chunks = max_chunks
+        self._docs: OrderedDict[str, PoolDoc] = OrderedDict()
+        self.vocab: dict[str, int] = {}  # every term seen, numbered; never shrinks
+        self.terms: list[str] = []
+        self._versions: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def read(
+        self, store: KeywordStore, chunk_ids: Sequence[str], versions: Sequence[str]
+    ) -> tuple[dict[str, PoolDoc], dict[str, tuple[str, ...]]]:
+        """The records of these chunks and of every chunk of these versions, by chunk id;
+        and each version's chunk ids in order. At most two index reads, none when cached."""
+        with self._lock:
+            new = [v for v in versions if v not in self._versions]
+            self._fetch(store, [c for c in chunk_ids if c not in self._docs], new)
+            chunks_of = {v: self._versions[v] for v in versions if v in self._versions}
+            wanted = [*chunk_ids, *(c for v in versions for c in chunks_of.get(v, ()))]
+            self._fetch(store, [c for c in wanted if c not in self._docs], [])
+            docs = {c: self._docs[c] for c in wanted if c in self._docs}
+            for cid in docs:
+                self._docs.move_to_end(cid)
+            self._trim()
+            return docs, chunks_of
+
+    def _fetch(self, store: KeywordStore, chunk_ids: list[str], versions: list[str]) -> None:
+        if not chunk_ids and not versions:
+            return
+        grouped: dict[str, list[str]] = {v: [] for v in versions}
+        for record in store.records(chunk_ids, versions):
+            self._docs[record.chunk_id] = PoolDoc.of(record, self._ids)
+            version = record.chunk_id.rsplit(":", 1)[0]
+            if version in grouped:
+                grouped[version].append(record.chunk_id)
+        for version, ids in grouped.items():
+            self._versions[version] = tuple(sorted(ids, key=lambda c: int(c.rsplit(":", 1)[1])))
+
+    def _ids(self, found: list[str]) -> np.ndarray:
+        vocab, terms = self.vocab, self.terms
+        for term in found:
+            if term not in vocab:
+                vocab[term] = len(terms)
+                terms.append(term)
+        return np.asarray([vocab[t] for t in found], dtype=np.int64)
+
+    def _trim(self) -> None:
+        while len(self._docs) > self.max_chunks:
+            self._docs.popitem(last=False)
+        while len(self._versions) > self.max_chunks:
+            self._versions.popitem(last=False)
 
 
 def pair_counts(store: KeywordStore, words: Sequence[str]) -> dict[str, int]:

@@ -318,7 +318,7 @@ def query_terms(query: str, drop_question_words: bool) -> list[str]:
     return [t for t in found if t not in skip] or found
 
 
-def bigrams(found: list[str]) -> list[str]:
+def bigrams(found: Sequence[str]) -> list[str]:
     return [f"{a}_{b}" for a, b in itertools.pairwise(found)]
 
 
@@ -326,9 +326,9 @@ def bigrams(found: list[str]) -> list[str]:
 class SplitUnits:
     """One tokenisation pass serving three indexes: chunks, their sentences, word pairs."""
 
-    chunk_terms: list[list[str]]
-    sentence_terms: list[list[str]]
-    sentence_owner: list[int]
+    chunk_terms: Sequence[Sequence[str]]
+    sentence_terms: Sequence[Sequence[str]]
+    sentence_owner: Sequence[int]
 
 
 def _split_units(table: ChunkTable) -> SplitUnits:
@@ -370,7 +370,7 @@ class SentenceTerms:
     offsets: np.ndarray
 
     @classmethod
-    def build(cls, sentence_terms: Sequence[list[str]]) -> SentenceTerms:
+    def build(cls, sentence_terms: Sequence[Sequence[str]]) -> SentenceTerms:
         vocab: dict[str, int] = {}
         flat: list[int] = []
         offsets = [0]
@@ -403,7 +403,7 @@ class SentenceIndex:
 
     @classmethod
     def build(
-        cls, sentence_terms: Sequence[list[str]], owner: Sequence[int], size: int,
+        cls, sentence_terms: Sequence[Sequence[str]], owner: Sequence[int], size: int,
         k1: float, b: float,
     ) -> SentenceIndex:
         """`owner[i]` is the chunk row of sentence i (ascending); `size` the number of chunks."""

@@ -85,6 +85,7 @@ class Retriever:
         self.weights = weights or settings.retrieval  # the levers: read once, with the settings
         self._keyword: KeywordIndex | None = None
         self._freq: tuple[str, keywordpool.CollectionFreq] | None = None
+        self._records = keywordpool.RecordCache(self.weights.pool_cache_chunks)
         self._lock = threading.Lock()
 
     def keyword_index(self) -> KeywordIndex:
@@ -159,6 +160,12 @@ class Retriever:
         self, store: KeywordStore, query: str, top_k: int, filters: Filters
     ) -> list[Passage]:
         """`search` over a pool from the persistent keyword index (see keywordpool.py)."""
+        with store.snapshot():
+            return self._pool_search_in(store, query, top_k, filters)
+
+    def _pool_search_in(
+        self, store: KeywordStore, query: str, top_k: int, filters: Filters
+    ) -> list[Passage]:
         w = self.weights
         committed = self.index.committed()
         wanted = {s.lower() for s in filters.sources}
@@ -184,7 +191,7 @@ class Retriever:
         for mention in hints.mentions():  # the first stage scores each clause's words too
             words = words + query_terms(mention.clause, w.drop_question_words)
         return keywordpool.pool_index(store, ids, w, committed, self.index.revision, words,
-                                      self._collection_freq(store))
+                                      self._collection_freq(store), self._records)
 
     def _collection_freq(self, store: KeywordStore) -> keywordpool.CollectionFreq:
         """Collection document frequencies, kept while the index's revision holds."""
