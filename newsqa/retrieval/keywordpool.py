@@ -40,7 +40,7 @@ from .keywords import (
     idf_weight,
     query_terms,
 )
-from .query import SourceMatcher, parse_query
+from .query import matcher_for, parse_query
 
 if TYPE_CHECKING:
     from ..store.keywordstore import KeywordStore, PoolRecord
@@ -83,7 +83,7 @@ def pool_ids(
     ids = [cid for cid, _ in store.search(found, weights.pool_candidates, sources=sources,
                                           since=since, until=until)]
     if weights.hints and weights.mention_slots > 0:
-        hints = parse_query(query, SourceMatcher(stored))
+        hints = parse_query(query, matcher_for(stored))
         for mention in hints.mentions():
             named = [s for s in mention.sources if not sources or s in sources]
             words = found + (query_terms(mention.clause, weights.drop_question_words)

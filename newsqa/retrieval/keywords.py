@@ -24,7 +24,7 @@ from ..config import RetrievalSettings
 from ..errors import InputError
 from ..text.lexical import terms, terms_many
 from ..text.sentences import sentence_spans
-from .query import SourceMatcher
+from .query import SourceMatcher, matcher_for
 
 if TYPE_CHECKING:
     from ..store.index import ChunkTable
@@ -218,7 +218,7 @@ class KeywordIndex:
     def matcher(self) -> SourceMatcher:
         """Publisher names as this index spells them, for reading them out of questions."""
         if self._matcher is None:
-            self._matcher = SourceMatcher(self.source_names.values())
+            self._matcher = matcher_for(self.source_names.values())
         return self._matcher
 
     def sentences(self) -> SentenceIndex:

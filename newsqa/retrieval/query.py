@@ -15,6 +15,7 @@ stored feeds ("The Independent - Sports", "... - Travel").
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -194,6 +195,17 @@ class SourceMatcher:
             if _capitalised_like(match.group(1), self._spelling[alias]):
                 out.append(SourceMention(self.aliases[alias], match.start(), match.end()))
         return out
+
+
+def matcher_for(stored: Iterable[str]) -> SourceMatcher:
+    """The matcher for these publishers, built once per set of names (a search asks for it
+    three times, and compiling its pattern cost ~2 ms each time)."""
+    return _matcher(tuple(sorted(set(stored))))
+
+
+@functools.lru_cache(maxsize=8)
+def _matcher(stored: tuple[str, ...]) -> SourceMatcher:
+    return SourceMatcher(stored)
 
 
 def source_aliases(name: str) -> list[str]:

@@ -44,7 +44,7 @@ from ..store.index import in_flight
 from ..threads import one_blas_thread
 from . import keywordcache, keywordpool
 from .keywords import Filters, KeywordIndex, date_key, query_terms, top_rows
-from .query import Mention, QueryHints, SourceMatcher, parse_query
+from .query import Mention, QueryHints, matcher_for, parse_query
 from .rerank import (
     MODEL_FILE,
     FirstStage,
@@ -187,7 +187,7 @@ class Retriever:
         committed = self.index.committed() if committed is None else committed
         ids = keywordpool.pool_ids(store, query, filters, by_dense, w, committed)
         words = query_terms(query, w.drop_question_words)
-        hints = parse_query(query, SourceMatcher(store.sources()))
+        hints = parse_query(query, matcher_for(store.sources()))
         for mention in hints.mentions():  # the first stage scores each clause's words too
             words = words + query_terms(mention.clause, w.drop_question_words)
         return keywordpool.pool_index(store, ids, w, committed, self.index.revision, words,
