@@ -9,6 +9,13 @@ call climbs down, and the rung that worked is remembered per `LLM`:
 2. `response_format={"type": "json_object", "schema": ...}` + the schema in the prompt;
 3. plain text + the schema in the prompt; the first balanced `{...}` is extracted.
 
+There is one request primitive, `LLM.stream`, as simonw/llm has `Model.execute`: it
+climbs the ladder, retries, and yields the reply's text with its usage and finish
+reason in `StreamStats`. `structured` drains it and parses the joined text; the one
+repair drains it again. A caller that watches the deltas gets server-sent events; a
+caller that only drains asks for the reply in one piece (`live=False`), which the
+primitive yields as a single delta.
+
 Whatever comes back is untrusted: it is validated with pydantic, repaired once by
 showing the model its validation error, and otherwise raised as `LLMOutputError`
 (an error is never returned as if it were an answer).
@@ -31,7 +38,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -94,15 +101,6 @@ _SHAPE_STATUSES = frozenset({400, 415, 422, 501})
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
 
 
-class Reply(NamedTuple):
-    """One non-streamed reply: its text, its tokens, and whether max_tokens cut it off
-    (said in the error a caller sees when it does not parse)."""
-
-    content: str
-    usage: Usage
-    cut_off: bool
-
-
 @dataclass(frozen=True)
 class RetryPolicy:
     """How transient failures are retried. Small delays keep tests fast."""
@@ -126,6 +124,12 @@ class StreamStats:
     usage: Usage = field(default_factory=Usage)
     finish_reason: str | None = None
     content: str = ""
+    rung: int | None = None  # the structured-output rung that answered (the repair's)
+
+    @property
+    def cut_off(self) -> bool:
+        """max_tokens ended the reply: said in the error a caller sees when it does not parse."""
+        return self.finish_reason == "length"
 
 
 @dataclass
@@ -277,16 +281,21 @@ class LLM:
 
     def structured(self, messages: Messages, schema: type[T]) -> tuple[T, Usage]:
         """A validated `schema` instance and the tokens it cost."""
-        content, usage, rung = self._ladder(messages, schema)
-        try:
-            return parse_reply(content, schema), usage
-        except InvalidReply as bad:
-            instance, more = self.repair(messages, schema, content, str(bad), rung=rung)
-            return instance, usage + more
+        return self.parsed(messages, schema, self._drain(messages, schema))
 
     async def astructured(self, messages: Messages, schema: type[T]) -> tuple[T, Usage]:
         """`structured` for an event loop (the same code, in a worker thread)."""
         return await in_thread(self.structured, messages, schema)
+
+    def parsed(self, messages: Messages, schema: type[T], stats: StreamStats) -> tuple[T, Usage]:
+        """A drained reply to `messages` as a `schema` instance; one repair if it does not
+        parse. The tokens are the reply's plus the repair's."""
+        try:
+            return parse_reply(stats.content, schema), stats.usage
+        except InvalidReply as bad:
+            instance, more = self.repair(messages, schema, stats.content, str(bad),
+                                         rung=stats.rung)
+            return instance, stats.usage + more
 
     def repair(
         self,
@@ -300,38 +309,33 @@ class LLM:
         """The one retry: show the model its reply and why it failed; raise if still bad."""
         retry_messages = _repair_messages(messages, content, error)
         use = self._rung if rung is None else rung
-        reply = self._send(partial(self._create, retry_messages, schema, use), may_fallback=False)
-        return self._final_parse(reply, schema, error), reply.usage
+        stats = self._drain(retry_messages, schema, rung=use)
+        return self._final_parse(stats, schema, error), stats.usage
 
-    def _final_parse(self, reply: Reply, schema: type[T], first_error: str) -> T:
+    def _drain(
+        self, messages: Messages, schema: type[BaseModel], *, rung: int | None = None
+    ) -> StreamStats:
+        """The whole reply of the one primitive, asked for in one piece (nobody watches it)."""
+        stats = StreamStats()
+        for _ in self.stream(messages, schema=schema, stats=stats, live=False, rung=rung):
+            pass
+        if stats.cut_off:
+            log.info("%s: reply cut off at max_tokens=%s", self.model, self.max_output_tokens)
+        return stats
+
+    def _final_parse(self, stats: StreamStats, schema: type[T], first_error: str) -> T:
         try:
-            return parse_reply(reply.content, schema)
+            return parse_reply(stats.content, schema)
         except InvalidReply as bad:
             cut = (
                 f"; the reply was cut off at max_tokens={self.max_output_tokens}"
-                if reply.cut_off
+                if stats.cut_off
                 else ""
             )
             raise LLMOutputError(
                 f"{self.model} returned output that does not fit {schema.__name__}, even after "
                 f"one repair try: {bad} (first try: {first_error}){cut}"
             ) from None
-
-    def _ladder(self, messages: Messages, schema: type[BaseModel]) -> tuple[str, Usage, int]:
-        last: _RungFailed | None = None
-        for rung in range(self._rung, len(RUNGS)):
-            try:
-                reply = self._send(
-                    partial(self._create, messages, schema, rung),
-                    may_fallback=rung < len(RUNGS) - 1,
-                )
-            except _RungFailed as failed:
-                self._note_fallback(rung, failed)
-                last = failed
-                continue
-            self._remember(rung, last)
-            return reply.content, reply.usage, rung
-        raise AssertionError("the text rung never falls back")  # pragma: no cover
 
     def _note_fallback(self, rung: int, failed: _RungFailed) -> None:
         log.info("%s: %s rejected (%s); trying %s", self.model, RUNGS[rung], failed.failure.error,
@@ -342,21 +346,6 @@ class LLM:
         # a rung that merely hit an outage is tried again next time.
         if last is not None and last.explicit:
             self._rung = rung
-
-    def _create(self, messages: Messages, schema: type[BaseModel], rung: int) -> Reply:
-        request = self.request(messages, schema, rung)
-        response = self.client.chat.completions.create(**request)
-        return self._content(response, request["messages"])
-
-    def _content(self, response: Any, messages: Messages) -> Reply:
-        choices = getattr(response, "choices", None) or []
-        message = choices[0].message if choices else None
-        content = (getattr(message, "content", None) or "") if message is not None else ""
-        cut_off = bool(choices) and choices[0].finish_reason == "length"
-        if cut_off:
-            log.info("%s: reply cut off at max_tokens=%s", self.model, self.max_output_tokens)
-        usage = self.usage_of(getattr(response, "usage", None), messages, content)
-        return Reply(content, usage, cut_off)
 
     def request(
         self, messages: Messages, schema: type[BaseModel] | None, rung: int, *, stream: bool = False
@@ -401,28 +390,38 @@ class LLM:
         *,
         schema: type[BaseModel] | None = None,
         stats: StreamStats | None = None,
+        live: bool = True,
+        rung: int | None = None,
     ) -> Iterator[str]:
-        """Text deltas as the model writes them.
+        """Text deltas as the model writes them: the one request primitive.
 
-        With `schema`, the request takes the structured-output rung this LLM uses (the
-        caller parses the joined text with `parse_reply`). Retries and rung fallbacks
-        happen only before the first delta: after it, a failure is raised as is.
+        With `schema`, the request climbs the structured-output ladder from the rung
+        this LLM remembers (the caller parses the joined text with `parse_reply`, or
+        `parsed`); `rung` pins one rung with no fallback (the repair's). Retries and
+        rung fallbacks happen only before the first delta: after it, a failure is
+        raised as is. `live=False` asks for the reply in one piece, not as server-sent
+        events, and yields it as one delta: for callers that only drain it.
         """
         stats = stats if stats is not None else StreamStats()
-        for rung in range(self._rung if schema else len(RUNGS) - 1, len(RUNGS)):
-            request = self.request(messages, schema, rung, stream=True)
+        text = len(RUNGS) - 1
+        first = text if schema is None else (self._rung if rung is None else rung)
+        last: _RungFailed | None = None
+        for at in range(first, len(RUNGS)):
+            request = self.request(messages, schema, at, stream=live)
             try:
                 chunks = self._send(
-                    partial(self.client.chat.completions.create, **request),
-                    may_fallback=schema is not None and rung < len(RUNGS) - 1,
+                    partial(self._open, request),
+                    may_fallback=schema is not None and rung is None and at < text,
                 )
             except _RungFailed as failed:
-                self._note_fallback(rung, failed)
-                if failed.explicit:
-                    self._rung = rung + 1
+                self._note_fallback(at, failed)
+                last = failed
                 continue
+            self._remember(at, last)
+            stats.rung = at
             yield from self._deltas(chunks, request["messages"], stats)
             return
+        raise AssertionError("the text rung never falls back")  # pragma: no cover
 
     def astream(
         self,
@@ -433,6 +432,11 @@ class LLM:
     ) -> AsyncIterator[str]:
         """`stream` for an event loop (the same code, advanced in a worker thread)."""
         return iterate_in_thread(partial(self.stream, messages, schema=schema, stats=stats))
+
+    def _open(self, request: dict[str, Any]) -> Any:
+        """The reply's chunks: the server's event stream, or its one completion as one chunk."""
+        response = self.client.chat.completions.create(**request)
+        return response if request.get("stream") else (response,)
 
     def _deltas(self, chunks: Any, messages: Messages, stats: StreamStats) -> Iterator[str]:
         parts: list[str] = []
@@ -460,7 +464,10 @@ class LLM:
             return ""
         if choices[0].finish_reason:
             stats.finish_reason = choices[0].finish_reason
+        # A streamed chunk carries a delta; a completion asked for in one piece, a message.
         delta = getattr(choices[0], "delta", None)
+        if delta is None:
+            delta = getattr(choices[0], "message", None)
         return (getattr(delta, "content", None) or "") if delta is not None else ""
 
     # -- sending with retries --------------------------------------------------------------

@@ -54,9 +54,10 @@ from ..grounding import (
     reask_message,
 )
 from ..models import Answer, Article, Passage, Reask, Usage
+from .base import drain
 from .condense import Rewrite, Turn, condense_with_llm
 from .extractive import extractive_answer
-from .llm import InvalidReply, StreamStats, parse_reply
+from .llm import StreamStats
 from .prompts import render
 from .summarize import SummarySources, summary_with_llm, timeline_with_llm
 
@@ -84,18 +85,10 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+")
 def answer(
     question: str, passages: Sequence[Passage], index: Index, llm: LLM | None, settings: Settings
 ) -> Answer:
-    """Answer from the passages; every citation in the result is a verified span."""
-    used = _settled(question, passages, index, llm, settings)
-    if isinstance(used, Answer):
-        return used
-    assert llm is not None  # _settled answers without a model
-    messages = build_messages(question, used)
-    draft, usage = llm.structured(messages, DraftAnswer)
-    grounder = Grounder(question, used, _articles(index, used))
-    for claim in draft.claims:
-        grounder.add(claim)
-    reask = _reask(llm, messages, draft, grounder)
-    return _result(grounder, draft, llm.model, usage, reask)
+    """Answer from the passages; every citation in the result is a verified span.
+
+    The stream drained: one path, with the model's reply asked for in one piece."""
+    return drain(stream_answer(question, passages, index, llm, settings, live=False))
 
 
 async def aanswer(
@@ -106,9 +99,12 @@ async def aanswer(
 
 
 def stream_answer(
-    question: str, passages: Sequence[Passage], index: Index, llm: LLM | None, settings: Settings
+    question: str, passages: Sequence[Passage], index: Index, llm: LLM | None, settings: Settings,
+    *, live: bool = True,
 ) -> Iterator[str | Answer]:
-    """Each claim's text once it is verified and supported, then the final `Answer`."""
+    """Each claim's text once it is verified and supported, then the final `Answer`.
+
+    `live=False`: the model's reply comes in one piece (`LLM.stream`), for `answer`."""
     used = _settled(question, passages, index, llm, settings)
     if isinstance(used, Answer):
         yield used.answer
@@ -119,9 +115,10 @@ def stream_answer(
     messages = build_messages(question, used)
     stats = StreamStats()
     shown = _Shown(Grounder(question, used, _articles(index, used)))
-    for delta in llm.stream(messages, schema=DraftAnswer, stats=stats):
-        yield from shown.feed(delta)
-    draft, usage = _drained(llm, messages, stats)
+    for delta in llm.stream(messages, schema=DraftAnswer, stats=stats, live=live):
+        if live:  # else nothing was shown: the claims come from the parsed (or repaired) draft
+            yield from shown.feed(delta)
+    draft, usage = llm.parsed(messages, DraftAnswer, stats)
     yield from shown.finish(draft)
     reask = _reask(llm, messages, draft, shown.grounder)
     yield from shown.more()
@@ -159,10 +156,11 @@ class LLMEngine:
         self, question: str, passages: Sequence[Passage], index: Index, settings: Settings,
         *, streaming: bool = True,
     ) -> Iterator[str | Answer]:
+        items = stream_answer(question, passages, index, self.llm, settings, live=streaming)
         if streaming:
-            yield from stream_answer(question, passages, index, self.llm, settings)
+            yield from items
         else:
-            yield answer(question, passages, index, self.llm, settings)
+            yield drain(items)
 
     def summarize(
         self, sources: SummarySources, settings: Settings, *, query: str | None,
@@ -197,15 +195,6 @@ def _settled(
 
 def build_messages(question: str, passages: Sequence[Passage]) -> list[dict[str, str]]:
     return render("answer", sources=format_sources(passages), question=question)
-
-
-def _drained(llm: LLM, messages: list[dict[str, str]], stats: Any) -> tuple[DraftAnswer, Usage]:
-    """The streamed reply as a draft; a reply that does not parse gets the one repair."""
-    try:
-        return parse_reply(stats.content, DraftAnswer), stats.usage
-    except InvalidReply as bad:
-        draft, more = llm.repair(messages, DraftAnswer, stats.content, str(bad))
-        return draft, stats.usage + more
 
 
 def _reask(
