@@ -482,14 +482,21 @@ _PERSON_NOUNS = frozenset(
 
 def asks_for_person(question: str) -> bool:
     """"Who ...?" or "Which individual ...?": a person, named in full."""
+    head, noun = _asked(question)
+    return head in ("who", "whom", "whose") or (head in ("what", "which")
+                                                and noun in _PERSON_NOUNS)
+
+
+def _asked(question: str) -> tuple[str, str]:
+    """The first question word, lower-cased ("" if none), and the noun after a
+    "what"/"which" ("which company" -> "company"; "" otherwise)."""
     match = _WH.search(question)
     if match is None:
-        return False
+        return "", ""
     head = match.group(1).lower()
-    if head in ("who", "whom", "whose"):
-        return True
-    noun = next((w for w in words(question[match.end():])[:4] if w not in _FILLER), "")
-    return head in ("what", "which") and noun in _PERSON_NOUNS
+    if head not in ("what", "which"):
+        return head, ""
+    return head, next((w for w in words(question[match.end():])[:4] if w not in _FILLER), "")
 
 
 def question_kind(question: str) -> str:
@@ -501,22 +508,17 @@ def question_kind(question: str) -> str:
     """
     if _AUXILIARY.match(question):
         return "other"
-    match = _WH.search(question)
-    if match is None:
-        return "other"
-    head = match.group(1).lower()
+    head, noun = _asked(question)
     if head.startswith("how "):
         return "number"
     if head == "when":
         return "date"
     if head in ("who", "whom", "whose"):
         return "person"
-    if head in ("what", "which"):
-        noun = next((w for w in words(question[match.end():])[:4] if w not in _FILLER), "")
-        for kind, nouns in (("number", _NUMBER_NOUNS), ("date", _DATE_NOUNS),
-                            ("person", _ENTITY_NOUNS)):
-            if noun in nouns:
-                return kind
+    for kind, nouns in (("number", _NUMBER_NOUNS), ("date", _DATE_NOUNS),
+                        ("person", _ENTITY_NOUNS)):
+        if noun in nouns:
+            return kind
     return "other"
 
 
