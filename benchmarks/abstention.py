@@ -72,11 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default=None, help="JSONL of retrieved passages to reuse")
     args = parser.parse_args(argv)
     multihop = Path(args.data) / "multihop"
-    if not (multihop / "queries.jsonl").is_file():
-        print(f"skipped: {multihop} not found (MultiHop-RAG eval data)")
-        return 0
-    if not Path(args.db).is_dir():
-        print(f"skipped: no index at {args.db}: run `newsqa eval multihop --no-answers` first")
+    skipped = why_skipped(multihop, Path(args.db))
+    if skipped:
+        print(f"skipped: {skipped}")
         return 0
     from newsqa import NewsQA
 
@@ -87,6 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.newsqa:
         report_newsqa(Path(args.data) / "newsqa")
     return 0
+
+
+def why_skipped(multihop: Path, db: Path) -> str | None:
+    """Why a benchmark over the MultiHop-RAG dev queries and their corpus index cannot run."""
+    if not (multihop / "queries.jsonl").is_file():
+        return f"{multihop} not found (MultiHop-RAG eval data)"
+    if not db.is_dir():
+        return f"no index at {db}: run `newsqa eval multihop --no-answers` first"
+    return None
 
 
 def dev_queries(folder: Path) -> list[MultihopQuery]:

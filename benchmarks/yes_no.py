@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from statistics import mean
 
-from abstention import DATA, ROOT, dev_queries, retrieved
+from abstention import DATA, ROOT, dev_queries, retrieved, why_skipped
 
 from newsqa.grounding.support import coverage
 from newsqa.models import Passage
@@ -55,11 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default=None, help="abstention.py's passages (in-sample)")
     args = parser.parse_args(argv)
     multihop = Path(args.data) / "multihop"
-    if not (multihop / "queries.jsonl").is_file():
-        print(f"skipped: {multihop} not found (MultiHop-RAG eval data)")
-        return 0
-    if not Path(args.db).is_dir():
-        print(f"skipped: no index at {args.db}: run `newsqa eval multihop --no-answers` first")
+    skipped = why_skipped(multihop, Path(args.db))
+    if skipped:
+        print(f"skipped: {skipped}")
         return 0
     from newsqa import NewsQA
 
