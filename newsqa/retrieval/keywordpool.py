@@ -150,12 +150,8 @@ class QueryBM25:
 
     @classmethod
     def empty(cls, k1: float, b: float) -> QueryBM25:
-        return cls(k1, b, {}, _empty_scores())
-
-
-def _empty_scores() -> dict[str, Any]:
-    return {"data": np.zeros(0), "indices": np.zeros(0, np.int64),
-            "indptr": np.zeros(1, np.int64), "num_docs": 0}
+        return cls(k1, b, {}, {"data": np.zeros(0), "indices": np.zeros(0, np.int64),
+                               "indptr": np.zeros(1, np.int64), "num_docs": 0})
 
 
 def _term_counts(
@@ -171,8 +167,9 @@ def _term_counts(
     order = np.argsort(known)
     keep = np.isin(tokens, known)
     column = columns[order[np.searchsorted(known[order], tokens[keep])]]
-    pairs, counts = np.unique(column * max(n, 1) + doc_of[keep], return_counts=True)
-    return pairs // max(n, 1), pairs % max(n, 1), counts.astype(np.float64)
+    width = max(n, 1)
+    pairs, counts = np.unique(column * width + doc_of[keep], return_counts=True)
+    return pairs // width, pairs % width, counts.astype(np.float64)
 
 
 def pool_index(
@@ -219,9 +216,8 @@ def _pair_bm25(
     where = {w: vocab.get(w, -1) for w in words}
     word_ids = list(where.values())
     size = int(max(word_ids, default=-1)) + 1
-    pair_ids = [where.get(a, -1) * size + where.get(b, -1)
-                if where.get(a, -1) >= 0 and where.get(b, -1) >= 0 else -1
-                for a, b in (p.split("_", 1) for p in pairs)]
+    ends = [(where.get(a, -1), where.get(b, -1)) for a, b in (p.split("_", 1) for p in pairs)]
+    pair_ids = [x * size + y if x >= 0 and y >= 0 else -1 for x, y in ends]
     t, d = pool.chunks, pool.chunk_of
     inside = d[:-1] == d[1:]  # no pair across two chunks
     first, second = t[:-1][inside], t[1:][inside]
