@@ -13,7 +13,9 @@ the way a model is asked to write it ("According to <outlet>, <fact>"):
 - positive: that fact; negative "same article": another sentence of its article;
 - negative "flipped": the claim turned around (an opposite word swapped in, "won" ->
   "lost", or "not" put after its first auxiliary) against the unchanged fact: the
-  polarity check's recall. Term overlap alone accepts nearly all of these.
+  polarity check's recall. Term overlap alone accepts nearly all of these;
+- negative "renamed": the fact's first name replaced by another name of the same fact,
+  so every name is still in the quote but who did what changed.
 The question-built claims restate the question, which the whole-claim coverage rejects
 on purpose since issue 15's hand-check; the fact claims are what a claim should be.
 
@@ -46,9 +48,11 @@ from newsqa.grounding.support import (
     SUPPORT_THRESHOLD,
     Idf,
     check_support,
+    claim_names,
     idf_from_texts,
     is_instruction,
 )
+from newsqa.text.lexical import words
 from newsqa.text.sentences import sentence_spans
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,7 +191,31 @@ def _fact_pairs(
         if flipped:
             pairs.append(Pair("facts", "flipped", f"According to {outlet}, {flipped}", (fact,),
                               question, about))
+        renamed = rename(fact)
+        if renamed:
+            pairs.append(Pair("facts", "renamed", f"According to {outlet}, {renamed}", (fact,),
+                              question, about))
     return pairs
+
+
+_NAME_WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
+
+
+def rename(sentence: str) -> str | None:
+    """The sentence with its first name replaced by the last other name it holds
+    ("Huang said Bankman-Fried ..." -> "Bankman-Fried said Bankman-Fried ..."): who did what
+    changed while every name stays in the quote (issue 15's hand-check found one kept).
+    None when it names fewer than two."""
+    keys = {key for _, key in claim_names(sentence)}
+    names = list(dict.fromkeys(w for w in _NAME_WORD.findall(sentence)
+                               if (words(w) or [""])[0] in keys))
+    if len(names) < 2:
+        return None
+    first, other = names[0], names[-1]
+    at = re.search(rf"\b{re.escape(first)}\b", sentence)
+    if at is None:
+        return None
+    return sentence[:at.start()] + other + sentence[at.end():]
 
 
 _SWAPS = dict(pair.split(":") for pair in """won:lost lost:won win:lose wins:loses beat:lost

@@ -14,6 +14,7 @@ from newsqa.grounding.support import (
     is_instruction,
     missing_facts,
     relevance,
+    swapped_name,
 )
 
 IRAQ = (
@@ -234,3 +235,33 @@ def test_a_claim_restating_the_question_needs_nearly_all_of_it_quoted() -> None:
     said = "Google's anticompetitive behavior harms news publishers' revenue, the suit says."
     assert check_support(claim.replace("benefits", "harms"), [said], asked,
                          about=["TechCrunch"]).supported
+
+
+# -- who did what: issue 15's hand-check kept a claim that copied its quote with the
+# subject swapped for another name of the same quote, so every name was "in the quote".
+
+DILIGENCE = ("Huang testified about his firm's due diligence on FTX, and he told the court "
+             "that Bankman-Fried assured him that funds would be used for FTX.")
+
+
+def test_a_claim_that_puts_another_name_in_its_quotes_place_is_rejected() -> None:
+    claim = DILIGENCE.replace("Huang", "Bankman-Fried", 1)
+    result = check_support(claim, [DILIGENCE])
+    assert not result.supported
+    assert result.score >= 0.9  # every term is in the quote: overlap alone keeps it
+    assert result.reason == "the claim names 'Bankman-Fried' where its quote names 'Huang'"
+
+
+@pytest.mark.parametrize("claim", [
+    "According to TechCrunch, he testified about his firm's due diligence on FTX.",
+    "According to TechCrunch, Huang testified about his firm’s due diligence on FTX.",
+    "Sam Huang testified about his firm's due diligence on FTX.",
+])
+def test_a_claim_naming_the_same_person_or_its_source_keeps_its_quote(claim: str) -> None:
+    assert check_support(claim, [DILIGENCE], about=["TechCrunch"]).supported
+
+
+def test_a_name_written_short_is_not_a_swap() -> None:
+    quote = "The Fed’s main interest rate is at its highest level since 2001."
+    claim = "The Federal Reserve's main interest rate is at its highest level since 2001."
+    assert swapped_name(claim, [quote]) is None
