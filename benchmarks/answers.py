@@ -207,16 +207,16 @@ class MeteredLLM(LLM):
             self._current.repaired = True
         return super().repair(*args, **kwargs)
 
-    def _create(self, messages: Any, schema: Any, rung: int) -> Any:
-        try:
-            reply = super()._create(messages, schema, rung)
-        except Exception:
-            if self._current is not None:
-                self._current.refused.append(RUNGS[rung])
-            raise
+    def _drain(self, *args: Any, **kwargs: Any) -> Any:
+        stats = super()._drain(*args, **kwargs)
+        if self._current is not None and stats.rung is not None:
+            self._current.rungs.append(RUNGS[stats.rung])
+        return stats
+
+    def _note_fallback(self, rung: int, failed: Any) -> None:
         if self._current is not None:
-            self._current.rungs.append(RUNGS[rung])
-        return reply
+            self._current.refused.append(RUNGS[rung])
+        super()._note_fallback(rung, failed)
 
 
 # -- LlamaIndex over the same server and passages --------------------------------------
@@ -1055,17 +1055,24 @@ class ReplayLLM(LLM):
         self.replies = list(calls)
         self.calls: list[Call] = []  # read by _newsqa_run and _one_summary, as a MeteredLLM's
 
-    def structured(self, messages: Any, schema: Any) -> Any:
-        """The next recorded reply of this schema (a recorded failure fails again)."""
-        at = next((i for i, c in enumerate(self.replies) if c.get("schema") == schema.__name__),
-                  None)
+    def stream(self, messages: Any, *, schema: Any = None, stats: Any = None,
+               live: bool = True, rung: int | None = None) -> Iterator[str]:
+        """The next recorded reply of this schema, as one delta: `stream` is the one
+        request primitive, so answers, `structured` and summaries all come through here
+        (a recorded failure fails again)."""
+        name = schema.__name__ if schema is not None else "text"
+        at = next((i for i, c in enumerate(self.replies) if c.get("schema") == name), None)
         call = self.replies.pop(at) if at is not None else {}
         if call.get("draft") is None:
-            self.calls.append(Call(schema=schema.__name__, error="no recorded reply"))
+            self.calls.append(Call(schema=name, error="no recorded reply"))
             raise LLMOutputError(f"{self.model}: no recorded reply to replay")
-        parsed, usage = schema.model_validate(call["draft"]), Usage(**call["usage"])
-        self.calls.append(Call(schema=schema.__name__, usage=usage, parsed=parsed))
-        return parsed, usage
+        usage = Usage(**call["usage"])
+        self.calls.append(Call(schema=name, usage=usage,
+                               parsed=schema.model_validate(call["draft"])))
+        content = json.dumps(call["draft"])
+        if stats is not None:
+            stats.content, stats.usage, stats.finish_reason = content, usage, "stop"
+        yield content
 
 
 def regrade(dump: Path, args: argparse.Namespace) -> int:
