@@ -21,8 +21,9 @@ from newsqa.engines.llm_answer import (
     stream_answer,
 )
 from newsqa.engines.prompts import render
+from newsqa.engines.summarize import DraftSummary, DraftTimeline
 from newsqa.errors import ArticleNotFound, ConfigError, LLMOutputError
-from newsqa.grounding import format_sources, passage_for_label
+from newsqa.grounding import DraftAnswer, DraftClaim, format_sources, passage_for_label
 from newsqa.models import Answer, Article, Passage
 from tests.openai_server import FakeOpenAIServer, Reply, serve
 
@@ -427,3 +428,22 @@ def test_source_labels(label: str, expected: int | None) -> None:
     used = [VOTE, COST]
     found = passage_for_label(label, used)
     assert found == (used[expected] if expected is not None else None)
+
+
+@pytest.mark.parametrize(("schema", "item", "quotes"), [
+    (DraftAnswer, "DraftClaim", "citations"),
+    (DraftSummary, "DraftBullet", "quotes"),
+    (DraftTimeline, "DraftEvent", "quotes"),
+])
+def test_the_schema_a_server_constrains_output_with_asks_for_a_quote(
+        schema: type, item: str, quotes: str) -> None:
+    """llama.cpp's grammar writes required properties and may leave optional ones out: with
+    quotes optional, a real model's re-asked claims came back without any (issue 15's run).
+    Parsing stays lenient: a claim without quotes is refused by the grounder, with why."""
+    request = LLM("some-model", api_key="k").request([{"role": "user", "content": "q"}],
+                                                      schema, 1)
+    shown = request["response_format"]["schema"]["$defs"][item]
+    assert quotes in shown["required"]
+    assert shown["properties"][quotes]["minItems"] == 1
+    assert shown["required"] == [p for p in shown["properties"] if p in shown["required"]]
+    assert DraftClaim.model_validate({"text": "A claim."}).citations == []

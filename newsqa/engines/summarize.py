@@ -26,7 +26,14 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from ..errors import InputError
-from ..grounding import DraftCitation, DraftClaim, Grounder, citation_for, format_sources
+from ..grounding import (
+    DraftCitation,
+    DraftClaim,
+    Grounder,
+    citation_for,
+    format_sources,
+    quotes_required,
+)
 from ..models import (
     Article,
     Bullet,
@@ -733,6 +740,8 @@ class QuotedSource(BaseModel):
 
 
 class DraftBullet(BaseModel):
+    model_config = quotes_required("quotes")
+
     text: str
     quotes: list[QuotedSource] = Field(default_factory=list)
 
@@ -744,6 +753,8 @@ class DraftSummary(BaseModel):
 
 
 class DraftEvent(BaseModel):
+    model_config = quotes_required("quotes")
+
     date: str = Field(description="YYYY-MM-DD")
     date_source: Literal["text", "published_at"] = "published_at"
     text: str

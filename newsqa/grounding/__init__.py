@@ -14,12 +14,19 @@ Answers, summaries and timelines all go through `Grounder`;
 """
 
 from .citations import ClaimedQuote, citation_for, locate, verify, verify_one
-from .drafts import DraftAnswer, DraftCitation, DraftClaim, is_no_answer, is_yes_no
+from .drafts import (
+    DraftAnswer,
+    DraftCitation,
+    DraftClaim,
+    is_no_answer,
+    is_yes_no,
+    quotes_required,
+)
 from .grounder import Failure, Grounder, reask_message
 from .sources import format_sources, passage_for_label, source_label, unescape_quote
 
 __all__ = [
     "ClaimedQuote", "DraftAnswer", "DraftCitation", "DraftClaim", "Failure", "Grounder",
     "citation_for", "format_sources", "is_no_answer", "is_yes_no", "locate", "passage_for_label",
-    "reask_message", "source_label", "unescape_quote", "verify", "verify_one",
+    "quotes_required", "reask_message", "source_label", "unescape_quote", "verify", "verify_one",
 ]
