@@ -66,7 +66,13 @@ from newsqa.app.evaluation import (  # noqa: E402
     load_multihop_queries,
     read_ids,
 )
-from newsqa.engines.llm import LLM, RUNGS  # noqa: E402
+from newsqa.engines.llm import (  # noqa: E402
+    LLM,
+    RUNGS,
+    InvalidReply,
+    StreamStats,
+    parse_reply,
+)
 from newsqa.errors import LLMError, LLMOutputError, NewsQAError, StoreError  # noqa: E402
 from newsqa.models import Answer, Article, Passage, Usage  # noqa: E402
 from newsqa.store.embedding import sha256_file  # noqa: E402  (ties a figure to the bytes measured)
@@ -176,42 +182,49 @@ class Call:
 
 
 class MeteredLLM(LLM):
-    """newsqa's own client, unchanged, with every structured call recorded.
+    """newsqa's own client, unchanged, with every reply recorded.
 
-    Subclassing (not wrapping) keeps newsqa's code path: `structured` climbs the same
-    ladder and calls the same `repair`; only the bookkeeping is added.
+    Subclassing (not wrapping) keeps newsqa's code path. `stream` is the one request
+    primitive (answers stream, `structured` drains it), so it is metered there; a repair
+    is recorded on the call it repairs.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.calls: list[Call] = []
         self._current: Call | None = None
+        self._repair_of: Call | None = None
 
-    def structured(self, messages: Any, schema: Any) -> Any:
-        call = Call(schema=schema.__name__)
+    def stream(self, messages: Any, *, schema: Any = None, stats: StreamStats | None = None,
+               live: bool = True, rung: int | None = None) -> Iterator[str]:
+        stats = stats if stats is not None else StreamStats()
+        call = self._repair_of or Call(schema=schema.__name__ if schema else "text")
+        if call is not self._repair_of:
+            self.calls.append(call)
         self._current = call
         start = time.perf_counter()
         try:
-            parsed, usage = super().structured(messages, schema)
+            yield from super().stream(messages, schema=schema, stats=stats, live=live, rung=rung)
         except LLMError as exc:
             call.error = f"{type(exc).__name__}: {str(exc)[:300]}"
             raise
         finally:
-            call.seconds = time.perf_counter() - start
-            self.calls.append(call)
-        call.usage, call.parsed = usage, parsed
-        return parsed, usage
+            call.seconds += time.perf_counter() - start
+        call.usage = call.usage + stats.usage
+        if stats.rung is not None:
+            call.rungs.append(RUNGS[stats.rung])
+        if schema is not None:
+            with contextlib.suppress(InvalidReply):
+                call.parsed = parse_reply(stats.content, schema)
 
     def repair(self, *args: Any, **kwargs: Any) -> Any:
-        if self._current is not None:
-            self._current.repaired = True
-        return super().repair(*args, **kwargs)
-
-    def _drain(self, *args: Any, **kwargs: Any) -> Any:
-        stats = super()._drain(*args, **kwargs)
-        if self._current is not None and stats.rung is not None:
-            self._current.rungs.append(RUNGS[stats.rung])
-        return stats
+        self._repair_of = self.calls[-1] if self.calls else None
+        if self._repair_of is not None:
+            self._repair_of.repaired = True
+        try:
+            return super().repair(*args, **kwargs)
+        finally:
+            self._repair_of = None
 
     def _note_fallback(self, rung: int, failed: Any) -> None:
         if self._current is not None:
