@@ -145,3 +145,26 @@ def test_the_record_cache_reads_the_index_once_and_stays_bounded(
         assert chunks_of[version] and set(chunks_of[version]) <= set(whole)
         assert [int(c.rsplit(":", 1)[1]) for c in chunks_of[version]] == sorted(
             int(c.rsplit(":", 1)[1]) for c in chunks_of[version])
+
+
+def test_the_record_cache_vocabulary_starts_afresh_past_its_bound(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The term numbering only grows; a server reading a growing archive must not keep
+    every term it ever saw. Past `max_terms` the cache starts again, and what a search
+    was handed still decodes with the vocabulary it was handed."""
+    from newsqa.retrieval.keywordpool import RecordCache
+
+    with pool_qa(db, monkeypatch, on=True) as qa:
+        store = qa.index.keywords
+        assert store is not None
+        ids = store.chunk_ids()[:6]
+        cache = RecordCache(max_chunks=100, max_terms=10)
+        first, _, vocab, terms = cache.read_with_terms(store, ids[:3], [])
+        assert len(terms) > 10 and vocab is cache.vocab
+        decoded = {cid: [terms[i] for i in doc.chunk] for cid, doc in first.items()}
+        second, _, fresh, _ = cache.read_with_terms(store, ids[3:], [])
+        assert fresh is not vocab and set(second) == set(ids[3:]) and len(cache._docs) == 3
+        assert decoded == {cid: [terms[i] for i in doc.chunk] for cid, doc in first.items()}
+        again, _, _, now = cache.read_with_terms(store, ids[:1], [])
+        assert [now[i] for i in again[ids[0]].chunk] == decoded[ids[0]]

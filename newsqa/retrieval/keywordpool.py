@@ -178,14 +178,14 @@ def pool_index(
 ) -> KeywordIndex:
     """A KeywordIndex over the pool and its leading articles' chunks, from the index's
     stored records (no Chroma read, no tokenising), BM25 for `words` with collection IDF."""
-    docs = _pool_docs(store, ids, weights, committed, cache)
+    docs, vocab, terms = _pool_docs(store, ids, weights, committed, cache)
     rows = [d.record for d in docs]
     table = ChunkTable(ids=[r.chunk_id for r in rows], texts=[r.text for r in rows],
                        metadatas=[r.metadata for r in rows], revision=revision)
     k1, b = weights.bm25_k1, weights.bm25_b
     pool = PoolTokens.of(docs)
     unique = list(dict.fromkeys(words))
-    word_ids = [cache.vocab.get(w, -1) for w in unique]
+    word_ids = [vocab.get(w, -1) for w in unique]
     idf = np.asarray([idf_weight(freq.get(w, 0), freq.size) for w in unique])
     sentences = SentenceIndex(
         bm25=QueryBM25.build(pool.sentences, pool.sentence_of, pool.sentence_lengths, unique,
@@ -195,8 +195,8 @@ def pool_index(
     keyword = KeywordIndex.assemble(
         table, QueryBM25.build(pool.chunks, pool.chunk_of, pool.chunk_lengths, unique, word_ids,
                                idf, k1, b),
-        _sentences=sentences, _sentence_ids=pool.sentence_terms(cache.terms),
-        _bigrams=_pair_bm25(store, pool, words, cache.vocab, freq, weights)
+        _sentences=sentences, _sentence_ids=pool.sentence_terms(terms),
+        _bigrams=_pair_bm25(store, pool, words, vocab, freq, weights)
         if weights.bigram_weight else QueryBM25.empty(k1, b),
     )
     keyword._doc_freq = freq  # the ranker's IDF: collection counts
@@ -280,17 +280,18 @@ def _joined(arrays: Sequence[np.ndarray]) -> np.ndarray:
 def _pool_docs(
     store: KeywordStore, ids: list[str], weights: RetrievalSettings, committed: Any,
     cache: RecordCache,
-) -> list[PoolDoc]:
-    """The pool's records in pool order, then up to `rerank_max` chunks of leading articles.
+) -> tuple[list[PoolDoc], dict[str, int], list[str]]:
+    """The pool's records in pool order, then up to `rerank_max` chunks of leading articles,
+    with the vocabulary their term ids number.
 
     Pool ids are committed ids, so each leading article's version is the one they name.
     """
     leading = list(dict.fromkeys(cid.rsplit(":", 1)[0] for cid in ids))[: weights.rerank_articles]
-    docs, chunks_of = cache.read(store, ids, leading)
+    docs, chunks_of, vocab, terms = cache.read_with_terms(store, ids, leading)
     asked = set(ids)
     extra = [docs[cid] for version in leading for cid in chunks_of.get(version, ())
              if cid not in asked and cid in docs and cid in committed]
-    return [docs[cid] for cid in ids if cid in docs] + extra[: weights.rerank_max]
+    return [docs[cid] for cid in ids if cid in docs] + extra[: weights.rerank_max], vocab, terms
 
 
 @dataclass(frozen=True)
@@ -320,12 +321,17 @@ class RecordCache:
     under an id never changes: the cache needs a bound, never an invalidation
     (ids a write retires are simply no longer asked for). Also remembered: each
     article version's chunk ids, for the leading articles that join the pool whole.
+
+    Terms are numbered in one vocabulary the cached records share. It only grows, so
+    once it holds `max_terms` (an archive read far beyond the cache's records) the
+    cache starts afresh with a new one; a search holding the old one keeps it whole.
     """
 
-    def __init__(self, max_chunks: int) -> None:
+    def __init__(self, max_chunks: int, max_terms: int | None = None) -> None:
         self.max_chunks = max_chunks
+        self.max_terms = max_terms if max_terms is not None else max(100_000, 50 * max_chunks)
         self._docs: OrderedDict[str, PoolDoc] = OrderedDict()
-        self.vocab: dict[str, int] = {}  # every term seen, numbered; never shrinks
+        self.vocab: dict[str, int] = {}  # every term of the cached records, numbered
         self.terms: list[str] = []
         self._versions: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self._lock = threading.Lock()
@@ -335,7 +341,19 @@ class RecordCache:
     ) -> tuple[dict[str, PoolDoc], dict[str, tuple[str, ...]]]:
         """The records of these chunks and of every chunk of these versions, by chunk id;
         and each version's chunk ids in order. At most two index reads, none when cached."""
+        docs, chunks_of, _, _ = self.read_with_terms(store, chunk_ids, versions)
+        return docs, chunks_of
+
+    def read_with_terms(
+        self, store: KeywordStore, chunk_ids: Sequence[str], versions: Sequence[str]
+    ) -> tuple[dict[str, PoolDoc], dict[str, tuple[str, ...]], dict[str, int], list[str]]:
+        """`read`, with the vocabulary its records' term ids number (taken under the
+        same lock: another thread may start a fresh vocabulary right after)."""
         with self._lock:
+            if len(self.terms) > self.max_terms:
+                self._docs.clear()
+                self._versions.clear()
+                self.vocab, self.terms = {}, []
             new = [v for v in versions if v not in self._versions]
             self._fetch(store, [c for c in chunk_ids if c not in self._docs], new)
             chunks_of = {v: self._versions[v] for v in versions if v in self._versions}
@@ -345,7 +363,7 @@ class RecordCache:
             for cid in docs:
                 self._docs.move_to_end(cid)
             self._trim()
-            return docs, chunks_of
+            return docs, chunks_of, self.vocab, self.terms
 
     def _fetch(self, store: KeywordStore, chunk_ids: list[str], versions: list[str]) -> None:
         if not chunk_ids and not versions:
