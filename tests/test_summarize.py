@@ -506,3 +506,26 @@ def test_a_long_article_is_split_for_the_window_and_a_short_one_is_whole() -> No
     assert parts[0].start == 0 and parts[-1].end == len(long_article.text.rstrip())
     whole = _article_passages(long_article, 10_000)
     assert [(p.start, p.end) for p in whole] == [(0, len(long_article.text))]
+
+
+def test_a_new_task_is_one_template_compare_runs_through_the_summary_path(
+    seeded_db: Path, openai_server: FakeOpenAIServer  # noqa: F811
+) -> None:
+    """CONTRIBUTING.md's worked example: prompts/compare.md alone adds "compare two
+    outlets' coverage"; its bullets are grounded like a summary's."""
+    from newsqa.app.api import NewsQA
+    from newsqa.errors import ConfigError
+
+    qa = NewsQA(db=seeded_db, llm=_llm(openai_server))  # type: ignore[arg-type]
+    openai_server.default = _scripted_summariser
+    compared = qa.summarize(query="Iran and armed factions in Iraq", template="compare")
+    systems = [r.messages[0]["content"] for r in openai_server.chat_requests]
+    assert systems and all(s.startswith("You compare how news outlets") for s in systems)
+    assert compared.mode == "llm" and compared.bullets
+    stored = {info.id: qa.get_article(info.id) for info in qa.articles()}
+    assert_exact([c for b in compared.bullets for c in b.citations], stored)
+    with pytest.raises(ConfigError, match=r"no prompt template 'contrast'; available: .*compare"):
+        qa.summarize(query="Iran", template="contrast")
+    offline = NewsQA(db=seeded_db, llm="extractive")
+    with pytest.raises(ConfigError, match="'compare' needs an LLM"):
+        offline.summarize(query="Iran", template="compare")

@@ -20,6 +20,7 @@ from ..engines.base import Engine, drain
 from ..engines.extractive import ExtractiveEngine
 from ..engines.llm import LLM
 from ..engines.llm_answer import LLMEngine
+from ..engines.prompts import check_template
 from ..engines.summarize import SummaryParts, gather_summary, gather_timeline
 from ..errors import IndexMissing, NewsQAError, SetupError, StoreError, quote
 from ..models import (
@@ -306,15 +307,21 @@ class NewsQA:
         bullets: int = 5,
         max_words: int | None = None,
         focus: str | None = None,
+        template: str = "summarize",
     ) -> Summary:
-        """One article by id, or what the archive says about `query`."""
+        """One article by id, or what the archive says about `query`.
+
+        `template` names the prompt a model summarises with (prompts/<template>.md, for
+        example "compare": how the outlets' coverage differs); see CONTRIBUTING.md.
+        """
         check_question(query, "query")
         check_question(focus, "focus")
+        check_template(template)
         found = gather_summary(self._summary_parts(), article_id=article_id, query=query,
                                filters=self._filters(sources, since, until), bullets=bullets,
                                max_words=max_words)
         return drain(self.engine.summarize(found, self.settings, query=query, bullets=bullets,
-                                           max_words=max_words, focus=focus))
+                                           max_words=max_words, focus=focus, template=template))
 
     def timeline(
         self,

@@ -454,18 +454,21 @@ def ask(question: str, sources: tuple[str, ...], since: str | None, until: str |
 @click.option("--max-words", default=None, type=click.IntRange(min=5),
               help="Word budget for all bullets.")
 @click.option("--focus", default=None, help="Favour what the sources say about this.")
+@click.option("--template", default="summarize", show_default=True,
+              help="The prompt a model summarises with (prompts/NAME.md), e.g. compare.")
 @click.option("--llm", default=None, help="Model (default: $NEWSQA_LLM or extractive).")
 @store_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @handle_errors
 def summarize(article_id: str | None, query: str | None, sources: tuple[str, ...],
               since: str | None, until: str | None, bullets: int, max_words: int | None,
-              focus: str | None, llm: str | None, db: str | None, chroma_url: str | None,
-              collection: str | None, as_json: bool) -> None:
+              focus: str | None, template: str, llm: str | None, db: str | None,
+              chroma_url: str | None, collection: str | None, as_json: bool) -> None:
     """Summarise one article (ARTICLE_ID) or, with --query, several; every bullet cited."""
     qa = open_qa(db, chroma_url, collection, llm=llm)
     summary = qa.summarize(article_id, query=query, sources=sources or None, since=since,
-                           until=until, bullets=bullets, max_words=max_words, focus=focus)
+                           until=until, bullets=bullets, max_words=max_words, focus=focus,
+                           template=template)
     if as_json:
         print_json(summary.model_dump(mode="json"))
         return

@@ -54,9 +54,13 @@ class Engine(Protocol):
 
     def summarize(
         self, sources: SummarySources, settings: Settings, *, query: str | None,
-        bullets: int, max_words: int | None, focus: str | None,
+        bullets: int, max_words: int | None, focus: str | None, template: str = "summarize",
     ) -> Iterator[str | Summary]:
-        """A summary of one article or of what the sources say about `query`."""
+        """A summary of one article or of what the sources say about `query`.
+
+        `template` names the prompt (prompts/<template>.md) a model summarises with: a new
+        summary-shaped task, such as "compare", is one template file.
+        """
         ...
 
     def timeline(

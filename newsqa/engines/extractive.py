@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..config import RetrievalSettings, Settings
+from ..errors import ConfigError
 from ..grounding import ClaimedQuote, verify
 from ..models import Answer, Article, Citation, Passage, RejectedCitation, Usage
 from ..text.lexical import terms, words
@@ -66,8 +67,12 @@ class ExtractiveEngine:
 
     def summarize(
         self, sources: SummarySources, settings: Settings, *, query: str | None,
-        bullets: int, max_words: int | None, focus: str | None,
+        bullets: int, max_words: int | None, focus: str | None, template: str = "summarize",
     ) -> Iterator[str | Summary]:
+        if template != "summarize":  # a template is instructions, and no model reads them here
+            raise ConfigError(f"the summary template {template!r} needs an LLM; the offline "
+                              "engine summarises by its own rules (configure a model, see "
+                              "README)")
         yield summary_offline(sources, query=query, bullets=bullets, max_words=max_words,
                               focus=focus)
 

@@ -164,10 +164,11 @@ class LLMEngine:
 
     def summarize(
         self, sources: SummarySources, settings: Settings, *, query: str | None,
-        bullets: int, max_words: int | None, focus: str | None,
+        bullets: int, max_words: int | None, focus: str | None, template: str = "summarize",
     ) -> Iterator[str | Summary]:
         yield summary_with_llm(self.llm, sources, self.window(settings), query=query,
-                               bullets=bullets, max_words=max_words, focus=focus)
+                               bullets=bullets, max_words=max_words, focus=focus,
+                               template=template)
 
     def timeline(
         self, query: str, sources: SummarySources, settings: Settings, *, max_events: int

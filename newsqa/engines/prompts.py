@@ -53,6 +53,11 @@ def render(name: str, **values: str) -> list[dict[str, str]]:
     return messages
 
 
+def check_template(name: str) -> None:
+    """A one-line `ConfigError` now, before any retrieval, for a template that is missing."""
+    _load(name)
+
+
 @lru_cache(maxsize=64)
 def _load(name: str) -> dict[str, string.Template]:
     if not re.fullmatch(r"[A-Za-z0-9_-]+", name):

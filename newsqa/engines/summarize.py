@@ -46,7 +46,7 @@ from ..models import (
 )
 from ..store.chunking import chunk_article, count_tokens
 from ..text.sentences import sentence_spans
-from .prompts import render
+from .prompts import available, render
 
 if TYPE_CHECKING:
     from ..retrieval import Filters, Retriever
@@ -666,20 +666,21 @@ def summary_offline(
 
 def summary_with_llm(
     llm: LLM, sources: SummarySources, window: int, *, query: str | None, bullets: int,
-    max_words: int | None, focus: str | None,
+    max_words: int | None, focus: str | None, template: str = "summarize",
 ) -> Summary:
     """The LLM engine's summary; `window` is the tokens the model reads."""
     article = sources.article
     if article is not None:
-        budget = source_budget(window, "summarize", llm.max_output_tokens,
+        budget = source_budget(window, template, llm.max_output_tokens,
                                **_controls_text(bullets, max_words, focus))
         groups = {article.id: _article_passages(article, max(budget - 40, 32))}
         return llm_summary(llm, groups, sources.articles, bullets=bullets, max_words=max_words,
-                           focus=focus, query=None, window=window)
+                           focus=focus, query=None, window=window, template=template)
     if not sources.groups:
         return Summary(headline=f"Nothing found about {query!r}", mode="llm", model=llm.model)
     return llm_summary(llm, sources.groups, sources.articles, bullets=bullets,
-                       max_words=max_words, focus=focus, query=query, window=window)
+                       max_words=max_words, focus=focus, query=query, window=window,
+                       template=template)
 
 
 def timeline_with_llm(
@@ -821,19 +822,24 @@ def llm_summary(
     focus: str | None,
     query: str | None,
     window: int,
+    template: str = "summarize",
 ) -> Summary:
-    """One call when the sources fit; else map over batches and reduce the partials."""
+    """One call when the sources fit; else map over batches and reduce the partials.
+
+    `template` is the map step's prompt; the reduce uses `<template>_reduce` where the
+    template ships one, else the general `summarize_reduce`.
+    """
     count = _token_count()
     controls = _controls_text(bullets, max_words, focus)
     topic = query or "the article"
     reply = llm.max_output_tokens
-    batches = pack_groups(groups, source_budget(window, "summarize", reply, **controls), count)
+    batches = pack_groups(groups, source_budget(window, template, reply, **controls), count)
     usage = Usage()
     rejected: list[RejectedCitation] = []
     partials: list[Summary] = []
     for batch in batches:
         passages = [p for group in batch.values() for p in group]
-        messages = render("summarize", topic=topic, sources=format_sources(passages), **controls)
+        messages = render(template, topic=topic, sources=format_sources(passages), **controls)
         draft, used = llm.structured(messages, DraftSummary)
         usage += used
         partial, bad = _verified_summary(draft, passages, articles)
@@ -842,7 +848,10 @@ def llm_summary(
     if len(partials) == 1:
         final = partials[0]
     else:
-        final, used, bad = _reduce(llm, topic, partials, articles, controls, window, count)
+        reduce = f"{template}_reduce" if f"{template}_reduce" in available() else (
+            "summarize_reduce")
+        final, used, bad = _reduce(llm, topic, partials, articles, controls, window, count,
+                                   reduce)
         usage += used
         rejected += bad
     bullets_out = _limit_words(final.bullets[:bullets], max_words)
@@ -866,12 +875,13 @@ def _reduce(
     controls: dict[str, str],
     window: int,
     count: Callable[[str], int],
+    template: str = "summarize_reduce",
 ) -> tuple[Summary, Usage, list[RejectedCitation]]:
     """Combine partial summaries; their verified quotes are the sources the reduce may cite.
     Partials that do not fit one window are reduced in rounds."""
     usage = Usage()
     rejected: list[RejectedCitation] = []
-    budget = source_budget(window, "summarize_reduce", llm.max_output_tokens, **controls)
+    budget = source_budget(window, template, llm.max_output_tokens, **controls)
     while len(partials) > 1:
         rounds = _pack_partials(partials, budget, count)
         if len(rounds) == len(partials) and len(partials) > 1:
@@ -879,7 +889,7 @@ def _reduce(
         merged: list[Summary] = []
         for group in rounds:
             text, passages = _partials_as_sources(group)
-            messages = render("summarize_reduce", topic=topic, partials=text, **controls)
+            messages = render(template, topic=topic, partials=text, **controls)
             draft, used = llm.structured(messages, DraftSummary)
             usage += used
             summary, bad = _verified_summary(draft, passages, articles)
