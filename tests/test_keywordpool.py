@@ -168,3 +168,22 @@ def test_the_record_cache_vocabulary_starts_afresh_past_its_bound(
         assert decoded == {cid: [terms[i] for i in doc.chunk] for cid, doc in first.items()}
         again, _, _, now = cache.read_with_terms(store, ids[:1], [])
         assert [now[i] for i in again[ids[0]].chunk] == decoded[ids[0]]
+
+
+def test_the_pools_term_idf_table_is_the_collections_idf_of_each_term(
+    db: Path, stories: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ranker's IDF table is gathered by vocabulary id, kept across questions: it must
+    be exactly what the per-term lookup gives, for a first and a repeated question."""
+    from newsqa.retrieval import Filters
+
+    with pool_qa(db, monkeypatch, on=True) as qa:
+        store = qa.index.keywords
+        assert store is not None
+        for question in [first_sentence(p)[0] for p in stories[:2]] * 2:
+            with store.snapshot():
+                keyword = qa.retriever.pool_keyword(store, question, Filters(), [])
+            vocab = keyword.sentence_terms().vocab
+            table = keyword.term_idf()
+            assert len(vocab) > 10 and len(table) == len(vocab)
+            assert all(table[i] == keyword.idf(term) for term, i in vocab.items())

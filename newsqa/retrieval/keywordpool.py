@@ -53,6 +53,27 @@ class CollectionFreq(Mapping[str, int]):
         self._searcher = store.searcher()
         self._known: dict[str, int] = {}
         self.size = int(self._searcher.num_docs)
+        self._idf = np.zeros(0)  # by term id of `_idf_of`, NaN until first asked
+        self._idf_of: list[str] | None = None
+        self._lock = threading.Lock()
+
+    def idf_of_ids(self, ids: np.ndarray, terms: list[str]) -> np.ndarray:
+        """BM25 IDF of term ids numbered by `terms` (a RecordCache vocabulary), kept by id.
+
+        The ranker weighs every distinct term of a pool (~5,000) and one lookup each
+        was ~12 ms of a search (benchmarks/RESULTS.md); by id it is one numpy gather
+        once a term has been seen. A fresh vocabulary starts a fresh table.
+        """
+        with self._lock:
+            if self._idf_of is not terms:
+                self._idf_of, self._idf = terms, np.zeros(0)
+            if len(self._idf) < len(terms):
+                grown = np.full(len(terms), np.nan)
+                grown[: len(self._idf)] = self._idf
+                self._idf = grown
+            for i in np.unique(ids[np.isnan(self._idf[ids])]).tolist():
+                self._idf[i] = idf_weight(self[terms[i]], self.size)
+            return self._idf[ids]
 
     def __getitem__(self, term: str) -> int:
         found = self._known.get(term)
@@ -184,6 +205,7 @@ def pool_index(
                        metadatas=[r.metadata for r in rows], revision=revision)
     k1, b = weights.bm25_k1, weights.bm25_b
     pool = PoolTokens.of(docs)
+    sentence_terms, global_ids = pool.sentence_terms(terms)
     unique = list(dict.fromkeys(words))
     word_ids = [vocab.get(w, -1) for w in unique]
     idf = np.asarray([idf_weight(freq.get(w, 0), freq.size) for w in unique])
@@ -195,12 +217,13 @@ def pool_index(
     keyword = KeywordIndex.assemble(
         table, QueryBM25.build(pool.chunks, pool.chunk_of, pool.chunk_lengths, unique, word_ids,
                                idf, k1, b),
-        _sentences=sentences, _sentence_ids=pool.sentence_terms(terms),
+        _sentences=sentences, _sentence_ids=sentence_terms,
         _bigrams=_pair_bm25(store, pool, words, vocab, freq, weights)
         if weights.bigram_weight else QueryBM25.empty(k1, b),
     )
     keyword._doc_freq = freq  # the ranker's IDF: collection counts
     keyword._corpus_size = freq.size
+    keyword._term_idf = freq.idf_of_ids(global_ids, terms)
     return keyword
 
 
@@ -262,15 +285,16 @@ class PoolTokens:
             sentence_lengths=sentence_lengths, owner=owner, first_sentence=starts,
             rows_with_sentences=rows)
 
-    def sentence_terms(self, terms: Sequence[str]) -> SentenceTerms:
-        """Each sentence's distinct terms, numbered within the pool, as the ranker reads them."""
+    def sentence_terms(self, terms: Sequence[str]) -> tuple[SentenceTerms, np.ndarray]:
+        """Each sentence's distinct terms, numbered within the pool, as the ranker reads them;
+        and the vocabulary id of each pool number."""
         size = int(self.sentences.max()) + 1 if len(self.sentences) else 1
         keys = np.unique(self.sentence_of * size + self.sentences)
         sentence, term = keys // size, keys % size
         found, local = np.unique(term, return_inverse=True)
         offsets = np.searchsorted(sentence, np.arange(len(self.sentence_lengths) + 1))
         vocab = {terms[g]: i for i, g in enumerate(found.tolist())}
-        return SentenceTerms(vocab, local.astype(np.int64), offsets.astype(np.int64))
+        return SentenceTerms(vocab, local.astype(np.int64), offsets.astype(np.int64)), found
 
 
 def _joined(arrays: Sequence[np.ndarray]) -> np.ndarray:
