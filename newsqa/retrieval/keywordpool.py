@@ -267,6 +267,8 @@ class PoolTokens:
     owner: np.ndarray  # the chunk row of each sentence
     first_sentence: np.ndarray
     rows_with_sentences: np.ndarray
+    distinct: np.ndarray  # each sentence's distinct terms, ascending, one after another
+    distinct_lengths: np.ndarray
 
     @classmethod
     def of(cls, docs: Sequence[PoolDoc]) -> PoolTokens:
@@ -283,16 +285,19 @@ class PoolTokens:
             sentences=_joined([d.sentences for d in docs]),
             sentence_of=np.repeat(np.arange(len(sentence_lengths)), sentence_lengths),
             sentence_lengths=sentence_lengths, owner=owner, first_sentence=starts,
-            rows_with_sentences=rows)
+            rows_with_sentences=rows, distinct=_joined([d.distinct for d in docs]),
+            distinct_lengths=_joined([d.distinct_lengths for d in docs]))
 
     def sentence_terms(self, terms: Sequence[str]) -> tuple[SentenceTerms, np.ndarray]:
         """Each sentence's distinct terms, numbered within the pool, as the ranker reads them;
         and the vocabulary id of each pool number."""
-        size = int(self.sentences.max()) + 1 if len(self.sentences) else 1
-        keys = np.unique(self.sentence_of * size + self.sentences)
-        sentence, term = keys // size, keys % size
-        found, local = np.unique(term, return_inverse=True)
-        offsets = np.searchsorted(sentence, np.arange(len(self.sentence_lengths) + 1))
+        present = np.zeros(len(terms), dtype=bool)
+        present[self.distinct] = True
+        found = np.flatnonzero(present)
+        number = np.zeros(len(terms), dtype=np.int64)
+        number[found] = np.arange(len(found))
+        local = number[self.distinct]  # ascending within each sentence, as ids are
+        offsets = np.concatenate([[0], np.cumsum(self.distinct_lengths)])
         vocab = {terms[g]: i for i, g in enumerate(found.tolist())}
         return SentenceTerms(vocab, local.astype(np.int64), offsets.astype(np.int64)), found
 
@@ -326,14 +331,18 @@ class PoolDoc:
     chunk: np.ndarray  # the chunk's terms, as BM25 over chunks reads them
     sentences: np.ndarray  # its sentences' terms, one sentence after another
     lengths: np.ndarray  # terms per sentence
+    distinct: np.ndarray  # each sentence's distinct terms, ascending (the ranker's table)
+    distinct_lengths: np.ndarray
 
     @classmethod
     def of(cls, record: PoolRecord, ids: Callable[[list[str]], np.ndarray]) -> PoolDoc:
         units = [ids(u.split()) for u in record.units]
         chunk = np.concatenate(units) if record.tail else units[0]
         lengths = np.asarray([len(u) for u in units[1:]], dtype=np.int64)
+        distinct = [np.unique(u) for u in units[1:]]
         # The unit strings are kept only as the ids above (half a record's memory).
-        return cls(replace(record, units=[]), chunk, _joined(units[1:]), lengths)
+        return cls(replace(record, units=[]), chunk, _joined(units[1:]), lengths,
+                   _joined(distinct), np.asarray([len(u) for u in distinct], dtype=np.int64))
 
 
 class RecordCache:
