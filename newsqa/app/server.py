@@ -470,12 +470,7 @@ def create_app(
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         _check_auth(request, api_key)
-        body = await _read_body(request, max_body_bytes)
-        try:
-            parsed = ChatRequest.model_validate_json(body)
-        except ValidationError as exc:
-            message, param = _validation_message(exc)
-            raise APIError(400, message, param=param) from None
+        parsed = await _chat_request(request, max_body_bytes)
         question, pairs = _conversation(parsed)
         await run_in_threadpool(warmup.ensure)
         session = _session(qa, parsed, pairs)
@@ -487,6 +482,16 @@ def create_app(
         return _event_stream(parsed, _chain(first, items), model_id)
 
     return app
+
+
+async def _chat_request(request: Request, max_body_bytes: int) -> ChatRequest:
+    """The request body as a `ChatRequest`, or a 400 naming the field at fault."""
+    body = await _read_body(request, max_body_bytes)
+    try:
+        return ChatRequest.model_validate_json(body)
+    except ValidationError as exc:
+        message, param = _validation_message(exc)
+        raise APIError(400, message, param=param) from None
 
 
 def _ask(session: ChatSession, question: str) -> Answer:

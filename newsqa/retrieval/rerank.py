@@ -248,13 +248,21 @@ def bridge_columns(
     evidence. Dense products, narrowed to the words two candidate articles share,
     because it runs on every query and a pool can hold hundreds of chunks.
     """
+    if len(at) <= BRIDGE_DEPTH:
+        return _pool_bridges(keyword, at, question_terms, group)
+    out = np.zeros((len(at), len(BRIDGE_FEATURES)))  # the pool's tail scores as sharing nothing
+    head = ArticleGroups.of([str(i) for i in group.index[:BRIDGE_DEPTH]])
+    out[:BRIDGE_DEPTH] = _pool_bridges(keyword, at[:BRIDGE_DEPTH], question_terms, head)
+    out[BRIDGE_DEPTH:, 3] = -out[:BRIDGE_DEPTH, 0].max()
+    return out
+
+
+def _pool_bridges(
+    keyword: KeywordIndex, at: np.ndarray, question_terms: Sequence[str], group: ArticleGroups
+) -> np.ndarray:
+    """`bridge_columns` for a pool of at most BRIDGE_DEPTH chunks."""
     n = len(at)
     out = np.zeros((n, len(BRIDGE_FEATURES)))
-    if n > BRIDGE_DEPTH:  # the pool's tail scores as sharing nothing
-        head = ArticleGroups.of([str(i) for i in group.index[:BRIDGE_DEPTH]])
-        out[:BRIDGE_DEPTH] = bridge_columns(keyword, at[:BRIDGE_DEPTH], question_terms, head)
-        out[BRIDGE_DEPTH:, 3] = -out[:BRIDGE_DEPTH, 0].max()
-        return out
     idf = keyword.term_idf()
     tokens, token_sentence, sentence_chunk = _bridge_words(keyword, at, question_terms)
     if not len(tokens):
