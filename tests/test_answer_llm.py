@@ -21,9 +21,15 @@ from newsqa.engines.llm_answer import (
     stream_answer,
 )
 from newsqa.engines.prompts import render
-from newsqa.engines.summarize import DraftSummary, DraftTimeline
 from newsqa.errors import ArticleNotFound, ConfigError, LLMOutputError
-from newsqa.grounding import DraftAnswer, DraftClaim, format_sources, passage_for_label
+from newsqa.grounding import (
+    DraftAnswer,
+    DraftClaim,
+    DraftSummary,
+    DraftTimeline,
+    format_sources,
+    passage_for_label,
+)
 from newsqa.models import Answer, Article, Passage
 from tests.openai_server import FakeOpenAIServer, Reply, serve
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from newsqa.engines.llm_summary import pack_groups
 from newsqa.engines.summarize import (
     article_sentences,
     extractive_article_summary,
@@ -19,7 +20,6 @@ from newsqa.engines.summarize import (
     find_dates,
     group_by_article,
     numbers_in,
-    pack_groups,
 )
 from newsqa.errors import InputError
 from newsqa.models import Article, Passage, Summary
@@ -282,7 +282,7 @@ def _scripted_summariser(request: Recorded) -> Reply:
 def test_llm_bullets_are_verified_and_a_fabricated_quote_is_rejected(
     openai_server: FakeOpenAIServer, seeds: list[Article]  # noqa: F811
 ) -> None:
-    from newsqa.engines.summarize import llm_summary
+    from newsqa.engines.llm_summary import llm_summary
 
     article = seeds[0]
     real = "Qaani met with leaders of the Coordination Framework"
@@ -311,7 +311,7 @@ def test_llm_bullets_are_verified_and_a_fabricated_quote_is_rejected(
 def test_map_reduce_under_a_tiny_window_covers_every_article(
     openai_server: FakeOpenAIServer,  # noqa: F811
 ) -> None:
-    from newsqa.engines.summarize import llm_summary
+    from newsqa.engines.llm_summary import llm_summary
 
     stories = [_story(i) for i in range(5)]
     articles = {a.id: a for a in stories}
@@ -345,7 +345,7 @@ def test_map_reduce_under_a_tiny_window_covers_every_article(
 def test_llm_disagreement_needs_both_sides_verified(
     openai_server: FakeOpenAIServer,  # noqa: F811
 ) -> None:
-    from newsqa.engines.summarize import llm_summary
+    from newsqa.engines.llm_summary import llm_summary
 
     one, two = _wire_copies()
     articles = {one.id: one, two.id: two}
@@ -379,7 +379,7 @@ def test_llm_disagreement_needs_both_sides_verified(
 def test_llm_timeline_verified_sorted_with_untrusted_dates(
     openai_server: FakeOpenAIServer, seeds: list[Article]  # noqa: F811
 ) -> None:
-    from newsqa.engines.summarize import llm_timeline
+    from newsqa.engines.llm_summary import llm_timeline
 
     qaani, strike = seeds
     openai_server.queue(Reply.json({"events": [
@@ -495,7 +495,7 @@ def test_cli_summarize_and_timeline(seeded_db: Path) -> None:
 
 
 def test_a_long_article_is_split_for_the_window_and_a_short_one_is_whole() -> None:
-    from newsqa.engines.summarize import _article_passages
+    from newsqa.engines.llm_summary import _article_passages
     from newsqa.store.chunking import count_tokens
 
     long_article = _story(1)

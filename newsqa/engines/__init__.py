@@ -6,7 +6,9 @@
                      stream, one re-ask
     extractive.py    the offline engine (`ExtractiveEngine`): sentences picked and
                      cited, no model
-    summarize.py     summaries and timelines, map-reduce under a token budget
+    summarize.py     summaries' and timelines' sources; the offline ones, sentences
+                     picked (extractive, MMR across outlets)
+    llm_summary.py   the LLM's summaries and timelines, map-reduce under a token budget
     condense.py      chat follow-ups made standalone, by a model or offline
     llm.py           OpenAI-compatible client: structured-output ladder, retries, streams
     local.py, llama_index_llm.py   backends that register themselves (in-process

@@ -1,7 +1,7 @@
 """The LLM engine: retrieved passages -> a model's draft -> grounded claims -> `Answer`.
 
 `LLMEngine` is how `NewsQA` reaches it (the `Engine` protocol, engines/base.py): it
-answers here, and hands summaries and timelines to summarize.py and follow-ups to
+answers here, and hands summaries and timelines to llm_summary.py and follow-ups to
 condense.py with its `LLM`. `answer`/`stream_answer` with `llm=None` still answer
 offline (extractive.py), for callers that hold no engine.
 
@@ -58,8 +58,9 @@ from .base import drain
 from .condense import Rewrite, Turn, condense_with_llm
 from .extractive import extractive_answer
 from .llm import StreamStats
+from .llm_summary import summary_with_llm, timeline_with_llm
 from .prompts import render
-from .summarize import SummarySources, summary_with_llm, timeline_with_llm
+from .summarize import SummarySources
 
 if TYPE_CHECKING:
     from ..config import Settings

@@ -16,8 +16,13 @@ Answers, summaries and timelines all go through `Grounder`;
 from .citations import ClaimedQuote, citation_for, locate, verify, verify_one
 from .drafts import (
     DraftAnswer,
+    DraftBullet,
     DraftCitation,
     DraftClaim,
+    DraftEvent,
+    DraftSummary,
+    DraftTimeline,
+    QuotedSource,
     is_no_answer,
     is_yes_no,
     quotes_required,
@@ -26,7 +31,8 @@ from .grounder import Failure, Grounder, reask_message
 from .sources import format_sources, passage_for_label, source_label, unescape_quote
 
 __all__ = [
-    "ClaimedQuote", "DraftAnswer", "DraftCitation", "DraftClaim", "Failure", "Grounder",
+    "ClaimedQuote", "DraftAnswer", "DraftBullet", "DraftCitation", "DraftClaim", "DraftEvent",
+    "DraftSummary", "DraftTimeline", "Failure", "Grounder", "QuotedSource",
     "citation_for", "format_sources", "is_no_answer", "is_yes_no", "locate", "passage_for_label",
     "quotes_required", "reask_message", "source_label", "unescape_quote", "verify", "verify_one",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -76,3 +76,37 @@ def is_no_answer(text: str) -> bool:
 def is_yes_no(text: str) -> bool:
     """A bare "Yes" or "No" (a marker or a full stop aside) in the direct-answer slot."""
     return bool(_YES_NO.match(text))
+
+
+# Summaries and timelines: bullets and events, each with the quotes it rests on.
+
+
+class QuotedSource(BaseModel):
+    source: str = Field(description="the id of the source the quote is copied from")
+    quote: str = Field(description="a verbatim span copied from that source")
+
+
+class DraftBullet(BaseModel):
+    model_config = quotes_required("quotes")
+
+    text: str
+    quotes: list[QuotedSource] = Field(default_factory=list)
+
+
+class DraftSummary(BaseModel):
+    headline: str
+    bullets: list[DraftBullet] = Field(default_factory=list)
+    disagreements: list[DraftBullet] = Field(default_factory=list)
+
+
+class DraftEvent(BaseModel):
+    model_config = quotes_required("quotes")
+
+    date: str = Field(description="YYYY-MM-DD")
+    date_source: Literal["text", "published_at"] = "published_at"
+    text: str
+    quotes: list[QuotedSource] = Field(default_factory=list)
+
+
+class DraftTimeline(BaseModel):
+    events: list[DraftEvent] = Field(default_factory=list)
