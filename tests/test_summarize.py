@@ -17,12 +17,12 @@ from newsqa.engines.summarize import (
     extractive_article_summary,
     extractive_multi_summary,
     extractive_timeline,
-    find_dates,
     group_by_article,
     numbers_in,
 )
 from newsqa.errors import InputError
 from newsqa.models import Article, Passage, Summary
+from newsqa.text.dates import find_dates
 from tests.openai_server import FakeOpenAIServer, Recorded, Reply, openai_server  # noqa: F401
 
 if TYPE_CHECKING:

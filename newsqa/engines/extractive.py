@@ -28,6 +28,7 @@ from ..config import RetrievalSettings, Settings
 from ..errors import ConfigError
 from ..grounding import ClaimedQuote, verify
 from ..models import Answer, Article, Citation, Passage, RejectedCitation, Usage
+from ..text.dates import MONTH_NAMES, MONTH_PATTERN, WEEKDAY_NAMES, WEEKDAY_PATTERN
 from ..text.lexical import terms, words
 from ..text.sentences import sentence_spans
 from .condense import Rewrite, Turn, condense_offline
@@ -531,16 +532,13 @@ _CAPITALISED = r"[A-Z][\w'’.&-]*"
 _NAME = re.compile(_CAPITALISED + r"(?:\s+(?:(?:of|de|da|van|von|der|del|al|bin|la|le)\s+)?"
                    + _CAPITALISED + r")*")
 _POSSESSIVE = re.compile(r"[’']s\b")
-_MONTH_NAMES = ("january february march april may june july august september october "
-                "november december").split()
-_DAY_NAMES = "monday tuesday wednesday thursday friday saturday sunday".split()
-_NOT_NAMES = frozenset(
-    """the a an he she it they we i his her its their this that these those there here however
+_NOT_NAMES = frozenset([
+    *"""the a an he she it they we i his her its their this that these those there here however
     meanwhile but and or so yet after before when while although though if as at in on by for
     from with without according despite during since until last next earlier later today
     yesterday tomorrow mr mrs ms dr also still then now what who which where why how yes
-    no""".split() + _MONTH_NAMES + _DAY_NAMES
-)
+    no""".split(), *MONTH_NAMES, *WEEKDAY_NAMES,
+])
 _SCALE = r"(?:\s?(?:%|percent|per cent|million|billion|trillion|thousand|hundred))?"
 _FIGURE = r"[$€£]?\d[\d,]*(?:\.\d+)?" + _SCALE
 # "one" is left out: "one of them", "One ton" are rarely the count asked for.
@@ -550,9 +548,8 @@ _SPELLED = (r"(?:two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thir
 _NUMBER = re.compile(r"(?<![\w.])(?:" + _FIGURE + r"(?:\s(?:to|and|-)\s" + _FIGURE + r")?|"
                      + _SPELLED + r")(?![\w-])", re.IGNORECASE)
 _YEAR = re.compile(r"(?:19|20)\d\d")
-_MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
-          r"Sept?(?:ember)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?")
-_WEEKDAY = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
+_MONTH = MONTH_PATTERN + r"\.?"
+_WEEKDAY = f"(?:{WEEKDAY_PATTERN})"
 _DATE = re.compile(
     r"\b(?:" + _MONTH + r"\s\d{1,2}(?:st|nd|rd|th)?(?:,?\s\d{4})?"
     r"|\d{1,2}(?:st|nd|rd|th)?\s" + _MONTH + r"(?:,?\s\d{4})?"

@@ -31,6 +31,7 @@ from ..models import (
     Timeline,
     TimelineEvent,
 )
+from ..text.dates import find_dates
 from ..text.sentences import sentence_spans
 
 if TYPE_CHECKING:
@@ -422,97 +423,10 @@ def _relevance(
     return (vectors @ q) + prior
 
 
-# ----------------------------------------------------------------------------------------
-# Dates in text
-# ----------------------------------------------------------------------------------------
-
-_MONTH = (
-    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
-    r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
-)
-_DAY = r"(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?"
-_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-_DATE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("iso", re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")),
-    ("mdy", re.compile(rf"\b{_MONTH}\.?\s+{_DAY}(?:,?\s+\d{{4}})?\b")),
-    ("dmy", re.compile(rf"\b{_DAY}\s+(?:of\s+)?{_MONTH}\.?(?:,?\s+\d{{4}})?\b")),
-    ("weekday", re.compile(
-        r"\b(?:(last|next|this|on|since|until|by)\s+)?(Monday|Tuesday|Wednesday|Thursday|"
-        r"Friday|Saturday|Sunday)\b")),
-    ("relative", re.compile(r"\b(yesterday|today|tomorrow|tonight|last night)\b", re.I)),
-)
-
-
-@dataclass(frozen=True)
-class FoundDate:
-    date: dt.date
-    start: int  # span of the date expression within the searched text
-    end: int
-    kind: str
-
-
 def published_date(article: Article | Passage) -> dt.date | None:
     value = article.published_at
     if isinstance(value, dt.datetime):
         return value.astimezone(dt.timezone.utc).date()
-    return value
-
-
-def find_dates(text: str, published: dt.date | None) -> list[FoundDate]:
-    """Dates a sentence states, normalised; relative ones ("on Sunday") need `published`.
-
-    Weekdays resolve to the latest such day on or before publication (news reports the
-    past), unless "next" or a "will" earlier in the sentence points forward.
-    """
-    found: list[FoundDate] = []
-    taken: list[tuple[int, int]] = []
-    for kind, pattern in _DATE_PATTERNS:
-        for match in pattern.finditer(text):
-            if any(match.start() < e and s < match.end() for s, e in taken):
-                continue
-            value = _resolve(kind, match, text, published)
-            if value is not None:
-                taken.append((match.start(), match.end()))
-                found.append(FoundDate(value, match.start(), match.end(), kind))
-    found.sort(key=lambda f: f.start)
-    return found
-
-
-def _resolve(
-    kind: str, match: re.Match[str], text: str, published: dt.date | None
-) -> dt.date | None:
-    if kind in ("iso", "mdy", "dmy"):
-        return _parse_explicit(match.group(), published)
-    if published is None:
-        return None
-    if kind == "weekday":
-        target = _WEEKDAYS.index(match.group(2).lower())
-        forward = (match.group(1) or "").lower() == "next" or bool(
-            re.search(r"\b(will|due|scheduled|expected)\b", text[: match.start()], re.I)
-        )
-        if forward:
-            return published + dt.timedelta(days=(target - published.weekday()) % 7 or 7)
-        return published - dt.timedelta(days=(published.weekday() - target) % 7)
-    offsets = {"yesterday": -1, "today": 0, "tonight": 0, "last night": -1, "tomorrow": 1}
-    return published + dt.timedelta(days=offsets[match.group(1).lower()])
-
-
-def _parse_explicit(expression: str, published: dt.date | None) -> dt.date | None:
-    """dateutil parses the expression; a missing year comes from publication, and a date that
-    would then lie far after publication belongs to the year before."""
-    from dateutil import parser
-
-    has_year = bool(re.search(r"\d{4}", expression))
-    if not has_year and published is None:
-        return None
-    anchor = published or dt.date(2000, 1, 1)
-    default = dt.datetime(anchor.year, 1, 1)
-    try:
-        value = parser.parse(expression.replace(" of ", " "), default=default, fuzzy=False).date()
-    except (ValueError, OverflowError):
-        return None
-    if not has_year and published is not None and value - published > dt.timedelta(days=183):
-        value = value.replace(year=value.year - 1)
     return value
 
 
