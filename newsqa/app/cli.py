@@ -123,7 +123,7 @@ def cli(debug: bool) -> None:
     """Answers and summaries over news articles, every citation a checked verbatim span."""
 
 
-# -- ingest and manage (logic in newsqa/ingest.py and newsqa/index.py) ---------------------
+# -- ingest and manage (logic in newsqa/store/ingest.py and newsqa/store/index.py) -----------
 
 
 @cli.command()
@@ -229,7 +229,7 @@ def remove(article_id: str, db: str | None, chroma_url: str | None,
     click.echo(f"removed {article_id}")
 
 
-# -- eval (benchmarks; logic in newsqa/evaluation.py) --------------------------------------
+# -- eval (benchmarks; logic in newsqa/app/evaluation.py) ----------------------------------
 
 
 def _with_eval_progress(work: Callable[[Any], Any]) -> Any:
@@ -403,7 +403,7 @@ def chat(db: str | None, chroma_url: str | None, collection: str | None,
     run_terminal(qa.chat())
 
 
-# -- summarize and timeline (logic in newsqa/engines/summarize.py) ---------------------------------
+# -- summarize and timeline (logic in newsqa/engines/summarize.py, llm_summary.py) -----------
 
 
 def filter_options(func: F) -> F:
@@ -415,7 +415,7 @@ def filter_options(func: F) -> F:
     return func
 
 
-# -- ask (logic in newsqa/api.py -> retrieval -> answer/extractive -> citations) ---------------
+# -- ask (logic in newsqa/app/api.py -> retrieval -> engines -> grounding) -------------------
 
 
 @cli.command()
