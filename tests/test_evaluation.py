@@ -318,6 +318,7 @@ def test_cli_skips_cleanly_without_data(tmp_path: Path) -> None:
 
     from newsqa.app.cli import cli
 
-    result = CliRunner().invoke(cli, ["eval", "multihop", "--data", str(tmp_path / "absent")])
-    assert result.exit_code == 0
-    assert "not found; skipping" in result.stderr
+    for command in ("multihop", "summ"):
+        result = CliRunner().invoke(cli, ["eval", command, "--data", str(tmp_path / "absent")])
+        assert result.exit_code == 0
+        assert "not found; skipping" in result.stderr

@@ -15,6 +15,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -255,6 +256,18 @@ def eval_group() -> None:
     """Score newsqa on public benchmarks in ../shared/eval (dev ids unless told otherwise)."""
 
 
+def _harness(data: str, what: str) -> ModuleType | None:
+    """The benchmark harness, or None (said on stderr) when its data folder is absent."""
+    from . import evaluation  # deferred: the optional benchmark harness, only for `newsqa eval`
+
+    try:
+        evaluation.require_folder(data, what)
+    except evaluation.DataMissing as exc:
+        click.echo(f"newsqa: {exc}", err=True)
+        return None
+    return evaluation
+
+
 @eval_group.command("multihop")
 @click.option("--data", default="../shared/eval/multihop", show_default=True,
               type=click.Path(file_okay=False), help="MultiHop-RAG folder.")
@@ -276,12 +289,8 @@ def eval_multihop(
     llm: str | None, as_json: bool, report: str | None, dump: str | None,
 ) -> None:
     """Retrieval (Hits/MRR/MAP as the paper), abstention, citations, answers, latency."""
-    from . import evaluation  # deferred: the optional benchmark harness, only for `newsqa eval`
-
-    try:
-        evaluation.require_folder(data, "MultiHop-RAG")
-    except evaluation.DataMissing as exc:
-        click.echo(f"newsqa: {exc}", err=True)
+    evaluation = _harness(data, "MultiHop-RAG")
+    if evaluation is None:
         return
     qa = open_qa(db, None, None, create=True, llm=llm)  # it ingests the corpus first
     run = _with_eval_progress(lambda progress: evaluation.evaluate_multihop(
@@ -311,12 +320,8 @@ def eval_summ(
     data: str, ids_file: str | None, limit: int | None, embedding: str, as_json: bool
 ) -> None:
     """ROUGE-1/2/L of the extractive summariser, lead-3 beside it."""
-    from . import evaluation  # deferred: the optional benchmark harness, only for `newsqa eval`
-
-    try:
-        evaluation.require_folder(data, "summarisation")
-    except evaluation.DataMissing as exc:
-        click.echo(f"newsqa: {exc}", err=True)
+    evaluation = _harness(data, "summarisation")
+    if evaluation is None:
         return
     vectors = None if embedding == "tfidf" else embedding
     result = _with_eval_progress(lambda progress: evaluation.evaluate_summ(
