@@ -140,6 +140,10 @@ class Settings:
     openai_base_url: str | None = None
     llm_timeout: float = 60.0
     llm_max_retries: int = 3
+    # One re-ask for the claims that failed grounding (instructor's re-ask on a validation
+    # error). Off (NEWSQA_LLM_REASK=0) for a slow local model: with a 1.5B model it cost
+    # ~20-30 s a question and won back 1 claim in 15 (benchmarks/RESULTS.md, issue 15).
+    llm_reask: bool = True
     context_window: int | None = None  # tokens; None: known per model, else 8192
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
 
@@ -165,6 +169,7 @@ class Settings:
             llm=llm,
             openai_api_key=api_key,
             openai_base_url=base_url,
+            llm_reask=_env_flag(env, "NEWSQA_LLM_REASK", cls.llm_reask),
             retrieval=RetrievalSettings.from_env(env),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
@@ -199,3 +204,14 @@ def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _env_flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (true or false), got {raw!r}")

@@ -19,6 +19,7 @@ import pytest
 from newsqa.config import Settings
 from newsqa.engines.llm import LLM, RetryPolicy
 from newsqa.engines.llm_answer import DraftStream, answer, stream_answer
+from newsqa.errors import ConfigError
 from newsqa.grounding import DraftAnswer, DraftCitation, DraftClaim, Grounder
 from newsqa.models import Answer, Article, Passage
 from tests.openai_server import FakeOpenAIServer, Recorded, Reply, serve
@@ -156,6 +157,22 @@ def test_a_failed_reask_keeps_the_answer_as_it_stood(model: FakeOpenAIServer) ->
     result = answer("How did members vote?", USED, INDEX, llm(model), SETTINGS)
     assert result.answerable and result.answer == "412 to 97. Members voted 412 to 97. [1]"
     assert result.reask is not None and result.reask.recovered_claims == 0
+
+
+def test_the_reask_can_be_turned_off_for_a_slow_model(
+    model: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSQA_LLM_REASK", "0")
+    settings = Settings.from_env()
+    model.queue(Reply.json(draft("Friday", ("They went back to the docks on Friday, strike over.",
+                                            [("S2", "workers went back to the docks on Friday")]))))
+    result = answer("When did the dock workers return?", USED, INDEX, llm(model), settings)
+    assert len(model.chat_requests) == 1  # no second request
+    assert result.reask is None and not result.answerable
+    assert [r.reason for r in result.rejected_citations] == ["quote not found in S2"]
+    monkeypatch.setenv("NEWSQA_LLM_REASK", "maybe")
+    with pytest.raises(ConfigError, match="NEWSQA_LLM_REASK must be 1 or 0"):
+        Settings.from_env()
 
 
 # -- streaming shows only what is verified --------------------------------------------------

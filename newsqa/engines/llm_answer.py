@@ -121,7 +121,8 @@ def stream_answer(
             yield from shown.feed(delta)
     draft, usage = llm.parsed(messages, DraftAnswer, stats)
     yield from shown.finish(draft)
-    reask = _reask(llm, messages, draft, shown.grounder)
+    shown.grounder.close()
+    reask = _reask(llm, messages, draft, shown.grounder) if settings.llm_reask else None
     yield from shown.more()
     yield from _closing(_result(shown.grounder, draft, llm.model, usage, reask), shown.sent)
 
@@ -205,8 +206,8 @@ def _reask(
     """One more try for the claims that failed, as instructor re-asks on a validation error.
 
     Best effort: a model error here keeps the answer as it stands rather than losing it.
+    Called with the grounder closed (the draft's waiting claims settled); closes it again.
     """
-    grounder.close()
     if not draft.answerable or not grounder.failures:
         return None
     failed = len(grounder.failures)
