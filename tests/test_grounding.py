@@ -448,3 +448,23 @@ def test_a_yes_to_a_question_that_is_not_yes_no_is_left_out(model: FakeOpenAISer
                     SETTINGS)
     assert result.answerable and result.direct_answer is None
     assert not result.answer.startswith("Yes")
+
+
+def test_a_full_name_answer_stands_on_a_quote_that_gives_the_surname_only() -> None:
+    # Issue 15's run: the model answered "Sam Bankman-Fried", and its kept claim quoted
+    # "... created at Bankman-Fried's direction"; the answer was withheld for "Sam".
+    intro = "Sam Bankman-Fried founded the exchange FTX in 2019."
+    code = "Special features in the code were created at Bankman-Fried's direction."
+    question = "Who directed the special features in the exchange's code?"
+    grounder = _grounder(intro, code, question=question)
+    grounder.add(DraftClaim(text="The features were created at Bankman-Fried's direction.",
+                            citations=[DraftCitation(source_id="S1", quote=code)]))
+    assert grounder.sentences
+    assert grounder.direct("Sam Bankman-Fried") == "Sam Bankman-Fried"
+    assert grounder.direct("Joe Bankman-Fried") is None  # not the name the passages give
+    # Two people share the surname in the passages: which one the quote means is not shown.
+    other = "Barbara Bankman-Fried, his mother, teaches law."
+    shared = _grounder(intro, other, code, question=question)
+    shared.add(DraftClaim(text="The features were created at Bankman-Fried's direction.",
+                          citations=[DraftCitation(source_id="S1", quote=code)]))
+    assert shared.sentences and shared.direct("Sam Bankman-Fried") is None
