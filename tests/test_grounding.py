@@ -164,8 +164,9 @@ def test_the_reask_can_be_turned_off_for_a_slow_model(
 ) -> None:
     monkeypatch.setenv("NEWSQA_LLM_REASK", "0")
     settings = Settings.from_env()
-    model.queue(Reply.json(draft("Friday", ("They went back to the docks on Friday, strike over.",
-                                            [("S2", "workers went back to the docks on Friday")]))))
+    # (a wrong day, so the offline engine's answer cannot stand in for the lost claim)
+    model.queue(Reply.json(draft("Thursday", ("They went back to the docks on Thursday.",
+                                              [("S2", "workers went back on Thursday")]))))
     result = answer("When did the dock workers return?", USED, INDEX, llm(model), settings)
     assert len(model.chat_requests) == 1  # no second request
     assert result.reask is None and not result.answerable
@@ -468,3 +469,25 @@ def test_a_full_name_answer_stands_on_a_quote_that_gives_the_surname_only() -> N
     shared.add(DraftClaim(text="The features were created at Bankman-Fried's direction.",
                           citations=[DraftCitation(source_id="S1", quote=code)]))
     assert shared.sentences and shared.direct("Sam Bankman-Fried") is None
+
+
+def test_a_right_answer_whose_claims_all_fail_stands_only_where_the_offline_engine_agrees(
+    model: FakeOpenAIServer,
+) -> None:
+    # Issue 15's run: the model named the right answer in 25 of 26 drafts, and lost every
+    # claim in 15 of them. Its name alone is not shown; the offline engine's own answer
+    # from the same passages, when it is the same name, is (on its verified sentences).
+    garbled = ("They went back to the docks on Friday, strike over.",
+               [("S2", "workers went back to the docks on Friday")])
+    question = "On which day did the dock workers in Larnport return to work after the strike?"
+    model.queue(Reply.json(draft("Friday", garbled)), Reply.json(draft("Friday", garbled)))
+    result = answer(question, USED, INDEX, llm(model), SETTINGS)
+    assert result.answerable and result.direct_answer == "Friday"
+    assert [c.quote for c in result.citations] == [
+        "Dock workers in Larnport returned to work on Friday after a nine-day strike."]
+    assert result.mode == "llm" and "offline engine" in (result.reason or "")
+    assert result.rejected_citations  # the model's failed quotes are still listed
+
+    model.queue(Reply.json(draft("Monday", garbled)), Reply.json(draft("Monday", garbled)))
+    wrong = answer(question, USED, INDEX, llm(model), SETTINGS)
+    assert not wrong.answerable and wrong.direct_answer is None
