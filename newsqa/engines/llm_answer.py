@@ -274,8 +274,9 @@ def _result(
 
 
 def _agreed(lost: Answer, draft: DraftAnswer, index: Index, settings: Settings) -> Answer | None:
-    """The offline engine's answer, when none of the model's claims held but its short
-    answer is the one the offline engine finds on its own in the same passages.
+    """The offline engine's answer, when no kept claim of the model's shows its short
+    answer (none held, or none names it) but that answer is the one the offline
+    engine finds on its own in the same passages.
 
     A small model often names the right answer and then garbles every claim and quote,
     re-ask included (issue 15's runs: 25 of 26 drafts right, 10 kept). Its name alone
