@@ -103,11 +103,7 @@ class RetrievalSettings:
 def _parse_field(name: str, kind: str, raw: str) -> Any:
     try:
         if kind == "bool":
-            if raw.lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
+            return _flag(raw)
         if kind == "int":
             return int(raw)
         if kind == "float":
@@ -210,8 +206,16 @@ def _env_flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = (env.get(name) or "").strip().lower()
     if not raw:
         return default
-    if raw in ("1", "true", "yes", "on"):
+    try:
+        return _flag(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be 1 or 0 (true or false), got {raw!r}") from None
+
+
+def _flag(raw: str) -> bool:
+    """An on/off value as the environment writes it; ValueError for anything else."""
+    if raw.lower() in ("1", "true", "yes", "on"):
         return True
-    if raw in ("0", "false", "no", "off"):
+    if raw.lower() in ("0", "false", "no", "off"):
         return False
-    raise ConfigError(f"{name} must be 1 or 0 (true or false), got {raw!r}")
+    raise ValueError(raw)
