@@ -226,14 +226,16 @@ class Grounder:
             return None
         if is_yes_no(text):
             return text if self._yes_no_holds(text.strip(" .!").lower() == "yes") else None
-        quotes, about = [c.quote for c in self.first], _about(self.first)
-        for stated in (text, self._surname(text)):
-            # Every word of a short answer must be in the quotes: a name's first word is
-            # not a sentence opener to forgive ("Joe Bankman-Fried" on "Bankman-Fried").
-            if stated and check_support(stated, quotes, self.question, about=about,
-                                        threshold=1.0).supported:
-                return text
-        return None
+        if self._states(text):
+            return text
+        surname = self._surname(text)  # only asked when the full name is not in the quotes
+        return text if surname and self._states(surname) else None
+
+    def _states(self, answer: str) -> bool:
+        """Every word of a short answer is in the first kept claim's quotes: a name's first
+        word is not a sentence opener to forgive ("Joe Bankman-Fried" on "Bankman-Fried")."""
+        return check_support(answer, [c.quote for c in self.first], self.question,
+                             about=_about(self.first), threshold=1.0).supported
 
     def _surname(self, name: str) -> str | None:
         """'Sam Bankman-Fried' -> 'Bankman-Fried' when the shown passages give that surname
