@@ -179,6 +179,41 @@ def test_embedding_batches_span_articles_and_progress_counts_to_total(
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 
+class Instant:
+    """An embedder that answers at once, as a fast embeddings server nearly does."""
+
+    name = "test-instant"
+    dimension = 8
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(len(texts))
+        return np.full((len(texts), self.dimension), 8**-0.5, dtype=np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return np.full(self.dimension, 8**-0.5, dtype=np.float32)
+
+
+def test_batches_grow_while_the_store_and_not_the_embedder_is_the_bottleneck(
+    write_stories: WriteStories, tmp_path: Path
+) -> None:
+    """Each batch pays the store's commits (~0.1 s): an instant embedder must not pay
+    them per 8 chunks, so batches double past `batch_chunks` while writes outlast it."""
+    settings = Settings(db=tmp_path / "db")
+    write_stories(tmp_path / "news", range(200), sentences=2)  # 200 one-chunk articles
+    instant = Instant()
+    index = Index(settings, instant)  # type: ignore[arg-type]
+
+    report = ingest([tmp_path / "news"], index, instant, settings, batch_chunks=8)  # type: ignore[arg-type]
+
+    assert report.added == 200 and report.chunks == 200
+    assert sum(instant.calls) == 200
+    assert max(instant.calls) > 8, instant.calls  # 8 each, had they not grown
+    assert len(index.articles()) == 200
+
+
 def test_articles_objects_and_dense_search_with_the_real_model(
     store_settings: Settings, embedder: Embedder
 ) -> None:

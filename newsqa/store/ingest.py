@@ -22,6 +22,7 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
 DEFAULT_BATCH_CHUNKS = 64
 FIRST_BATCH_CHUNKS = 8
+MAX_BATCH_CHUNKS = 1024  # where a fast embedder's batches stop growing
 
 Progress = Callable[[int, int], None]
 
@@ -68,6 +70,7 @@ class _Run:
     progress: Progress | None
     stored: dict[str, str]  # article id -> content_hash of the inputs, read once before the run
     writer: ThreadPoolExecutor
+    batch_chunks: int
     done: int = 0
     pending: list[_Pending] = field(default_factory=list)  # staged, not yet embedded
     inflight: Future[None] | None = None
@@ -109,9 +112,9 @@ def ingest(
     loaded = list(_load(items, report))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="newsqa-ingest-writer") as writer:
         stored = index.article_hashes(article.id for _, article in loaded)
-        run = _Run(index, embedder, report, len(loaded), progress, stored, writer)
+        run = _Run(index, embedder, report, len(loaded), progress, stored, writer, batch_chunks)
         try:
-            _pipeline(run, _batches(run, loaded, settings, batch_chunks))
+            _pipeline(run, _batches(run, loaded, settings))
         finally:
             run.wait()  # a write in flight always finishes: no half-submitted batch
     report.chunks = index.stored_chunk_count()  # committed ones: settled, and all written
@@ -127,26 +130,40 @@ def _pipeline(run: _Run, batches: Iterator[list[_Pending]]) -> None:
     Chroma's bindings hold the GIL while they write, so the write overlaps only
     the model (onnxruntime releases the GIL), never the Python chunking: the next
     batch is staged before the previous one is handed to the writer.
+
+    When the write outlasts the embedding (a fast embeddings server, not the local
+    model), the store is the bottleneck and its fixed cost per batch (Chroma's and
+    the keyword index's commits, ~0.15 s) dominates, so batches double up to
+    MAX_BATCH_CHUNKS. A crash still loses only whole articles of the batches in flight.
     """
     previous: _Ready = []
     for batch in batches:
         if previous:
             run.inflight = run.writer.submit(_commit, run, previous)
+        began = time.perf_counter()
         previous = _embed_batch(run, batch)
+        embedded = time.perf_counter()
         run.wait()
+        if run.batch_chunks < MAX_BATCH_CHUNKS and _store_bound(began, embedded):
+            run.batch_chunks = min(run.batch_chunks * 2, MAX_BATCH_CHUNKS)
     if previous:
         run.inflight = run.writer.submit(_commit, run, previous)
         run.wait()
 
 
+def _store_bound(began: float, embedded: float) -> bool:
+    """Did waiting for the write take longer than embedding the next batch?"""
+    return time.perf_counter() - embedded > embedded - began
+
+
 def _batches(
-    run: _Run, loaded: list[tuple[str, Article]], settings: Settings, batch_chunks: int
+    run: _Run, loaded: list[tuple[str, Article]], settings: Settings
 ) -> Iterator[list[_Pending]]:
-    """Changed articles in batches of about `batch_chunks` chunks (smaller at first)."""
+    """Changed articles in batches of about `run.batch_chunks` chunks (smaller at first)."""
     if run.progress is not None:
         run.progress(0, run.total)
     seen: dict[str, str] = {}
-    limit = min(FIRST_BATCH_CHUNKS, batch_chunks)
+    limit = min(FIRST_BATCH_CHUNKS, run.batch_chunks)
     for origin, article in loaded:
         if article.id in seen:
             run.report.duplicates += 1
@@ -157,7 +174,7 @@ def _batches(
         _stage(run, origin, article, settings)
         if run.pending_chunks >= limit:
             yield _take(run)
-            limit = min(limit * 2, batch_chunks)
+            limit = min(limit * 2, run.batch_chunks)
     if run.pending:
         yield _take(run)
 
