@@ -187,3 +187,37 @@ def test_the_pools_term_idf_table_is_the_collections_idf_of_each_term(
             table = keyword.term_idf()
             assert len(vocab) > 10 and len(table) == len(vocab)
             assert all(table[i] == keyword.idf(term) for term, i in vocab.items())
+
+
+def test_a_question_ranks_the_same_whatever_was_asked_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record cache numbers terms in the order a reader meets them; the ranker's
+    sums must not depend on that order, or a `serve` process would rank one question
+    differently depending on the questions it answered before."""
+    import random
+    import re
+
+    seeds = sorted((Path(__file__).resolve().parents[1] / "seeds").iterdir())
+    sentences = [s.strip() for p in seeds for s in re.split(r"(?<=[.!?])\s+", p.read_text(
+        encoding="utf-8")) if len(s) > 40]
+    rng = random.Random(7)
+    folder, news = tmp_path / "mixed", tmp_path / "mixed-news"
+    news.mkdir()
+    for n in range(40):  # real sentences shuffled into stories: many shared rare words
+        (news / f"{n}.json").write_text(json.dumps({
+            "title": f"Story {n}",
+            "source": ("Daily Wire", "Harbour Post", "Evening Ledger")[n % 3],
+            "published_at": f"2024-03-{1 + n % 27:02d}T09:30:00+00:00",
+            "text": " ".join(rng.sample(sentences, 8)),
+        }), encoding="utf-8")
+    with NewsQA(db=folder, llm="extractive") as qa:
+        qa.ingest([news])
+    questions = rng.sample(sentences, 16)
+    with pool_qa(folder, monkeypatch, on=True) as forward, \
+            pool_qa(folder, monkeypatch, on=True) as back:
+        ahead = {q: forward.search(q, top_k=8) for q in questions}
+        behind = {q: back.search(q, top_k=8) for q in reversed(questions)}
+    for q in questions:
+        assert [(p.chunk_id, p.scores) for p in ahead[q]] == [
+            (p.chunk_id, p.scores) for p in behind[q]], q

@@ -272,11 +272,11 @@ def _pool_bridges(
     present[tokens] = True
     words = np.flatnonzero(present)  # no np.unique: a sort per query costs more than this
     column = (np.cumsum(present) - 1)[tokens]  # each token's word number, without a search
-    held = np.zeros((n, len(words)), dtype=np.float32)
+    held = np.zeros((n, len(words)), dtype=np.float64)
     held[token_row, column] = 1.0
-    in_article = np.zeros((len(group.count), len(words)), dtype=np.float32)
+    in_article = np.zeros((len(group.count), len(words)), dtype=np.float64)
     in_article[group.index[token_row], column] = 1.0
-    weight = idf[words].astype(np.float32)
+    weight = idf[words].astype(np.float64)
     own_mass = held @ weight
     sentence_mass = np.bincount(token_sentence, weights=idf[tokens], minlength=len(sentence_chunk))
     # Only words that two candidate articles hold link anything: narrow to them.
