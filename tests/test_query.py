@@ -52,6 +52,17 @@ def test_ordinary_words_that_spell_a_publisher_are_not_publishers(
     assert parse_query(question, matcher).named_sources == ("CBSSports.com",)
 
 
+def test_a_matcher_within_a_pool_keeps_only_the_pools_publishers(matcher: SourceMatcher) -> None:
+    """A search's pool holds some feeds; its matcher shares the index's pattern, so a
+    named feed outside the pool is no mention, never a sibling feed under its short form."""
+    pool = matcher.within(["The Independent - Sports", "TechCrunch"])
+    question = "Did The Independent - Travel, TechCrunch and The Independent agree?"
+    assert [m.sources for m in pool.find(question)] == [
+        ("TechCrunch",), ("The Independent - Sports",)
+    ]
+    assert matcher.find(question)[0].sources == ("The Independent - Travel",)
+
+
 def test_longest_name_wins_over_its_prefix() -> None:
     matcher = SourceMatcher(["Fox News", "Fox News - Health", "Fox"])
     hints = parse_query("Per Fox News - Health and Fox, was it safe?", matcher)

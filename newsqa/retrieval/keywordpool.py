@@ -218,6 +218,7 @@ def pool_index(
         table, QueryBM25.build(pool.chunks, pool.chunk_of, pool.chunk_lengths, unique, word_ids,
                                idf, k1, b),
         _sentences=sentences, _sentence_ids=sentence_terms,
+        _matcher=matcher_for(store.sources()).within(r.metadata.get("source", "") for r in rows),
         _bigrams=_pair_bm25(store, pool, words, vocab, freq, weights)
         if weights.bigram_weight else QueryBM25.empty(k1, b),
     )

@@ -14,6 +14,7 @@ stored feeds ("The Independent - Sports", "... - Travel").
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import functools
 import re
@@ -186,14 +187,27 @@ class SourceMatcher:
             else None
         )
 
+    allowed: frozenset[str] | None = None  # set by `within`
+
+    def within(self, names: Iterable[str]) -> SourceMatcher:
+        """This matcher for a subset of its publishers (a search's pool), sharing the
+        compiled pattern: compiling one per pool cost ~3 ms a search. A mention of
+        publishers outside the subset is dropped, as the subset's own pattern would."""
+        narrowed = copy.copy(self)
+        narrowed.allowed = frozenset(names)
+        return narrowed
+
     def find(self, question: str) -> list[SourceMention]:
         if self._pattern is None:
             return []
         out = []
         for match in self._pattern.finditer(question):
             alias = match.group(1).lower()
-            if _capitalised_like(match.group(1), self._spelling[alias]):
-                out.append(SourceMention(self.aliases[alias], match.start(), match.end()))
+            names = self.aliases[alias]
+            if self.allowed is not None:
+                names = tuple(n for n in names if n in self.allowed)
+            if names and _capitalised_like(match.group(1), self._spelling[alias]):
+                out.append(SourceMention(names, match.start(), match.end()))
         return out
 
 
