@@ -337,13 +337,24 @@ class PoolDoc:
 
     @classmethod
     def of(cls, record: PoolRecord, ids: Callable[[list[str]], np.ndarray]) -> PoolDoc:
-        units = [ids(u.split()) for u in record.units]
-        chunk = np.concatenate(units) if record.tail else units[0]
-        lengths = np.asarray([len(u) for u in units[1:]], dtype=np.int64)
-        distinct = [np.unique(u) for u in units[1:]]
+        """One vocabulary pass and one sort for the whole record: at 100k chunks most of a
+        pool is read afresh (~900 records a search), and a pass and a sort per sentence
+        were most of the search (benchmarks/RESULTS.md)."""
+        split = [u.split() for u in record.units]
+        every = ids([t for unit in split for t in unit])
+        head = len(split[0])
+        chunk = every if record.tail else every[:head]
+        sentences = every[head:]
+        lengths = np.asarray([len(u) for u in split[1:]], dtype=np.int64)
+        # Each sentence's distinct terms, ascending: unique (sentence, term) keys.
+        width = int(sentences.max()) + 1 if len(sentences) else 1
+        keys = np.repeat(np.arange(len(lengths)), lengths) * width + sentences
+        keys.sort()
+        keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if len(keys) else keys
+        distinct_lengths = np.bincount(keys // width, minlength=len(lengths)).astype(np.int64)
         # The unit strings are kept only as the ids above (half a record's memory).
-        return cls(replace(record, units=[]), chunk, _joined(units[1:]), lengths,
-                   _joined(distinct), np.asarray([len(u) for u in distinct], dtype=np.int64))
+        return cls(replace(record, units=[]), chunk, sentences, lengths, keys % width,
+                   distinct_lengths)
 
 
 class RecordCache:
@@ -413,11 +424,14 @@ class RecordCache:
 
     def _ids(self, found: list[str]) -> np.ndarray:
         vocab, terms = self.vocab, self.terms
-        for term in found:
-            if term not in vocab:
-                vocab[term] = len(terms)
-                terms.append(term)
-        return np.asarray([vocab[t] for t in found], dtype=np.int64)
+        get = vocab.get
+        out = [get(t) for t in found]
+        if len(terms) == 0 or None in out:  # new terms: the next ids, in order of appearance
+            out = [vocab.setdefault(t, len(vocab)) for t in found]
+            for term, i in zip(found, out, strict=True):
+                if i == len(terms):  # a term's first appearance
+                    terms.append(term)
+        return np.fromiter(out, dtype=np.int64, count=len(out))
 
     def _trim(self) -> None:
         while len(self._docs) > self.max_chunks:
