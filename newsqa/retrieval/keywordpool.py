@@ -317,7 +317,7 @@ def _pool_docs(
     Pool ids are committed ids, so each leading article's version is the one they name.
     """
     leading = list(dict.fromkeys(cid.rsplit(":", 1)[0] for cid in ids))[: weights.rerank_articles]
-    docs, chunks_of, vocab, terms = cache.read_with_terms(store, ids, leading)
+    docs, chunks_of, vocab, terms = cache.read(store, ids, leading)
     asked = set(ids)
     extra = [docs[cid] for version in leading for cid in chunks_of.get(version, ())
              if cid not in asked and cid in docs and cid in committed]
@@ -383,17 +383,11 @@ class RecordCache:
 
     def read(
         self, store: KeywordStore, chunk_ids: Sequence[str], versions: Sequence[str]
-    ) -> tuple[dict[str, PoolDoc], dict[str, tuple[str, ...]]]:
-        """The records of these chunks and of every chunk of these versions, by chunk id;
-        and each version's chunk ids in order. At most two index reads, none when cached."""
-        docs, chunks_of, _, _ = self.read_with_terms(store, chunk_ids, versions)
-        return docs, chunks_of
-
-    def read_with_terms(
-        self, store: KeywordStore, chunk_ids: Sequence[str], versions: Sequence[str]
     ) -> tuple[dict[str, PoolDoc], dict[str, tuple[str, ...]], dict[str, int], list[str]]:
-        """`read`, with the vocabulary its records' term ids number (taken under the
-        same lock: another thread may start a fresh vocabulary right after)."""
+        """The records of these chunks and of every chunk of these versions, by chunk id;
+        each version's chunk ids in order; and the vocabulary their term ids number
+        (taken under the same lock: another thread may start a fresh one right after).
+        At most two index reads, none when cached."""
         with self._lock:
             if len(self.terms) > self.max_terms:
                 self._docs.clear()
