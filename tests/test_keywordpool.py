@@ -134,17 +134,29 @@ def test_the_record_cache_reads_the_index_once_and_stays_bounded(
 
         monkeypatch.setattr(store, "records", counted)
         cache = RecordCache(max_chunks=4)
-        docs, _, _, _ = cache.read(store, ids[:3], [])
+        docs, _, _ = cache.read(store, ids[:3])
         assert sorted(docs) == sorted(ids[:3]) and len(reads) == 1
-        again, _, _, _ = cache.read(store, ids[:3], [])
+        again, _, _ = cache.read(store, ids[:3])
         assert len(reads) == 1 and again.keys() == docs.keys()  # served from memory
-        cache.read(store, ids[3:6], [])
+        cache.read(store, ids[3:6])
         assert len(cache._docs) <= 4  # the oldest went
-        version = ids[0].rsplit(":", 1)[0]
-        whole, chunks_of, _, _ = cache.read(store, [], [version])
-        assert chunks_of[version] and set(chunks_of[version]) <= set(whole)
-        assert [int(c.rsplit(":", 1)[1]) for c in chunks_of[version]] == sorted(
-            int(c.rsplit(":", 1)[1]) for c in chunks_of[version])
+
+
+def test_the_manifest_names_an_article_versions_chunks_as_the_keyword_index_holds_them(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool takes its leading articles whole by these ids, without reading them first."""
+    with pool_qa(db, monkeypatch, on=True) as qa:
+        store = qa.index.keywords
+        assert store is not None
+        held = store.chunk_ids()
+        committed = qa.index.committed()
+        for version in {c.rsplit(":", 1)[0] for c in held}:
+            ids = committed.chunk_ids(version)
+            assert ids and sorted(ids) == sorted(c for c in held if c.startswith(version + ":"))
+            assert [int(c.rsplit(":", 1)[1]) for c in ids] == list(range(len(ids)))
+        article_id = held[0].split(":", 1)[0]
+        assert committed.chunk_ids(f"{article_id}:0000000000000000") == []  # not the committed one
 
 
 def test_the_record_cache_vocabulary_starts_afresh_past_its_bound(
@@ -160,13 +172,13 @@ def test_the_record_cache_vocabulary_starts_afresh_past_its_bound(
         assert store is not None
         ids = store.chunk_ids()[:6]
         cache = RecordCache(max_chunks=100, max_terms=10)
-        first, _, vocab, terms = cache.read(store, ids[:3], [])
+        first, vocab, terms = cache.read(store, ids[:3])
         assert len(terms) > 10 and vocab is cache.vocab
         decoded = {cid: [terms[i] for i in doc.chunk] for cid, doc in first.items()}
-        second, _, fresh, _ = cache.read(store, ids[3:], [])
+        second, fresh, _ = cache.read(store, ids[3:])
         assert fresh is not vocab and set(second) == set(ids[3:]) and len(cache._docs) == 3
         assert decoded == {cid: [terms[i] for i in doc.chunk] for cid, doc in first.items()}
-        again, _, _, now = cache.read(store, ids[:1], [])
+        again, _, now = cache.read(store, ids[:1])
         assert [now[i] for i in again[ids[0]].chunk] == decoded[ids[0]]
 
 

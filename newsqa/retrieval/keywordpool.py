@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..config import RetrievalSettings
-from ..store.index import ChunkTable
+from ..store.index import ChunkTable, Committed
 from .keywords import (
     Filters,
     KeywordIndex,
@@ -90,7 +90,7 @@ class CollectionFreq(Mapping[str, int]):
 
 def pool_ids(
     store: KeywordStore, query: str, filters: Filters, dense: Sequence[tuple[str, float]],
-    weights: RetrievalSettings, committed: Any,
+    weights: RetrievalSettings, committed: Committed,
 ) -> list[str]:
     """Chunk ids of the pool: keyword hits (overall and per named publisher/day), then dense."""
     found = query_terms(query, weights.drop_question_words)
@@ -194,8 +194,8 @@ def _term_counts(
 
 
 def pool_index(
-    store: KeywordStore, ids: list[str], weights: RetrievalSettings, committed: Any, revision: str,
-    words: Sequence[str], freq: CollectionFreq, cache: RecordCache,
+    store: KeywordStore, ids: list[str], weights: RetrievalSettings, committed: Committed,
+    revision: str, words: Sequence[str], freq: CollectionFreq, cache: RecordCache,
 ) -> KeywordIndex:
     """A KeywordIndex over the pool and its leading articles' chunks, from the index's
     stored records (no Chroma read, no tokenising), BM25 for `words` with collection IDF."""
@@ -308,20 +308,23 @@ def _joined(arrays: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def _pool_docs(
-    store: KeywordStore, ids: list[str], weights: RetrievalSettings, committed: Any,
+    store: KeywordStore, ids: list[str], weights: RetrievalSettings, committed: Committed,
     cache: RecordCache,
 ) -> tuple[list[PoolDoc], dict[str, int], list[str]]:
     """The pool's records in pool order, then up to `rerank_max` chunks of leading articles,
     with the vocabulary their term ids number.
 
-    Pool ids are committed ids, so each leading article's version is the one they name.
+    Pool ids are committed ids, so each leading article's version is the one they name,
+    and the manifest says its chunk ids: only the records the pool keeps are read and
+    decoded (reading the leading articles whole, then dropping past `rerank_max`, was
+    ~900 decoded records a search at 100k chunks for ~650 kept).
     """
     leading = list(dict.fromkeys(cid.rsplit(":", 1)[0] for cid in ids))[: weights.rerank_articles]
-    docs, chunks_of, vocab, terms = cache.read(store, ids, leading)
     asked = set(ids)
-    extra = [docs[cid] for version in leading for cid in chunks_of.get(version, ())
-             if cid not in asked and cid in docs and cid in committed]
-    return [docs[cid] for cid in ids if cid in docs] + extra[: weights.rerank_max], vocab, terms
+    extra = [cid for version in leading for cid in committed.chunk_ids(version)
+             if cid not in asked][: weights.rerank_max]
+    docs, vocab, terms = cache.read(store, [*ids, *extra])
+    return [docs[cid] for cid in [*ids, *extra] if cid in docs], vocab, terms
 
 
 @dataclass(frozen=True)
@@ -364,8 +367,7 @@ class RecordCache:
     units was a quarter of a pool search (benchmarks/RESULTS.md, issue 16). A chunk
     id names its article's content hash (`store.index.chunk_id`), so the record
     under an id never changes: the cache needs a bound, never an invalidation
-    (ids a write retires are simply no longer asked for). Also remembered: each
-    article version's chunk ids, for the leading articles that join the pool whole.
+    (ids a write retires are simply no longer asked for).
 
     Terms are numbered in one vocabulary the cached records share. It only grows, so
     once it holds `max_terms` (an archive read far beyond the cache's records) the
@@ -378,43 +380,28 @@ class RecordCache:
         self._docs: OrderedDict[str, PoolDoc] = OrderedDict()
         self.vocab: dict[str, int] = {}  # every term of the cached records, numbered
         self.terms: list[str] = []
-        self._versions: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self._lock = threading.Lock()
 
     def read(
-        self, store: KeywordStore, chunk_ids: Sequence[str], versions: Sequence[str]
-    ) -> tuple[dict[str, PoolDoc], dict[str, tuple[str, ...]], dict[str, int], list[str]]:
-        """The records of these chunks and of every chunk of these versions, by chunk id;
-        each version's chunk ids in order; and the vocabulary their term ids number
-        (taken under the same lock: another thread may start a fresh one right after).
-        At most two index reads, none when cached."""
+        self, store: KeywordStore, chunk_ids: Sequence[str]
+    ) -> tuple[dict[str, PoolDoc], dict[str, int], list[str]]:
+        """The records of these chunks by chunk id, and the vocabulary their term ids
+        number (taken under the same lock: another thread may start a fresh one right
+        after). One index read for those not cached, none when all are."""
         with self._lock:
             if len(self.terms) > self.max_terms:
                 self._docs.clear()
-                self._versions.clear()
                 self.vocab, self.terms = {}, []
-            new = [v for v in versions if v not in self._versions]
-            self._fetch(store, [c for c in chunk_ids if c not in self._docs], new)
-            chunks_of = {v: self._versions[v] for v in versions if v in self._versions}
-            wanted = [*chunk_ids, *(c for v in versions for c in chunks_of.get(v, ()))]
-            self._fetch(store, [c for c in wanted if c not in self._docs], [])
-            docs = {c: self._docs[c] for c in wanted if c in self._docs}
+            missing = [c for c in chunk_ids if c not in self._docs]
+            if missing:
+                for record in store.records(missing, []):
+                    self._docs[record.chunk_id] = PoolDoc.of(record, self._ids)
+            docs = {c: self._docs[c] for c in chunk_ids if c in self._docs}
             for cid in docs:
                 self._docs.move_to_end(cid)
-            self._trim()
-            return docs, chunks_of, self.vocab, self.terms
-
-    def _fetch(self, store: KeywordStore, chunk_ids: list[str], versions: list[str]) -> None:
-        if not chunk_ids and not versions:
-            return
-        grouped: dict[str, list[str]] = {v: [] for v in versions}
-        for record in store.records(chunk_ids, versions):
-            self._docs[record.chunk_id] = PoolDoc.of(record, self._ids)
-            version = record.chunk_id.rsplit(":", 1)[0]
-            if version in grouped:
-                grouped[version].append(record.chunk_id)
-        for version, ids in grouped.items():
-            self._versions[version] = tuple(sorted(ids, key=lambda c: int(c.rsplit(":", 1)[1])))
+            while len(self._docs) > self.max_chunks:
+                self._docs.popitem(last=False)
+            return docs, self.vocab, self.terms
 
     def _ids(self, found: list[str]) -> np.ndarray:
         vocab, terms = self.vocab, self.terms
@@ -427,11 +414,6 @@ class RecordCache:
                     terms.append(term)
         return np.fromiter(out, dtype=np.int64, count=len(out))
 
-    def _trim(self) -> None:
-        while len(self._docs) > self.max_chunks:
-            self._docs.popitem(last=False)
-        while len(self._versions) > self.max_chunks:
-            self._versions.popitem(last=False)
 
 
 def pair_counts(store: KeywordStore, words: Sequence[str]) -> dict[str, int]:

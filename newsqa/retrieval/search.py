@@ -30,7 +30,7 @@ mask over the same metadata for the keyword side, so both see the same corpus.
 from __future__ import annotations
 
 import threading
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,7 +40,7 @@ import numpy as np
 from ..config import RetrievalSettings, Settings
 from ..errors import InputError
 from ..models import Passage
-from ..store.index import in_flight
+from ..store.index import Committed, in_flight
 from ..threads import one_blas_thread
 from . import keywordcache, keywordpool
 from .keywords import Filters, KeywordIndex, date_key, query_terms, top_rows
@@ -180,7 +180,7 @@ class Retriever:
 
     def pool_keyword(
         self, store: KeywordStore, query: str, filters: Filters,
-        by_dense: Sequence[tuple[str, float]], committed: Container[str] | None = None,
+        by_dense: Sequence[tuple[str, float]], committed: Committed | None = None,
     ) -> KeywordIndex:
         """The KeywordIndex over one question's pool (benchmarks reuse it with their own hits)."""
         w = self.weights

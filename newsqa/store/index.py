@@ -759,10 +759,19 @@ class Committed:
 
     def __init__(self, entries: Mapping[str, _Entry]) -> None:
         self._hashes = {aid: e.content_hash for aid, e in entries.items()}
+        self._counts = {aid: e.info.chunks for aid, e in entries.items()}
 
     def __contains__(self, chunk: object) -> bool:
         parts = str(chunk).rsplit(":", 2)
         return len(parts) == 3 and self._hashes.get(parts[0]) == parts[1]
+
+    def chunk_ids(self, version: str) -> list[str]:
+        """The chunk ids of an article version (`article_id:content_hash`) in order; none
+        unless it is the committed one."""
+        article_id, _, content_hash = version.rpartition(":")
+        if self._hashes.get(article_id) != content_hash:
+            return []
+        return [chunk_id(article_id, content_hash, i) for i in range(self._counts[article_id])]
 
 
 def _hold_folder(settings: Settings) -> str | None:
