@@ -195,14 +195,14 @@ def _term_counts(
 
 def pool_index(
     store: KeywordStore, ids: list[str], weights: RetrievalSettings, committed: Committed,
-    revision: str, words: Sequence[str], freq: CollectionFreq, cache: RecordCache,
+    words: Sequence[str], freq: CollectionFreq, cache: RecordCache,
 ) -> KeywordIndex:
     """A KeywordIndex over the pool and its leading articles' chunks, from the index's
     stored records (no Chroma read, no tokenising), BM25 for `words` with collection IDF."""
     docs, vocab, terms = _pool_docs(store, ids, weights, committed, cache)
     rows = [d.record for d in docs]
     table = ChunkTable(ids=[r.chunk_id for r in rows], texts=[r.text for r in rows],
-                       metadatas=[r.metadata for r in rows], revision=revision)
+                       metadatas=[r.metadata for r in rows], revision=committed.revision)
     k1, b = weights.bm25_k1, weights.bm25_b
     pool = PoolTokens.of(docs)
     sentence_terms, global_ids = pool.sentence_terms(terms)

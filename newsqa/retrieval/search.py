@@ -190,12 +190,12 @@ class Retriever:
         hints = parse_query(query, matcher_for(store.sources()))
         for mention in hints.mentions():  # the first stage scores each clause's words too
             words = words + query_terms(mention.clause, w.drop_question_words)
-        return keywordpool.pool_index(store, ids, w, committed, self.index.revision, words,
-                                      self._collection_freq(store), self._records)
+        return keywordpool.pool_index(store, ids, w, committed, words,
+                                      self._collection_freq(store, committed.revision),
+                                      self._records)
 
-    def _collection_freq(self, store: KeywordStore) -> keywordpool.CollectionFreq:
+    def _collection_freq(self, store: KeywordStore, revision: str) -> keywordpool.CollectionFreq:
         """Collection document frequencies, kept while the index's revision holds."""
-        revision = self.index.revision
         with self._lock:
             held = self._freq
             if held is None or held[0] != revision:
