@@ -77,7 +77,7 @@ class RetrievalSettings:
     pool: bool = True
     pool_candidates: int = 150  # keyword hits under the caller's filters
     pool_mention_candidates: int = 30  # keyword hits per named publisher/day filter
-    pool_cache_chunks: int = 10_000  # parsed records a searcher keeps (~5 KB each)
+    pool_cache_chunks: int = 10_000  # parsed records a searcher keeps (~7.5 KB each)
 
     def keyword_build(self) -> str:
         """What the saved keyword index depends on: other fields change no stored array."""

@@ -329,7 +329,7 @@ def _pool_docs(
 
 @dataclass(frozen=True)
 class PoolDoc:
-    """A stored record with its terms as ids of the cache's vocabulary (~2 KB a chunk)."""
+    """A stored record with its terms as ids of the cache's vocabulary (~7.5 KB a chunk)."""
 
     record: PoolRecord
     chunk: np.ndarray  # the chunk's terms, as BM25 over chunks reads them
