@@ -281,12 +281,14 @@ class KeywordStore:
         return [name for name, _ in self.searcher().terms_with_prefix("source", "")]
 
     @_engine_errors
-    def phrase_count(self, words: Sequence[str]) -> int:
-        """How many chunks hold the words next to each other, in this order."""
+    def phrase_count(self, words: Sequence[str], searcher: tantivy.Searcher | None = None) -> int:
+        """How many chunks hold the words next to each other, in this order (in `searcher`'s
+        view of the index, by default the current one)."""
         import tantivy
 
         query = tantivy.Query.phrase_query(self.schema, "body", list(words))
-        return int(self.searcher().search(query, 1, count=True).count)  # type: ignore[attr-defined]
+        searcher = searcher or self.searcher()
+        return int(searcher.search(query, 1, count=True).count)  # type: ignore[attr-defined]
 
     @_engine_errors
     def records(self, chunk_ids: Sequence[str], versions: Sequence[str]) -> list[PoolRecord]:
