@@ -15,6 +15,7 @@ import pytest
 
 from newsqa import NewsQA
 from newsqa.store.articles import Loaded, read_paths
+from newsqa.store.keywordstore import KeywordStore
 
 WriteStories = Callable[..., list[Path]]
 
@@ -36,6 +37,13 @@ def db(tmp_path: Path, stories: list[Path]) -> Path:
 def pool_qa(db: Path, monkeypatch: pytest.MonkeyPatch, on: bool) -> NewsQA:
     monkeypatch.setenv("NEWSQA_RETRIEVAL_POOL", "1" if on else "0")
     return NewsQA(db=db, llm="extractive")
+
+
+def keyword_store(qa: NewsQA) -> tuple[KeywordStore, list[str]]:
+    """The reader's keyword index and the chunk ids it holds."""
+    store = qa.index.keywords
+    assert store is not None
+    return store, store.chunk_ids()
 
 
 def first_sentence(path: Path) -> tuple[str, str]:
@@ -122,9 +130,8 @@ def test_the_record_cache_reads_the_index_once_and_stays_bounded(
     from newsqa.retrieval.keywordpool import RecordCache
 
     with pool_qa(db, monkeypatch, on=True) as qa:
-        store = qa.index.keywords
-        assert store is not None
-        ids = store.chunk_ids()[:6]
+        store, held = keyword_store(qa)
+        ids = held[:6]
         reads: list[int] = []
         real = store.records
 
@@ -147,9 +154,7 @@ def test_the_manifest_names_an_article_versions_chunks_as_the_keyword_index_hold
 ) -> None:
     """The pool takes its leading articles whole by these ids, without reading them first."""
     with pool_qa(db, monkeypatch, on=True) as qa:
-        store = qa.index.keywords
-        assert store is not None
-        held = store.chunk_ids()
+        _, held = keyword_store(qa)
         committed = qa.index.committed()
         for version in {c.rsplit(":", 1)[0] for c in held}:
             ids = committed.chunk_ids(version)
@@ -168,9 +173,8 @@ def test_the_record_cache_vocabulary_starts_afresh_past_its_bound(
     from newsqa.retrieval.keywordpool import RecordCache
 
     with pool_qa(db, monkeypatch, on=True) as qa:
-        store = qa.index.keywords
-        assert store is not None
-        ids = store.chunk_ids()[:6]
+        store, held = keyword_store(qa)
+        ids = held[:6]
         cache = RecordCache(max_chunks=100, max_terms=10)
         first, vocab, terms = cache.read(store, ids[:3])
         assert len(terms) > 10 and vocab is cache.vocab
