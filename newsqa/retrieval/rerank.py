@@ -272,14 +272,13 @@ def _pool_bridges(
     present[tokens] = True
     words = np.flatnonzero(present)  # no np.unique: a sort per query costs more than this
     column = (np.cumsum(present) - 1)[tokens]  # each token's word number, without a search
-    held = np.zeros((n, len(words)), dtype=np.float32)
+    held = np.zeros((n, len(words)), dtype=np.float64)
     held[token_row, column] = 1.0
-    in_article = np.zeros((len(group.count), len(words)), dtype=np.float32)
+    in_article = np.zeros((len(group.count), len(words)), dtype=np.float64)
     in_article[group.index[token_row], column] = 1.0
-    weight = _exact(idf[words])
+    weight = idf[words].astype(np.float64)
     own_mass = held @ weight
-    sentence_mass = np.bincount(token_sentence, weights=_exact(idf[tokens]),
-                                minlength=len(sentence_chunk))
+    sentence_mass = np.bincount(token_sentence, weights=idf[tokens], minlength=len(sentence_chunk))
     # Only words that two candidate articles hold link anything: narrow to them.
     articles = in_article.sum(axis=0)
     linking = articles >= 2
@@ -318,15 +317,6 @@ def _bridge_words(
     bridging[[table.vocab[t] for t in question_terms if t in table.vocab]] = False
     keep = bridging[tokens]
     return tokens[keep], token_sentence[keep], sentence_chunk
-
-
-def _exact(idf: np.ndarray) -> np.ndarray:
-    """IDF on a grid of 1/128, as float32: every sum of such weights below 131,072 is
-    exact in float32, whatever the order of its terms. The order follows the term ids of
-    the reader's record cache, which depend on what it read before, and float32 sums of
-    unrounded weights made one question rank differently after other questions
-    (benchmarks/RESULTS.md); float64 sums cost ~4 ms a search more."""
-    return (np.round(idf * 128) / 128).astype(np.float32)
 
 
 def _sentence_bridges(
