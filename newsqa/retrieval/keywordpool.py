@@ -326,14 +326,14 @@ def _pool_docs(
     """The pool's records in pool order, then up to `rerank_max` chunks of leading articles,
     with the vocabulary their term ids number.
 
-    Pool ids are committed ids, so each leading article's version is the one they name,
-    and the manifest says its chunk ids: only the records the pool keeps are read and
+    Pool ids are committed ids, so each leading article's committed version is the one
+    they name, and the manifest says its chunk ids: only the records the pool keeps are read and
     decoded (reading the leading articles whole, then dropping past `rerank_max`, was
     ~900 decoded records a search at 100k chunks for ~650 kept).
     """
-    leading = list(dict.fromkeys(cid.rsplit(":", 1)[0] for cid in ids))[: weights.rerank_articles]
+    leading = list(dict.fromkeys(cid.rsplit(":", 2)[0] for cid in ids))[: weights.rerank_articles]
     asked = set(ids)
-    extra = [cid for version in leading for cid in committed.chunk_ids(version)
+    extra = [cid for article_id in leading for cid in committed.chunk_ids(article_id)
              if cid not in asked][: weights.rerank_max]
     docs, vocab, terms = cache.read(store, [*ids, *extra])
     return [docs[cid] for cid in [*ids, *extra] if cid in docs], vocab, terms
@@ -406,7 +406,7 @@ class RecordCache:
                 self.vocab, self.terms = {}, []
             missing = [c for c in chunk_ids if c not in self._docs]
             if missing:
-                for record in store.records(missing, []):
+                for record in store.records(missing):
                     self._docs[record.chunk_id] = PoolDoc.of(record, self._ids)
             docs = {c: self._docs[c] for c in chunk_ids if c in self._docs}
             for cid in docs:
@@ -419,7 +419,7 @@ class RecordCache:
         vocab, terms = self.vocab, self.terms
         get = vocab.get
         out = [get(t) for t in found]
-        if len(terms) == 0 or None in out:  # new terms: the next ids, in order of appearance
+        if None in out:  # new terms: the next ids, in order of appearance
             out = [vocab.setdefault(t, len(vocab)) for t in found]
             for term, i in zip(found, out, strict=True):
                 if i == len(terms):  # a term's first appearance

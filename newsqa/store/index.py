@@ -771,11 +771,10 @@ class Committed:
         parts = str(chunk).rsplit(":", 2)
         return len(parts) == 3 and self._hashes.get(parts[0]) == parts[1]
 
-    def chunk_ids(self, version: str) -> list[str]:
-        """The chunk ids of an article version (`article_id:content_hash`) in order; none
-        unless it is the committed one."""
-        article_id, _, content_hash = version.rpartition(":")
-        if self._hashes.get(article_id) != content_hash:
+    def chunk_ids(self, article_id: str) -> list[str]:
+        """The chunk ids of an article's committed version, in order (none if it has none)."""
+        content_hash = self._hashes.get(article_id)
+        if content_hash is None:
             return []
         return [chunk_id(article_id, content_hash, i) for i in range(self._counts[article_id])]
 

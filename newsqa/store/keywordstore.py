@@ -291,20 +291,14 @@ class KeywordStore:
         return int(searcher.search(query, 1, count=True).count)  # type: ignore[attr-defined]
 
     @_engine_errors
-    def records(self, chunk_ids: Sequence[str], versions: Sequence[str]) -> list[PoolRecord]:
-        """Stored records of these chunks and of every chunk of these article versions."""
+    def records(self, chunk_ids: Sequence[str]) -> list[PoolRecord]:
+        """Stored records of these chunks."""
         import tantivy
 
-        Q, Occur = tantivy.Query, tantivy.Occur
-        parts = []
-        if chunk_ids:
-            parts.append((Occur.Should, Q.term_set_query(self.schema, "chunk_id", list(chunk_ids))))
-        if versions:
-            parts.append((Occur.Should, Q.term_set_query(self.schema, "version", list(versions))))
-        if not parts:
+        if not chunk_ids:
             return []
         searcher = self.searcher()
-        query = Q.boolean_query(parts)
+        query = tantivy.Query.term_set_query(self.schema, "chunk_id", list(chunk_ids))
         limit = max(1, int(searcher.search(query, 1, count=True).count))  # type: ignore[attr-defined]
         out = []
         for _, address in searcher.search(query, limit, count=False).hits:
