@@ -16,7 +16,7 @@ import pytest
 from newsqa.config import Settings
 from newsqa.errors import ArticleNotFound, ModelMismatch, StoreError
 from newsqa.models import Article, Chunk
-from newsqa.store.index import Index, chunk_id, in_flight
+from newsqa.store.index import Index, _manifest_metadata, chunk_id, in_flight
 
 DIM = 8
 
@@ -286,9 +286,9 @@ def test_a_file_where_the_folder_should_be(tmp_path: Path) -> None:
         Index(Settings(db=path), Space())
 
 
-def never_bumped(index: Index, in_flight: bool = False) -> str:
+def never_bumped(index: Index, *args: object, **kwargs: object) -> object:
     """Index._bump_revision as a writer killed before each bump leaves it: not written."""
-    return index.revision
+    return index._mark()
 
 
 def test_content_key_follows_commits_even_without_a_revision_bump(
@@ -364,11 +364,81 @@ def test_a_write_ends_on_a_clean_revision_only_if_no_other_began_meanwhile(
     assert a.sweep() == 0 and not in_flight(b.revision)
 
 
+def full_reads(patch: pytest.MonkeyPatch) -> list[str]:
+    """Count the reads of the whole manifest (every record: ~4 s at 1M chunks)."""
+    load = Index._load_entries
+    calls: list[str] = []
+
+    def counted(self: Index, mark: object) -> object:
+        calls.append(str(getattr(mark, "revision", mark)))
+        return load(self, mark)  # type: ignore[arg-type]
+
+    patch.setattr(Index, "_load_entries", counted)
+    return calls
+
+
+def test_a_reader_catches_up_with_another_handles_writes_without_reading_whole(
+    store_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write, an update and a second write by another process reach a reader through the
+    records stamped after what it holds, not by reading every record again."""
+    reader, writer = Index(store_settings, Space()), Index(store_settings, Space())
+    first, second = make_article(30), make_article(31)
+    write(writer, first)
+    assert [i.id for i in reader.articles()] == [first.id]
+    reads = full_reads(monkeypatch)
+    write(writer, second, seed=1)
+    assert {i.id for i in reader.articles()} == {first.id, second.id}
+    updated = make_article(30, text="The first story, corrected and a little longer. " * 3)
+    write(writer, updated, seed=2)
+    assert reader.article_hash(first.id) == updated.content_hash
+    assert reader.content_key() == Index(store_settings, Space()).content_key()
+    assert reads == []
+    writer.remove(second.id)  # a removal leaves no record to find: read whole
+    assert [i.id for i in reader.articles()] == [first.id] and len(reads) == 1
+
+
+def test_a_write_that_overlapped_another_is_found_by_a_reader_that_looked_between(
+    store_settings: Settings,
+) -> None:
+    """A began before B; B ended alone (a clean revision) and the reader caught up there;
+    A committed an update after that with an older stamp, then C ended alone. The reader
+    must see A's update although it never looked while the revision was in flight."""
+    reader, a, b = (Index(store_settings, Space()) for _ in range(3))
+    write(b, make_article(32))
+    assert len(reader.articles()) == 1
+    began_a = a._begin_write()
+    write(b, make_article(33), seed=1)
+    assert not in_flight(reader.revision) and len(reader.articles()) == 2
+    late = make_article(32, text="Story 32, updated while another write ran. " * 3)
+    a._manifest.upsert(ids=[late.id], embeddings=np.ones((1, 1), dtype=np.float32),
+                       documents=[late.text],
+                       metadatas=[_manifest_metadata(late, 1, began_a.seq)])
+    a._end_write(began_a)
+    write(b, make_article(35), seed=2)
+    assert not in_flight(reader.revision)
+    assert reader.article_hash(late.id) == late.content_hash
+    assert len(reader.articles()) == 3
+
+
+def test_a_record_the_stamps_miss_is_caught_by_the_count(store_settings: Settings) -> None:
+    """The stamps live in a read-modify-write of the collection's metadata, which two
+    writers can interleave: a record committed without a newer stamp is still found."""
+    reader, writer = Index(store_settings, Space()), Index(store_settings, Space())
+    write(writer, make_article(36))
+    assert len(reader.articles()) == 1
+    stray = make_article(37)
+    writer._manifest.upsert(ids=[stray.id], embeddings=np.ones((1, 1), dtype=np.float32),
+                            documents=[stray.text], metadatas=[_manifest_metadata(stray, 0)])
+    write(writer, make_article(38), seed=1)
+    assert {i.id for i in reader.articles()} == {make_article(n).id for n in (36, 37, 38)}
+
+
 def test_content_key_reads_the_manifest_when_an_article_has_two_contents_on_disk(
     store_settings: Settings,
 ) -> None:
     """A killed update leaves both contents' chunks; only the manifest says which counts."""
-    from newsqa.store.index import ArticleWrite, _manifest_metadata
+    from newsqa.store.index import ArticleWrite
 
     index = Index(store_settings, Space())
     old = make_article(19)

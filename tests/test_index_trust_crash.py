@@ -154,7 +154,7 @@ def test_a_commit_without_any_revision_bump_still_reaches_the_saved_keyword_inde
     with NewsQA(db=db, llm="extractive") as qa:
         revision = qa.index.revision
         with monkeypatch.context() as patch:
-            patch.setattr(Index, "_bump_revision", lambda self, in_flight: self.revision)
+            patch.setattr(Index, "_bump_revision", lambda self, *args, **kwargs: self._mark())
             assert qa.ingest([path]).added == 1
         assert qa.index.revision == revision
     with NewsQA(db=db, llm="extractive") as qa:
@@ -179,9 +179,9 @@ def stop_writer(patch: pytest.MonkeyPatch, writer: Any, reader: Any, point: str)
     from newsqa.store import index as store
 
     bump = store.Index._bump_revision
-    looked: list[str] = []
+    looked: list[Any] = []
 
-    def bumped(self: store.Index, *args: Any, **kwargs: Any) -> str:
+    def bumped(self: store.Index, *args: Any, **kwargs: Any) -> Any:
         revision = bump(self, *args, **kwargs)
         if self is writer and not looked:
             looked.append(revision)
