@@ -398,6 +398,24 @@ def test_a_reader_catches_up_with_another_handles_writes_without_reading_whole(
     assert [i.id for i in reader.articles()] == [first.id] and len(reads) == 1
 
 
+def test_a_committed_view_stays_as_it_was_read_while_the_index_changes(
+    store_settings: Settings,
+) -> None:
+    """A search holds one `Committed` from start to end: a write or a removal by the same
+    handle meanwhile must not change what it says (it shares the manifest cache)."""
+    index = Index(store_settings, Space())
+    first, second = make_article(39), make_article(40)
+    write(index, first)
+    view = index.committed()
+    write(index, second, seed=1)
+    index.remove(first.id)
+    assert view.chunk_ids(second.id) == []
+    assert view.chunk_ids(first.id) == [chunk_id(first.id, first.content_hash, i)
+                                        for i in range(len(char_chunks(first)))]
+    now = index.committed()
+    assert now.chunk_ids(first.id) == [] and len(now.chunk_ids(second.id)) > 0
+
+
 def test_a_write_that_overlapped_another_is_found_by_a_reader_that_looked_between(
     store_settings: Settings,
 ) -> None:

@@ -392,8 +392,9 @@ class Index:
     def _catch_up(self, held: _Mark, mark: _Mark) -> bool:
         """Read the manifest records stamped after `held`; False if the count disagrees."""
         where: Any = {"write_seq": {"$gt": held.seq}}
-        for rid, meta in self._iter_records(self._manifest, ["metadatas"], where):
-            self._cache[rid] = _Entry(str(meta["content_hash"]), _info(rid, meta))
+        found = {rid: _Entry(str(meta["content_hash"]), _info(rid, meta))
+                 for rid, meta in self._iter_records(self._manifest, ["metadatas"], where)}
+        self._cache = {**self._cache, **found}  # a new dict: a `Committed` holds the old one
         if self._manifest.count() != len(self._cache):
             self._cache_mark = None
             return False
@@ -696,11 +697,10 @@ class Index:
             self._keywords.keep_only({i.article.id: i.article.content_hash for i in batch})
         fault_point("stale-deleted")
         self._end_write(began)
-        if self._cache_mark is not None:
-            for item, meta in zip(batch, manifest, strict=True):
-                self._cache[item.article.id] = _Entry(
-                    item.article.content_hash, _info(item.article.id, meta)
-                )
+        if self._cache_mark is not None:  # a new dict: a `Committed` holds the old one
+            self._cache = {**self._cache, **{
+                item.article.id: _Entry(item.article.content_hash, _info(item.article.id, meta))
+                for item, meta in zip(batch, manifest, strict=True)}}
 
     def _records(self, item: ArticleWrite) -> _Records:
         article, chunks = item.article, item.chunks
@@ -773,7 +773,7 @@ class Index:
         if self._keywords is not None:
             self._keywords.remove([article_id])
         self._end_write(began, new_epoch=True)
-        self._cache.pop(article_id, None)
+        self._cache = {aid: e for aid, e in self._cache.items() if aid != article_id}
 
     @_store_errors
     def sweep(self) -> int:
@@ -832,23 +832,27 @@ class Index:
 
 
 class Committed:
-    """A container of the chunk ids whose (article, content_hash) the manifest names."""
+    """A container of the chunk ids whose (article, content_hash) the manifest names.
+
+    It holds the index's manifest cache itself, not a copy (copying 27k entries was
+    16 ms of every search at 1M chunks): the index replaces that dict on a change and
+    never edits it in place."""
 
     def __init__(self, entries: Mapping[str, _Entry], revision: str) -> None:
         self.revision = revision
-        self._hashes = {aid: e.content_hash for aid, e in entries.items()}
-        self._counts = {aid: e.info.chunks for aid, e in entries.items()}
+        self._entries = entries
 
     def __contains__(self, chunk: object) -> bool:
         parts = str(chunk).rsplit(":", 2)
-        return len(parts) == 3 and self._hashes.get(parts[0]) == parts[1]
+        entry = self._entries.get(parts[0]) if len(parts) == 3 else None
+        return entry is not None and entry.content_hash == parts[1]
 
     def chunk_ids(self, article_id: str) -> list[str]:
         """The chunk ids of an article's committed version, in order (none if it has none)."""
-        content_hash = self._hashes.get(article_id)
-        if content_hash is None:
+        entry = self._entries.get(article_id)
+        if entry is None:
             return []
-        return [chunk_id(article_id, content_hash, i) for i in range(self._counts[article_id])]
+        return [chunk_id(article_id, entry.content_hash, i) for i in range(entry.info.chunks)]
 
 
 def _hold_folder(settings: Settings) -> str | None:
