@@ -398,6 +398,27 @@ def test_a_reader_catches_up_with_another_handles_writes_without_reading_whole(
     assert [i.id for i in reader.articles()] == [first.id] and len(reads) == 1
 
 
+def test_an_index_written_before_the_stamps_is_read_whole_once_then_caught_up(
+    store_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index an older newsqa wrote has no write stamps: its readers read the manifest
+    whole at the first stamped write (nothing is missed), and by stamps after that."""
+    writer, old = Index(store_settings, Space()), make_article(41)
+    write(writer, old)
+    old_record = _manifest_metadata(old, len(char_chunks(old)))
+    del old_record["write_seq"]
+    writer._manifest.upsert(ids=[old.id], embeddings=np.ones((1, 1), dtype=np.float32),
+                            documents=[old.text], metadatas=[old_record])
+    writer._manifest.modify(metadata={"newsqa_schema": 1, "revision": "an-old-revision"})
+    reader = Index(store_settings, Space())
+    assert len(reader.articles()) == 1
+    reads = full_reads(monkeypatch)
+    write(writer, make_article(42), seed=1)
+    assert len(reader.articles()) == 2 and len(reads) == 1
+    write(writer, make_article(43), seed=2)
+    assert len(reader.articles()) == 3 and len(reads) == 1
+
+
 def test_a_committed_view_stays_as_it_was_read_while_the_index_changes(
     store_settings: Settings,
 ) -> None:
