@@ -475,6 +475,8 @@ class Index:
             for rid, meta in self._iter_records(self._manifest, ["metadatas"])
         }
         self._cache_mark = mark
+        if len(self._cache) > _PAGE:
+            _return_freed_memory()
         return self._cache
 
     def _iter_records(
@@ -968,6 +970,33 @@ def _info(article_id: str, meta: dict[str, Any]) -> ArticleInfo:
         url=str(meta["url"]) if meta.get("url") else None,
         chunks=int(meta.get("chunks", 0)),
     )
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None where the C library has none (musl, macOS)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    except OSError:
+        return None
+
+
+def _return_freed_memory() -> None:
+    """Hand back to the system the heap a whole-manifest read freed.
+
+    Chroma's paged `get` of the manifest builds and frees ~180 MB a page of 2,000
+    records, and glibc keeps what was freed: a reader at 1M chunks (27k articles)
+    held ~400 MB more than its cache needs until it exited (benchmarks/RESULTS.md,
+    "Memory at 1M"). One trim after the read (milliseconds, once per whole read)
+    returns it; smaller pages would hold less but read slower.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _until_enough(k: int, n: int, ask: Callable[[int], tuple[list[T], int]]) -> list[T]:
