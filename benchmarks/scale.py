@@ -381,7 +381,8 @@ def fact_texts(masks: np.ndarray, facts: Sequence[str]) -> list[str]:
 
 
 def pool_cv(db: str, folds: int, path: str, cache: Path | None, splits: int,
-            threads: int, train_cache: Path | None = None, write: Path | None = None) -> None:
+            threads: int, train_cache: Path | None = None, write: Path | None = None,
+            union: bool = False) -> None:
     """The second stage cross-validated on one path's candidates, as train_ranker.py does.
 
     The same labels, features, LightGBM parameters and fold draws (seeds 0..splits-1)
@@ -392,8 +393,9 @@ def pool_cv(db: str, folds: int, path: str, cache: Path | None, splits: int,
     other core is busy spin against each other (the first attempt, 2 threads on a
     shared machine, was stopped after 30 minutes). With `train_cache` (another path's
     cache of the same questions) the models learn from that path's features and rank
-    this one's: what a ranker trained on the whole collection does over the pool.
-    `write` trains one model on all questions (of both caches) and saves it there.
+    this one's: what a ranker trained on the whole collection does over the pool;
+    with `union`, on both paths' features (what `write` ships). `write` trains one
+    model on all questions (of both caches) and saves it there.
     """
     from train_ranker import PARAMS, _row, cross_validate
 
@@ -419,7 +421,7 @@ def pool_cv(db: str, folds: int, path: str, cache: Path | None, splits: int,
     runs, gated = [], []
     for seed in range(splits):
         start = time.perf_counter()
-        ranked = cross_validate(groups, pools, folds, seed, params, learn)
+        ranked = cross_validate(groups, pools, folds, seed, params, learn, union)
         runs.append(retrieval_metrics(ranked, facts))
         _row(f"second stage, {folds}-fold cross-validated, seed {seed} "
              f"({time.perf_counter() - start:.0f}s)", runs[-1])
@@ -895,6 +897,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1, help="LightGBM threads")
     p.add_argument("--train-cache", type=Path,
                    help="train on this cache's features (another path), rank --cache's")
+    p.add_argument("--union", action="store_true",
+                   help="with --train-cache: train on both caches' features")
     p.add_argument("--write", type=Path, help="then train on all dev and save the model here")
     p = sub.add_parser("styles")
     p.add_argument("--db", type=Path, required=True,
@@ -921,7 +925,7 @@ def main() -> int:
         search_report(args.db, args.queries, args.pool)
     elif args.command == "pool-cv":
         pool_cv(args.db, args.folds, args.path, args.cache, args.splits, args.threads,
-                args.train_cache, args.write)
+                args.train_cache, args.write, args.union)
     elif args.command == "styles":
         style_check(args.db, args.alone, args.sample, args.blends)
     elif args.command == "engines":

@@ -108,19 +108,23 @@ def cross_validate(
     groups: list[tuple[np.ndarray, np.ndarray]], pools: list[list[str]], folds: int,
     seed: int = 0, params: dict[str, Any] | None = None,
     train_groups: list[tuple[np.ndarray, np.ndarray]] | None = None,
+    union: bool = False,
 ) -> list[list[str]]:
     """Each question ranked by a model trained on the other folds (drawn with `seed`).
 
     `train_groups` (the same questions, in the same order, with another path's
-    features) trains the models instead of `groups`, which are only ranked.
+    features) trains the models instead of `groups`, which are only ranked; with
+    `union`, both paths' groups of the training folds train them.
     """
     params = PARAMS if params is None else params
     learn = groups if train_groups is None else train_groups
+    sets = [learn, groups] if union and train_groups is not None else [learn]
     order = np.random.RandomState(seed).permutation(len(groups))
     out: list[list[str]] = [[] for _ in groups]
     for fold in range(folds):
         held = set(order[fold::folds].tolist())
-        model = train([g for i, g in enumerate(learn) if i not in held], params, ROUNDS)
+        model = train([g for each in sets for i, g in enumerate(each) if i not in held],
+                      params, ROUNDS)
         for i in held:
             out[i] = _top(model.predict(groups[i][0], num_threads=1), pools[i])
     return out

@@ -11,8 +11,9 @@ of word pairs; dense cosine; which publisher/day the question names and the
 words about it; how much of each part of the question one sentence of the
 chunk covers; which words outside the question it shares with other articles. A
 LightGBM LambdaRank model (a few MB, ~4 ms for 150 candidates) trained on the
-MultiHop-RAG dev split by benchmarks/train_ranker.py does the weighing; its
-cross-validated gain is in benchmarks/RESULTS.md.
+MultiHop-RAG dev split does the weighing, on the features of the default search (the
+keyword pool: `benchmarks/scale.py pool-cv --write`; benchmarks/train_ranker.py trains
+on the whole-collection path's); its cross-validated gain is in benchmarks/RESULTS.md.
 
 The features are generic retrieval signals, not MultiHop-RAG ids or words, so
 the model applies to any news corpus; `NEWSQA_RETRIEVAL_RERANK=0` turns it off.
