@@ -96,9 +96,10 @@ def test_an_ingest_of_one_article_reads_no_other_article(
     passes: list[str] = []
     whole = Index._iter_records
 
-    def counted(self: Index, collection: object, include: list[str]) -> object:
+    def counted(self: Index, collection: object, include: list[str], where: object = None
+                ) -> object:
         passes.append(getattr(collection, "name", "?"))
-        return whole(self, collection, include)  # type: ignore[arg-type]
+        return whole(self, collection, include, where)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Index, "_iter_records", counted)
     report = ingest(write_stories(tmp_path / "new", range(2, 4)), index, embedder,

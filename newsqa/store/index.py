@@ -391,9 +391,7 @@ class Index:
 
     def _catch_up(self, held: _Mark, mark: _Mark) -> bool:
         """Read the manifest records stamped after `held`; False if the count disagrees."""
-        where: Any = {"write_seq": {"$gt": held.seq}}
-        found = {rid: _Entry(str(meta["content_hash"]), _info(rid, meta))
-                 for rid, meta in self._iter_records(self._manifest, ["metadatas"], where)}
+        found = self._read_entries({"write_seq": {"$gt": held.seq}})
         self._cache = {**self._cache, **found}  # a new dict: a `Committed` holds the old one
         if self._manifest.count() != len(self._cache):
             self._cache_mark = None
@@ -470,14 +468,16 @@ class Index:
 
     def _load_entries(self, mark: _Mark) -> dict[str, _Entry]:
         """Read every manifest record's metadata (~0.14 ms an article) into the cache."""
-        self._cache = {
-            rid: _Entry(str(meta["content_hash"]), _info(rid, meta))
-            for rid, meta in self._iter_records(self._manifest, ["metadatas"])
-        }
+        self._cache = self._read_entries()
         self._cache_mark = mark
         if len(self._cache) > _PAGE:
             _return_freed_memory()
         return self._cache
+
+    def _read_entries(self, where: Any = None) -> dict[str, _Entry]:
+        """The manifest records (that `where` admits) as cache entries."""
+        return {rid: _Entry(str(meta["content_hash"]), _info(rid, meta))
+                for rid, meta in self._iter_records(self._manifest, ["metadatas"], where)}
 
     def _iter_records(
         self, collection: Collection, include: list[str], where: Any = None
@@ -784,9 +784,8 @@ class Index:
         Also settles a revision a killed write left in flight: run before a write
         (never during one), it reads the manifest whole, so what it read is final.
         """
-        self._cache_mark = None
-        entries = self._entries()
-        began = self._cache_mark
+        began = self._mark()
+        entries = self._load_entries(began)
         orphans = [
             cid
             for cid, meta in self._iter_records(self._chunks, ["metadatas"])
@@ -796,7 +795,7 @@ class Index:
             self._chunks.delete(ids=orphans[lo : lo + self._max_batch])
         if self._keywords is not None:
             self._reconcile_keywords(self._keywords, entries)
-        if began is not None and (orphans or not began.clean):
+        if orphans or not began.clean:
             self._end_write(began, new_epoch=True)
         return len(orphans)
 
@@ -974,13 +973,14 @@ def _info(article_id: str, meta: dict[str, Any]) -> ArticleInfo:
 
 @functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's malloc_trim, or None where the C library has none (musl, macOS)."""
-    import ctypes
-    import ctypes.util
+    """glibc's malloc_trim, or None where the C library has none (musl, macOS).
 
-    name = ctypes.util.find_library("c")
+    Looked up among the symbols the process already has loaded: `find_library`
+    would run `ldconfig` in a subprocess to find the C library's file."""
+    import ctypes
+
     try:
-        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+        return getattr(ctypes.CDLL(None), "malloc_trim", None)
     except OSError:
         return None
 
