@@ -407,11 +407,16 @@ class Snapshot:
     """The articles behind the retrieved passages, held in memory.
 
     Why: the embedded index allows one process at a time, and the model calls take an
-    hour; the engines only need `get_article`, so the index is let go after retrieval.
+    hour; the engines only need `get_article` and `outlets`, so the index is let go after
+    retrieval.
     """
 
-    def __init__(self, articles: Mapping[str, Article]) -> None:
+    def __init__(self, articles: Mapping[str, Article], outlets: Sequence[str] = ()) -> None:
         self.articles = dict(articles)
+        self._outlets = sorted(outlets)
+
+    def outlets(self) -> list[str]:
+        return list(self._outlets)
 
     def get_article(self, article_id: str) -> Article:
         from newsqa.errors import ArticleNotFound
@@ -472,7 +477,7 @@ def retrieve_all(qa: Any, queries: Sequence[MultihopQuery], top_k: int,
                                    if e.doc_id in doc_ids))
         hit = any(holds_fact(p.text, gold.facts) for p in passages) if gold.facts else False
         questions.append(Question(query, passages, gold, hit))
-    return questions, Snapshot(articles)
+    return questions, Snapshot(articles, sorted({a.source for a in qa.articles() if a.source}))
 
 
 # -- scoring one answer --------------------------------------------------------------------

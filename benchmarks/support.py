@@ -26,6 +26,7 @@ threshold curve, and the threshold with the best balanced accuracy on the hard
 (same-article) negatives, averaged over the four source x mode sets.
 
     python benchmarks/support.py [--data ../shared/eval] [--idf corpus|uniform] [--seed 0]
+    python benchmarks/support.py --subjects     # the answer-level subject rule alone
 
 Reads only ids in each folder's dev_ids.txt; skips with a message when the data
 is absent.
@@ -51,6 +52,8 @@ from newsqa.grounding.support import (
     claim_names,
     idf_from_texts,
     is_instruction,
+    off_subject,
+    relevance,
 )
 from newsqa.text.lexical import words
 from newsqa.text.sentences import sentence_spans
@@ -503,6 +506,33 @@ def _search_finds(
     return found
 
 
+def subject_rates(folder: Path, rng: random.Random) -> None:
+    """What `support.off_subject` (the grounder's answer-level subject rule) refuses among
+    pairs that pass relevance: each quote's article (title and text) is the one holding
+    it, the outlets are every publisher of the corpus (as `Index.outlets`)."""
+    corpus = [r for _, r in read_jsonl(folder / "corpus.jsonl")]
+    bodies = [f"{r.get('title') or ''}\n{_body(r)}" for r in corpus]
+    outlets = sorted({str(r.get("source") or "") for r in corpus} - {""})
+    holder: dict[str, str] = {}
+    rows: dict[tuple[str, str], list[int]] = {}
+    for pair in multihop_pairs(folder, rng):
+        rel = relevance(pair.question, list(pair.quotes))
+        counts = rows.setdefault((pair.source, pair.kind), [0, 0, 0])
+        counts[0] += 1
+        if rel < RELEVANCE_THRESHOLD:
+            continue
+        counts[1] += 1
+        for quote in pair.quotes:
+            if quote not in holder:
+                holder[quote] = next((b for b in bodies if quote in b), quote)
+        articles = [holder[q] for q in pair.quotes]
+        counts[2] += off_subject(pair.question, articles, outlets, rel) is not None
+    print("subject rule (answer mode): pairs, passing relevance, refused by the rule")
+    for (source, kind), (n, passing, refused) in sorted(rows.items()):
+        print(f"{source:9} {kind:14} {n:5} {passing:5} {refused:5} "
+              f"({refused / max(passing, 1):.1%} of those passing)")
+
+
 def _squashed(text: str) -> str:
     return "".join(text.split()).lower()
 
@@ -519,6 +549,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--search", action="store_true",
                         help="only the grounder's sentence search behind a failed quote")
+    parser.add_argument("--subjects", action="store_true",
+                        help="only the answer-level subject rule (support.off_subject)")
     args = parser.parse_args()
     data = Path(args.data)
     multihop, newsqa = data / "multihop", data / "newsqa"
@@ -527,6 +559,9 @@ def main() -> None:
         return
     if args.search:
         search_rates(multihop, random.Random(args.seed))
+        return
+    if args.subjects:
+        subject_rates(multihop, random.Random(args.seed))
         return
     rng = random.Random(args.seed)
     pairs = multihop_pairs(multihop, rng)

@@ -57,7 +57,7 @@ SETTINGS = Settings()
 
 
 class DictIndex:
-    """The one `Index` method the answer engine uses, over a dict of articles."""
+    """The `Index` methods the answer engine uses, over a dict of articles."""
 
     def __init__(self, *articles: Article) -> None:
         self._articles = {a.id: a for a in articles}
@@ -67,6 +67,9 @@ class DictIndex:
             return self._articles[article_id]
         except KeyError:
             raise ArticleNotFound(article_id) from None
+
+    def outlets(self) -> list[str]:
+        return sorted({a.source for a in self._articles.values() if a.source})
 
 
 def passage(article: Article, first: str, last: str | None = None, score: float = 1.0) -> Passage:

@@ -427,6 +427,40 @@ def test_an_unrelated_claim_finds_no_sentence() -> None:
     assert grounder.searched == 0
 
 
+# -- a supported claim about another subject than the question's ---------------------------
+
+DAMIAN = ("Brave and the Bold introduces Batman's son Damian, the fifth character to take up "
+          "the Robin mantle in the series.")
+TOY_QUESTION = ("Which character from a classic movie series did Mattel Creations turn into a "
+                "limited-edition toy with a famous artist, according to Wired?")
+
+
+def test_a_quote_about_another_named_subject_does_not_answer_the_question() -> None:
+    """Issue 15's null questions: a supported claim about Batman, kept for a question about
+    Mattel because its quote shared "character" and "series" with the question."""
+    grounder = _grounder(DAMIAN, question=TOY_QUESTION)
+    claim = DraftClaim(text="Batman's son Damian is the character introduced in Brave and the "
+                            "Bold.", citations=[DraftCitation(source_id="S1", quote=DAMIAN)])
+    assert grounder.supported(claim)[0]  # the quote does support the claim...
+    grounder.add(claim)
+    grounder.close()
+    assert grounder.sentences == []  # ...but it is about someone else than the question asks
+    assert any("name none of its subjects (mattel, creations" in r.reason
+               for r in grounder.rejected)
+
+
+def test_a_weakly_related_quote_from_an_article_about_the_subject_can_answer() -> None:
+    """One part of a many-part question is often quoted from a sentence naming no one."""
+    sold = "The limited-edition figure sold out within an hour of its release, the company said."
+    about = "Mattel Creations teamed up with the artist on a new figure."
+    grounder = _grounder(about, sold, question="When did Mattel Creations release the toy?")
+    claim = DraftClaim(text="The limited-edition figure sold out within an hour of its release.",
+                       citations=[DraftCitation(source_id="S1", quote=sold)])
+    grounder.add(claim)
+    grounder.close()
+    assert len(grounder.sentences) == 1
+
+
 def test_a_reask_repeating_a_kept_claim_does_not_count_it_twice(model: FakeOpenAIServer) -> None:
     """The real model answered a re-ask with its kept claims again: they were shown twice
     and counted as recovered."""

@@ -116,7 +116,7 @@ def stream_answer(
 
     messages = build_messages(question, used)
     stats = StreamStats()
-    shown = _Shown(Grounder(question, used, _articles(index, used)))
+    shown = _Shown(Grounder(question, used, _articles(index, used), index.outlets()))
     for delta in llm.stream(messages, schema=DraftAnswer, stats=stats, live=live):
         if live:  # else nothing was shown: the claims come from the parsed (or repaired) draft
             yield from shown.feed(delta)

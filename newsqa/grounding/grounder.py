@@ -38,6 +38,7 @@ from .support import (
     coverage,
     is_instruction,
     missing_facts,
+    off_subject,
     relevance,
 )
 
@@ -76,6 +77,7 @@ class Grounder:
     question: str
     used: Sequence[Passage]
     articles: Mapping[str, Article]
+    outlets: Sequence[str] = ()  # every publisher the index holds: not a question's subject
     citations: list[Citation] = field(default_factory=list)
     rejected: list[RejectedCitation] = field(default_factory=list)
     sentences: list[str] = field(default_factory=list)
@@ -105,8 +107,7 @@ class Grounder:
     def close(self) -> None:
         """The end of a draft: waiting claims that never related to the question fail."""
         for text, found in self._waiting:
-            why = (f"its quotes and the answer's cover {self._relevance(found):.0%} of the "
-                   f"question's terms (needs {RELEVANCE_THRESHOLD:.0%})")
+            why = self._unrelated(found) or ""
             self.failures.append(Failure(text, (f"its quotes do not answer the question: {why}",)))
             self.rejected.extend(
                 RejectedCitation(article_id=c.article_id, quote=c.quote,
@@ -195,13 +196,22 @@ class Grounder:
         while progress:
             progress = False
             for item in list(self._waiting):
-                if self._relevance(item[1]) >= RELEVANCE_THRESHOLD:
+                if self._unrelated(item[1]) is None:
                     self._waiting.remove(item)
                     self._keep(*item)
                     progress = True
 
-    def _relevance(self, found: Sequence[Citation]) -> float:
-        return relevance(self.question, [c.quote for c in [*self.citations, *found]])
+    def _unrelated(self, found: Sequence[Citation]) -> str | None:
+        """Why the answer's quotes with these would not relate to the question (None if they
+        do): too few of its terms, or weakly related and about another subject."""
+        cited = [*self.citations, *found]
+        rel = relevance(self.question, [c.quote for c in cited])
+        if rel < RELEVANCE_THRESHOLD:
+            return (f"its quotes and the answer's cover {rel:.0%} of the question's terms "
+                    f"(needs {RELEVANCE_THRESHOLD:.0%})")
+        articles = [_article_text(self.articles.get(c.article_id), c.quote) for c in cited]
+        outlets = [*self.outlets, *(p.source for p in self.used if p.source)]
+        return off_subject(self.question, articles, outlets, rel)
 
     def _keep(self, text: str, found: list[Citation]) -> None:
         if not self.sentences:
@@ -419,3 +429,8 @@ def reask_message(failures: Sequence[Failure]) -> str:
         '"answerable" and "answer" as before.'
     )
     return "\n".join(lines)
+
+
+def _article_text(article: Article | None, quote: str) -> str:
+    """What a citation's article says, title included (its quote if the article is gone)."""
+    return f"{article.title}\n{article.text}" if article is not None else quote

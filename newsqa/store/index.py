@@ -532,6 +532,11 @@ class Index:
         return sorted(infos, key=_newest_first)
 
     @_store_errors
+    def outlets(self) -> list[str]:
+        """Every publisher of a committed article: what a question names as its sources."""
+        return sorted({e.info.source for e in self._entries().values() if e.info.source})
+
+    @_store_errors
     def get_article(self, article_id: str) -> Article:
         got = self._manifest.get(ids=[article_id], include=["documents", "metadatas"])
         if not got["ids"]:
