@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import orjson
+
 from ..errors import StoreError
 from ..text.lexical import terms_many
 from ..text.sentences import sentence_spans
@@ -299,11 +301,12 @@ class KeywordStore:
             return []
         searcher = self.searcher()
         query = tantivy.Query.term_set_query(self.schema, "chunk_id", list(chunk_ids))
-        limit = max(1, int(searcher.search(query, 1, count=True).count))  # type: ignore[attr-defined]
+        # One document a chunk id (a version is staged only after its old documents are
+        # deleted); twice that bounds the hits without a counting query (~1.3 ms at 100k).
         out = []
-        for _, address in searcher.search(query, limit, count=False).hits:
+        for _, address in searcher.search(query, 2 * len(chunk_ids), count=False).hits:
             doc = searcher.doc(address)
-            raw = json.loads(bytes(doc["record"][0]).decode("utf-8"))
+            raw = orjson.loads(doc["record"][0])
             out.append(PoolRecord(str(doc["chunk_id"][0]), raw["text"], raw["meta"],
                                   raw["units"], bool(raw["tail"])))
         return out
