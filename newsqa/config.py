@@ -64,7 +64,7 @@ class RetrievalSettings:
     rerank: bool = True  # the learned second stage (retrieval/rerank.py) reorders the pool
     rerank_pool: int = 70  # first-stage passages the second stage sees
     rerank_articles: int = 20  # the articles of the pool's first N passages join it whole
-    rerank_max: int = 300  # ... until the pool holds this many (long articles at scale)
+    rerank_max: int = 150  # ... until the pool holds this many (long articles at scale)
     ranker: str = ""  # a LightGBM model file for the second stage ("" = the shipped one)
     # For a one-part question naming no publisher or day (retrieval/search.py,
     # `single_story`: unlike what the ranker learned from), the second stage's weight in
