@@ -123,10 +123,16 @@ def _span_node(node_id: str, text: str, span: Passage | Citation) -> TextNode:
     )
 
 
-def passage_node(passage: Passage) -> NodeWithScore:
-    """A retrieved chunk, scored as newsqa ranked it (higher is better)."""
-    return NodeWithScore(node=_span_node(passage.chunk_id, passage.text, passage),
-                         score=passage.score)
+def passage_node(passage: Passage, cap: float | None = None) -> NodeWithScore:
+    """A retrieved chunk, scored as newsqa ranked it (higher is better): its first-stage
+    score, at most `cap` (the score of the node ranked above it).
+
+    The second stage and the turns for named publishers reorder what the first-stage
+    scores rank, and LlamaIndex's postprocessors sort and cut by score: capped, the
+    scores never contradict newsqa's order.
+    """
+    score = passage.score if cap is None else min(passage.score, cap)
+    return NodeWithScore(node=_span_node(passage.chunk_id, passage.text, passage), score=score)
 
 
 def citation_node(citation: Citation) -> NodeWithScore:
@@ -198,8 +204,10 @@ class NewsQARetriever(BaseRetriever):
         self.options = _search_options(sources, since, until, top_k)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        passages = self.qa.search(query_bundle.query_str, **self.options)
-        return [passage_node(p) for p in passages]
+        nodes: list[NodeWithScore] = []
+        for passage in self.qa.search(query_bundle.query_str, **self.options):
+            nodes.append(passage_node(passage, nodes[-1].score if nodes else None))
+        return nodes
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         # Retrieval is CPU-bound (ONNX, BM25) and thread-safe: keep the event loop free.
