@@ -23,13 +23,14 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..config import RetrievalSettings
 from ..store.index import ChunkTable, Committed
+from ..store.keywordstore import PoolRecord
 from .keywords import (
     Filters,
     KeywordIndex,
@@ -43,7 +44,7 @@ from .keywords import (
 from .query import matcher_for, parse_query
 
 if TYPE_CHECKING:
-    from ..store.keywordstore import KeywordStore, PoolRecord
+    from ..store.keywordstore import KeywordStore
 
 
 class CollectionFreq(Mapping[str, int]):
@@ -365,11 +366,15 @@ class PoolDoc:
         width = int(sentences.max()) + 1 if len(sentences) else 1
         keys = np.repeat(np.arange(len(lengths)), lengths) * width + sentences
         keys.sort()
-        keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if len(keys) else keys
-        distinct_lengths = np.bincount(keys // width, minlength=len(lengths)).astype(np.int64)
+        if len(keys):
+            first = np.empty(len(keys), dtype=bool)
+            first[0] = True
+            np.not_equal(keys[1:], keys[:-1], out=first[1:])
+            keys = keys[first]
+        distinct_lengths = np.bincount(keys // width, minlength=len(lengths))
         # The unit strings are kept only as the ids above (half a record's memory).
-        return cls(replace(record, units=[]), chunk, sentences, lengths, keys % width,
-                   distinct_lengths)
+        kept = PoolRecord(record.chunk_id, record.text, record.metadata, [], record.tail)
+        return cls(kept, chunk, sentences, lengths, keys % width, distinct_lengths)
 
 
 class RecordCache:
@@ -417,13 +422,12 @@ class RecordCache:
 
     def _ids(self, found: list[str]) -> np.ndarray:
         vocab, terms = self.vocab, self.terms
-        get = vocab.get
-        out = [get(t) for t in found]
-        if None in out:  # new terms: the next ids, in order of appearance
-            out = [vocab.setdefault(t, len(vocab)) for t in found]
-            for term, i in zip(found, out, strict=True):
-                if i == len(terms):  # a term's first appearance
-                    terms.append(term)
+        out = list(map(vocab.get, found))
+        if None in out:  # new terms: the next ids, in order of first appearance
+            for term in [t for t in dict.fromkeys(found) if t not in vocab]:
+                vocab[term] = len(terms)
+                terms.append(term)
+            out = list(map(vocab.__getitem__, found))
         return np.fromiter(out, dtype=np.int64, count=len(out))
 
 
