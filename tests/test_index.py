@@ -208,6 +208,17 @@ def test_remove_deletes_article_and_chunks(store_settings: Settings) -> None:
     assert index.stored_chunk_count() == len(char_chunks(keep))
 
 
+def test_outlets_are_the_publishers_of_committed_articles(store_settings: Settings) -> None:
+    """What the grounder leaves out of a question's subjects (grounding/support.py)."""
+    index = Index(store_settings, Space())
+    write(index, make_article(11, source="Shafaq News"))
+    gone = make_article(12, source="Harbour Gazette")
+    write(index, gone, seed=1)
+    assert index.outlets() == ["Harbour Gazette", "Shafaq News"]
+    index.remove(gone.id)
+    assert index.outlets() == ["Shafaq News"]
+
+
 def test_revision_changes_on_writes_seen_by_another_handle(store_settings: Settings) -> None:
     reader = Index(store_settings, Space())
     writer = Index(store_settings, Space())
