@@ -53,6 +53,7 @@ from newsqa.grounding.support import (
     idf_from_texts,
     is_instruction,
     off_subject,
+    question_subjects,
     relevance,
 )
 from newsqa.text.lexical import words
@@ -526,7 +527,8 @@ def subject_rates(folder: Path, rng: random.Random) -> None:
             if quote not in holder:
                 holder[quote] = next((b for b in bodies if quote in b), quote)
         articles = [holder[q] for q in pair.quotes]
-        counts[2] += off_subject(pair.question, articles, outlets, rel) is not None
+        subjects = question_subjects(pair.question, outlets)
+        counts[2] += off_subject(subjects, articles, rel) is not None
     print("subject rule (answer mode): pairs, passing relevance, refused by the rule")
     for (source, kind), (n, passing, refused) in sorted(rows.items()):
         print(f"{source:9} {kind:14} {n:5} {passing:5} {refused:5} "

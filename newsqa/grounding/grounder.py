@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from ..models import Article, Citation, Passage, RejectedCitation
 from ..text.sentences import sentence_spans
@@ -39,6 +40,7 @@ from .support import (
     is_instruction,
     missing_facts,
     off_subject,
+    question_subjects,
     relevance,
 )
 
@@ -210,8 +212,13 @@ class Grounder:
             return (f"its quotes and the answer's cover {rel:.0%} of the question's terms "
                     f"(needs {RELEVANCE_THRESHOLD:.0%})")
         articles = [_article_text(self.articles.get(c.article_id), c.quote) for c in cited]
+        return off_subject(self._subjects, articles, rel)
+
+    @cached_property
+    def _subjects(self) -> list[str]:
+        """The question's names, outlets aside: fixed for the answer, found once."""
         outlets = [*self.outlets, *(p.source for p in self.used if p.source)]
-        return off_subject(self.question, articles, outlets, rel)
+        return question_subjects(self.question, outlets)
 
     def _keep(self, text: str, found: list[Citation]) -> None:
         if not self.sentences:

@@ -199,7 +199,7 @@ def relevance(question: str, quotes: Sequence[str], *, idf: Idf | None = None) -
 
 def question_subjects(question: str, outlets: Sequence[str] = ()) -> list[str]:
     """The names a question is about (match keys): its names, less the outlets it names
-    (`outlets`, the shown articles' publishers) and dates.
+    (`outlets`: publishers, which a question names as its sources) and dates.
 
     Relevance counts the question's words, so a quote sharing its generic ones
     ("character", "series") passed for an answer about another subject: issue 15's
@@ -211,22 +211,20 @@ def question_subjects(question: str, outlets: Sequence[str] = ()) -> list[str]:
     return list(dict.fromkeys(key for _, key in claim_names(question) if key not in skip))
 
 
-def off_subject(
-    question: str, articles: Sequence[str], outlets: Sequence[str], rel: float
-) -> str | None:
+def off_subject(subjects: Sequence[str], articles: Sequence[str], rel: float) -> str | None:
     """Why an answer whose quotes relate to the question by `rel` is about something else
     (None when it is not): weakly related (below WEAK_RELEVANCE), and none of the quoted
-    `articles` (title and text) names any of the question's subjects.
+    `articles` (title and text) names any of the question's `subjects`
+    (`question_subjects`).
 
     Articles, not quotes: one part of a many-part question is often quoted from a
     sentence that names no one ("The prosecution argues ..."), in an article about the
     subject; the rule is for quotes from an article about something else.
     """
-    if rel >= WEAK_RELEVANCE:
+    if rel >= WEAK_RELEVANCE or not subjects:
         return None
-    subjects = question_subjects(question, outlets)
-    known = _known_facts(articles)[1] if subjects else set()
-    if not subjects or any(_name_known(key, known) for key in subjects):
+    known = _known_facts(articles)[1]
+    if any(_name_known(key, known) for key in subjects):
         return None
     return (f"the quotes cover {rel:.0%} of the question's key terms and their articles "
             f"name none of its subjects ({', '.join(subjects[:4])})")
