@@ -9,6 +9,7 @@ answer for a hand-check:
 
     python benchmarks/answers_newsqa.py --model /path/qwen.gguf [--top-k 5] [--threads 1]
         [--dump /tmp/newsqa-answers.jsonl]
+    python benchmarks/answers_newsqa.py --offline      # the extractive engine alone
 
 Scores, per engine (newsqa LLM grounded, extractive, the model's ungrounded draft):
 token F1 of the prediction against the best crowd answer (SQuAD-style), whether a crowd
@@ -74,6 +75,30 @@ def contains(prediction: str, golds: Sequence[str]) -> bool:
     return any(tokens(g) and " ".join(tokens(g)) in said for g in golds)
 
 
+# Questions of our own, in a reader's words, about the dev stories (the answer is a name or a
+# number each story's first lines give): a check of direct answers beyond the crowd's
+# questions. Written for this benchmark; only the answers' names come from the stories.
+OWN_QUESTIONS: list[tuple[str, list[str]]] = [
+    ("Who is Pandher's lawyer?", ["Sikandar B. Kochar", "Kochar"]),
+    ("Who was Pandher's domestic employee?", ["Surinder Koli", "Koli"]),
+    ("Who spoke for the UNHCR about the new arrivals in Chad?", ["Jorge Holly"]),
+    ("Who lashed out at the South African government over the visa?",
+     ["Desmond Tutu", "Archbishop Desmond Tutu", "Tutu"]),
+    ("Who cancelled a trip to South Africa?", ["Dalai Lama"]),
+    ("Who is the Pakistani military spokesman?", ["Athar Abbas", "Gen. Athar Abbas"]),
+    ("Who announced that Bea Arthur had died?", ["Dan Watt"]),
+    ("Who created the Maude spin-off series?", ["Norman Lear", "Lear"]),
+    ("Who was Bea Arthur's Golden Girls co-star in the photo?", ["Rue McClanahan"]),
+    ("Who is the president of the Pentagon Memorial Fund?", ["Jim Laychak"]),
+    ("Which geological sciences professor spoke about water on the moon?", ["Jack Mustard"]),
+    ("Who interviewed Kate Gosselin?", ["Larry King"]),
+    ("How many people fled Darfur to Chad over the last few days?", ["12,000"]),
+    ("How many militants were killed in the attacks?", ["40"]),
+    ("How old was Bea Arthur?", ["86"]),
+    ("How many people were killed when Flight 77 hit the Pentagon?", ["184"]),
+]
+
+
 def load(folder: Path) -> list[dict[str, Any]]:
     return [r for _, r in select_records(folder / "items.jsonl", read_ids(folder / DEV_IDS))]
 
@@ -89,12 +114,14 @@ def retrieve(items: Sequence[dict[str, Any]], top_k: int) -> tuple[list[list[Pas
         return passages, Snapshot({i: qa.get_article(i) for i in ids})
 
 
-def ask(item: dict[str, Any], passages: list[Passage], snapshot: Snapshot, llm: MeteredLLM,
-        settings: Any) -> dict[str, Any]:
+def ask(item: dict[str, Any], passages: list[Passage], snapshot: Snapshot,
+        llm: MeteredLLM | None, settings: Any) -> dict[str, Any]:
+    """One question through each engine (the extractive one alone without `llm`)."""
     golds = [str(a) for a in item.get("answers_stripped") or [] if str(a).strip()]
     row: dict[str, Any] = {"id": item["id"], "question": item["question"], "gold": golds}
-    for name, model in (("newsqa-llm", llm), ("extractive", None)):
-        first, start = len(llm.calls), time.perf_counter()
+    engines = (("newsqa-llm", llm), ("extractive", None)) if llm else (("extractive", None),)
+    for name, model in engines:
+        first, start = len(llm.calls) if llm else 0, time.perf_counter()
         try:
             result = answer(str(item["question"]), passages, snapshot, model, settings)  # type: ignore[arg-type]
         except NewsQAError as exc:
@@ -106,7 +133,7 @@ def ask(item: dict[str, Any], passages: list[Passage], snapshot: Snapshot, llm: 
                      "claims": kept_claims(result),
                      "found_by_newsqa": sum(c.found_by_newsqa for c in result.citations),
                      "seconds": round(time.perf_counter() - start, 1)}
-        if model is not None:
+        if llm is not None and model is not None:
             drafts = [c.parsed for c in llm.calls[first:] if c.parsed is not None]
             row["draft"] = {"prediction": str(getattr(drafts[0], "answer", "")) if drafts else "",
                             "answerable": bool(getattr(drafts[0], "answerable", False))
@@ -135,9 +162,25 @@ def figures(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def own_figures(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Direct answers to our own questions: exact (one of the answers, SQuAD-normalised)
+    and containing one, with each miss shown for a hand-check."""
+    out: dict[str, Any] = {"questions": len(rows), "exact": 0, "contains": 0, "misses": []}
+    for r in rows:
+        said = r["extractive"].get("prediction", "") if r["extractive"].get("answerable") else ""
+        exact = any(tokens(said) == tokens(g) for g in r["gold"])
+        out["exact"] += exact
+        out["contains"] += contains(said, r["gold"])
+        if not exact:
+            out["misses"].append(f"{r['question']} -> {said[:80]!r}")
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--model", type=Path, help="the GGUF file (required unless --offline)")
+    parser.add_argument("--offline", action="store_true",
+                        help="the extractive engine alone: no model, no server")
     parser.add_argument("--data", type=Path, default=EVAL / "newsqa")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
@@ -146,8 +189,19 @@ def main() -> int:
     if not (args.data / "items.jsonl").is_file():
         print(f"skipped: {args.data} is absent (see ../shared/eval/README.md)")
         return 0
-    check_model(args.model)
+    if args.model is None and not args.offline:
+        parser.error("--model is required (or --offline for the extractive engine alone)")
     items = load(args.data)
+    if args.offline:
+        own = [{**items[0], "id": f"own-{i}", "question": q, "answers_stripped": golds}
+               for i, (q, golds) in enumerate(OWN_QUESTIONS)]
+        passages, snapshot = retrieve([*items, *own], args.top_k)
+        rows = [ask(item, found, snapshot, None, Settings())
+                for item, found in zip([*items, *own], passages, strict=True)]
+        print(json.dumps({"extractive, crowd questions": figures(rows[: len(items)])["extractive"],
+                          "extractive, our questions": own_figures(rows[len(items):])}, indent=1))
+        return 0
+    check_model(args.model)
     passages, snapshot = retrieve(items, args.top_k)
     settings = Settings()
     log = Path(tempfile.gettempdir()) / f"newsqa-answers-newsqa-{os.getpid()}.log"
