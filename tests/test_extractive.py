@@ -279,6 +279,15 @@ def test_of_two_names_as_often_mentioned_the_one_the_question_words_surround_win
                          ["Pakistan said militants crossed into Mohmand."]) == "Mohmand"
 
 
+def test_a_first_name_and_a_surname_name_one_person() -> None:
+    # MultiHop-RAG dev: "Sam" (nearer the question's words) and "Altman" were two names.
+    quotes = ["Altman has been telling investors he plans a new venture, said The Information.",
+              "Our industry has had few people as generous and caring as Sam."]
+    context = ["OpenAI's board removed Sam Altman on Friday; investors stood by Altman."]
+    assert direct_answer("Who is the generous and caring figure removed from the board?",
+                         quotes, context) == "Sam Altman"
+
+
 def test_a_place_is_not_the_person_asked_for_when_a_person_is_named() -> None:
     quotes = ["A high court in northern India acquitted businessman Moninder Pandher on Friday.",
               "The case in India drew wide attention."]

@@ -301,7 +301,7 @@ def extractive_answer(
     text = " ".join(f"{c.quote} [{i}]" for i, c in enumerate(citations, 1))
     cited = [articles[i].text for i in dict.fromkeys(c.article_id for c in citations)]
     direct = direct_answer(question, _best_first(citations, found.chosen),
-                           [p.text for p in passages], cited)
+                           _by_article(passages), cited)
     if direct is not None and question_kind(question) in LEAD_WITH:
         text = f"{direct}. {text}"
     return Answer(
@@ -428,6 +428,16 @@ def _continuation(best: Candidate, candidates: list[Candidate]) -> Candidate | N
 def _same_sentence(a: Candidate, b: Candidate) -> bool:
     # Overlapping chunks repeat sentences; the same words twice is no extra evidence.
     return a.text == b.text
+
+
+def _by_article(passages: Sequence[Passage]) -> list[str]:
+    """The passages' texts joined per article: a name counts once for each article that
+    names it (what a multi-hop answer's articles share), not once per passage, so a
+    story retrieved in five passages does not outvote the question's own words."""
+    texts: dict[str, list[str]] = {}
+    for p in passages:
+        texts.setdefault(p.article_id, []).append(p.text)
+    return ["\n".join(parts) for parts in texts.values()]
 
 
 def _cite(
@@ -618,8 +628,7 @@ def direct_answer(
     context_terms = [(text, set(terms(text))) for text in context]
     if not person:
         return _best_name(found, context_terms)
-    names = _Names.of([*quotes, *context], seen, articles)
-    return names.full(_best_name(found, context_terms, names).split()[-1])
+    return _best_name(found, context_terms, _Names.of([*quotes, *context], seen, articles))
 
 
 @dataclass
@@ -663,12 +672,8 @@ def _best_name(
 ) -> str:
     """The name in most quotes and passages; a surname counts for the full name it ends.
 
-    With `names` (the question asks for a person) a passage counts for a person by
-    surname as written ("Tutu" for "Archbishop Desmond Tutu") and a place ("in northern India")
-    comes after every other name. Ties go to the name nearest the question's words,
-    then to the best quote's first. (Preferring names written in full somewhere over
-    one-word ones was tried: "Caroline Ellison" then beat a "Bankman-Fried" whose
-    passages never write him in full, and "Eras Tour" beat "Taylor Swift".)
+    With `names` the question asks for a person: see `_best_person`. Ties go to the
+    name nearest the question's words, then to the best quote's first.
     """
     def in_passage(key: str, passage: tuple[str, set[str]]) -> bool:
         if names is None:
@@ -676,6 +681,9 @@ def _best_name(
         surname = found[key].text.split()[-1]  # as written: "Areas" is not "areas"
         return re.search(rf"(?<!\w){re.escape(surname)}(?!\w)", passage[0]) is not None
 
+    if names is not None:
+        return _best_person(found, {k: {i for i, p in enumerate(context) if in_passage(k, p)}
+                                    for k in found}, names)
     counts = {k: m.count + sum(in_passage(k, p) for p in context) for k, m in found.items()}
     for key in found:
         size = len(key.split())
@@ -684,9 +692,33 @@ def _best_name(
             target = max(longer, key=lambda o: counts[o])
             counts[target] += counts[key]
             counts[key] = 0
-    best = max(found, key=lambda k: (names.rank(found[k].text) if names else 0, counts[k],
-                                     -found[k].distance, -found[k].first[0], -found[k].first[1]))
+    best = max(found, key=lambda k: (counts[k], -found[k].distance, -found[k].first[0],
+                                     -found[k].first[1]))
     return found[best].text
+
+
+def _best_person(found: dict[str, _Mention], passages: dict[str, set[int]], names: _Names) -> str:
+    """The person most quotes and passages name, in full.
+
+    The names that name one person ("Sam", "Altman", "Sam Altman") count together:
+    the quotes naming each, and the passages (`passages`: indexes, by name) naming any
+    by surname as written ("Tutu" for "Archbishop Desmond Tutu"); a
+    place ("in northern India") comes after every other name. (Preferring names
+    written in full somewhere over one-word ones was tried: "Caroline Ellison" then
+    beat a "Bankman-Fried" whose passages never write him in full.)
+    """
+    groups: dict[str, list[str]] = {}
+    for key, mention in found.items():
+        groups.setdefault(names.person(mention.text), []).append(key)
+
+    def score(name: str) -> tuple[int, int, int, tuple[int, int]]:
+        keys = groups[name]
+        first = min(found[k].first for k in keys)
+        count = sum(found[k].count for k in keys) + len(set().union(*(passages[k] for k in keys)))
+        return (min(names.rank(found[k].text) for k in keys), count,
+                -min(found[k].distance for k in keys), (-first[0], -first[1]))
+
+    return max(groups, key=score)
 
 
 _SENTENCE_END = re.compile(r"\w\w[.!?]$")  # "Prize." ends a sentence; "J." is an initial
@@ -732,6 +764,19 @@ class _Names:
         after = sum(n for p, n in self.places.items() if p == joined or p.endswith(" " + joined))
         written = sum(1 for run in self.runs if terms(" ".join(run))[-len(key):] == key)
         return 0 if after and after >= PLACE_SHARE * written else 1
+
+    def person(self, name: str) -> str:
+        """The person a name names, in full: "Sam Altman" for "Altman", "CEO Sam Altman"
+        and, when no longer name ends with it, for the first name "Sam" alone."""
+        full = self.full(name.split()[-1])
+        if " " not in full:  # "Sam" is "Sam Altman" if "Altman" is also a name of its own
+            runs = [*self.runs, *self.fallback]
+            alone = {run[0] for run in runs if len(run) == 1}
+            begun = Counter(" ".join(run[:2]) for run in runs
+                            if len(run) > 1 and run[0] == full and run[1] in alone)
+            if begun:
+                return begun.most_common(1)[0][0]
+        return full
 
     def full(self, name: str) -> str:
         """The name as the articles write it in full: "Sam Bankman-Fried" for "Bankman-Fried".
