@@ -557,6 +557,7 @@ _CAPITALISED = r"[A-Z][\w'’.&-]*"
 _NAME = re.compile(_CAPITALISED + r"(?:\s+(?:(?:of|de|da|van|von|der|del|al|bin|la|le)\s+)?"
                    + _CAPITALISED + r")*")
 _POSSESSIVE = re.compile(r"[’']s\b")
+_TOKEN = re.compile(r"\S+")
 _NOT_NAMES = frozenset([
     *"""the a an he she it they we i his her its their this that these those there here however
     meanwhile but and or so yet after before when while although though if as at in on by for
@@ -585,6 +586,7 @@ _DATE = re.compile(
 # A wire dateline ("NEW DELHI, India (CNN) -- ") names where, not who.
 # Where a sentence starts: the text's start, or after a full stop, with quote marks between.
 _SENTENCE_START = re.compile(r"(?:^|[.!?][\"”’')\]]*\s)[\s\"“‘'(\[]*$")
+_AFTER_SENTENCE = re.compile(r"[.!?][\"”’')\]]*\s[\s\"“‘'(\[]*$")  # not the text's start
 _DATELINE = re.compile(r"^[^()\n]{0,60}\((?:CNN|AP|AFP|Reuters|UPI)\)\s*(?:--|—|–)\s*")
 _MID_SENTENCE_CAPITAL = re.compile(r"[\w,;:]\s+([A-Z][\w-]*)")
 
@@ -735,20 +737,19 @@ _LOCATIVE = re.compile(
 class _Names:
     """The names of persons the quotes and passages write, to name one in full."""
 
-    runs: list[list[str]]  # each capitalised run, as a person's name would be read from it
+    runs: list[_Run]  # each capitalised run, as a person's name would be read from it
     places: Counter[str]  # how often a name (its terms) is written after "in", "at" ...
-    fallback: list[list[str]]  # runs of the cited articles, for a name `runs` never write
+    fallback: list[_Run]  # runs of the cited articles, for a name `runs` never write
 
     @classmethod
     def of(cls, texts: Sequence[str], seen: _Seen, articles: Sequence[str] = ()) -> _Names:
-        def runs_of(texts: Sequence[str]) -> list[list[str]]:
-            return [span.split() for text in texts
-                    for _, span in _spans("person", text, seen, person=True)]
+        def runs_of(texts: Sequence[str]) -> list[_Run]:
+            return _Run.many([span.split() for text in texts
+                              for _, span in _spans("person", text, seen, person=True)])
 
-        runs = runs_of(texts)
         places = Counter(" ".join(terms(m.group(1))) for text in texts
                          for m in _LOCATIVE.finditer(text) if not _POSSESSIVE.search(m.group(1)))
-        return cls(runs, places, runs_of(articles))
+        return cls(runs_of(texts), places, runs_of(articles))
 
     def rank(self, name: str) -> int:
         """0 for a place, 1 for any other name.
@@ -757,12 +758,12 @@ class _Names:
         "near" ... ("in northern India") in at least `PLACE_SHARE` of its mentions. A
         person is too, now and then ("looked at Swift": 1 of Swift's 31 mentions).
         """
-        key = terms(name)
+        key = tuple(terms(name))
         if not key:
             return 1
         joined = " ".join(key)
         after = sum(n for p, n in self.places.items() if p == joined or p.endswith(" " + joined))
-        written = sum(1 for run in self.runs if terms(" ".join(run))[-len(key):] == key)
+        written = sum(1 for run in self.runs if run.endings[0][-len(key):] == key)
         return 0 if after and after >= PLACE_SHARE * written else 1
 
     def person(self, name: str) -> str:
@@ -770,7 +771,7 @@ class _Names:
         and, when no longer name ends with it, for the first name "Sam" alone."""
         full = self.full(name.split()[-1])
         if " " not in full:  # "Sam" is "Sam Altman" if "Altman" is also a name of its own
-            runs = [*self.runs, *self.fallback]
+            runs = [run.tokens for run in (*self.runs, *self.fallback)]
             alone = {run[0] for run in runs if len(run) == 1}
             begun = Counter(" ".join(run[:2]) for run in runs
                             if len(run) > 1 and run[0] == full and run[1] in alone)
@@ -788,28 +789,42 @@ class _Names:
         too); the longest ending that every such mention shares wins, so a title
         written once does not become part of the name. Unchanged when none is longer.
         """
-        return self._longest(name, [*self.runs, *self.fallback]) or name
-
-    @staticmethod
-    def _longest(name: str, runs: list[list[str]]) -> str | None:
-        key = terms(name)
+        key = tuple(terms(name))
         if not key:
-            return None
+            return name
         counts: dict[tuple[str, ...], int] = {}
         spelled: dict[tuple[str, ...], str] = {}
-        for tokens in runs:
-            for i in range(len(tokens) - 1, -1, -1):
-                if i < len(tokens) - 1 and _SENTENCE_END.search(tokens[i]):
+        for run in (*self.runs, *self.fallback):
+            for i in range(len(run.tokens) - 1, -1, -1):
+                if i < len(run.tokens) - 1 and _SENTENCE_END.search(run.tokens[i]):
                     break  # "Nobel Peace Prize. Tutu": a name does not cross a full stop
-                ending = " ".join(tokens[i:])
-                words = tuple(terms(ending))
-                if len(words) > len(key) and list(words[-len(key):]) == key:
+                words = run.endings[i]
+                if len(words) > len(key) and words[-len(key):] == key:
                     counts[words] = counts.get(words, 0) + 1
-                    spelled.setdefault(words, ending)
+                    spelled.setdefault(words, " ".join(run.tokens[i:]))
         if not counts:
-            return None
+            return name
         most = max(counts.values())
         return spelled[max((w for w, n in counts.items() if n == most), key=len)]
+
+
+@dataclass(frozen=True)
+class _Run:
+    """A capitalised run's tokens and the terms of each of its endings, found once: a
+    question's names are looked up in hundreds of runs (the cited articles' too)."""
+
+    tokens: list[str]
+    endings: list[tuple[str, ...]]  # endings[i]: the terms of tokens[i:]
+
+    @classmethod
+    def many(cls, runs: list[list[str]]) -> list[_Run]:
+        stems = iter(terms_many(t for run in runs for t in run))
+        out = []
+        for tokens in runs:
+            each = [tuple(next(stems)) for _ in tokens]
+            endings = [tuple(t for part in each[i:] for t in part) for i in range(len(each))]
+            out.append(cls(tokens, endings))
+        return out
 
 
 def _spans(kind: str, quote: str, seen: _Seen, *, person: bool = False) -> list[tuple[int, str]]:
@@ -874,8 +889,14 @@ def _name_in(
     possessive = _POSSESSIVE.search(quote, match.start(), end)
     if possessive is not None:
         end = possessive.start()
-    tokens = [t for t in re.finditer(r"\S+", quote[:end]) if t.start() >= match.start()]
-    at_start = _SENTENCE_START.search(quote[begin : match.start()]) is not None
+    tokens = list(_TOKEN.finditer(quote, match.start(), end))  # not from the text's start
+    if tokens and match.start() and (quote[match.start() - 1].isalnum()
+                                     or quote[match.start() - 1] in "-_/"):
+        tokens = tokens[1:]  # "-LRB-": the run starts inside a word, which is no name
+    # The last few characters tell (searching all before it was quadratic on an article).
+    window = max(begin, match.start() - 32)
+    pattern = _SENTENCE_START if window == begin else _AFTER_SENTENCE
+    at_start = pattern.search(quote[window : match.start()]) is not None
     while tokens and (tokens[0].group().lower() in _NOT_NAMES
                       or (at_start and seen.opener(tokens[0].group(), alone=len(tokens) == 1))):
         at_start = False
