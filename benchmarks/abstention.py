@@ -351,7 +351,7 @@ def report_direct_multihop(
 
 def print_direct(scored: Sequence[tuple[Answer, list[str]]]) -> None:
     """Per kind: questions, set, exact match and token containment (of those set)."""
-    from newsqa.engines.extractive import question_kind
+    from newsqa.engines.direct import question_kind
 
     counts: dict[str, Counter[str]] = {}
     for answer, gold in scored:

@@ -7,17 +7,15 @@ from pathlib import Path
 import pytest
 
 from newsqa import NewsQA
+from newsqa.engines.direct import LEAD_WITH, direct_answer, question_kind
 from newsqa.engines.extractive import (
     DENSE,
     FULL,
-    LEAD_WITH,
     LEXICAL,
     MIN_TERMS,
     Signals,
     assess,
-    direct_answer,
     null_model,
-    question_kind,
     rank_sentences,
 )
 from newsqa.models import Answer, Article, Passage

@@ -6,6 +6,8 @@
                      stream, one re-ask
     extractive.py    the offline engine (`ExtractiveEngine`): sentences picked and
                      cited, no model
+    direct.py        the short answer a question asks for (a name, a number, a date),
+                     picked out of cited text; both engines show it
     summarize.py     summaries' and timelines' sources; the offline ones, sentences
                      picked (extractive, MMR across outlets)
     llm_summary.py   the LLM's summaries and timelines, map-reduce under a token budget
