@@ -286,6 +286,12 @@ def test_a_first_name_and_a_surname_name_one_person() -> None:
                          quotes, context) == "Sam Altman"
 
 
+def test_a_number_is_the_one_beside_what_the_question_counts() -> None:
+    quote = ["The fighting left 40 militants and six Pakistani soldiers dead, officials said."]
+    assert direct_answer("How many Pakistani soldiers died?", quote) == "six"
+    assert direct_answer("How many militants died?", quote) == "40"
+
+
 def test_a_place_is_not_the_person_asked_for_when_a_person_is_named() -> None:
     quotes = ["A high court in northern India acquitted businessman Moninder Pandher on Friday.",
               "The case in India drew wide attention."]

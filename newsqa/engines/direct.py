@@ -172,8 +172,8 @@ def direct_answer(
             mention.distance = min(mention.distance, near.distance(start, start + len(span)))
     if not found:
         return None
-    if kind != "person":
-        return min(found.values(), key=lambda m: m.first).text
+    if kind != "person":  # the best quote's, nearest the question's words
+        return min(found.values(), key=lambda m: (m.first[0], m.distance, m.first[1])).text
     context_terms = [(text, set(terms(text))) for text in context]
     if not person:
         return _best_name(found, context_terms)
