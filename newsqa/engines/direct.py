@@ -131,8 +131,10 @@ _DATE = re.compile(
     r"|" + _WEEKDAY + r"|yesterday|today|(?:19|20)\d\d)\b"
 )
 # Where a sentence starts: the text's start, or after a full stop, with quote marks between.
-_SENTENCE_START = re.compile(r"(?:^|[.!?][\"”’')\]]*\s)[\s\"“‘'(\[]*$")
-_AFTER_SENTENCE = re.compile(r"[.!?][\"”’')\]]*\s[\s\"“‘'(\[]*$")  # not the text's start
+_FULL_STOP = r"[.!?][\"”’')\]]*\s"  # a sentence's end, its closing quote marks, a space
+_OPENING = r"[\s\"“‘'(\[]*$"  # then only spaces and opening quote marks before the word
+_SENTENCE_START = re.compile(f"(?:^|{_FULL_STOP}){_OPENING}")
+_AFTER_SENTENCE = re.compile(_FULL_STOP + _OPENING)  # not at the text's start
 # A wire dateline ("NEW DELHI, India (CNN) -- ") names where, not who.
 _DATELINE = re.compile(r"^[^()\n]{0,60}\((?:CNN|AP|AFP|Reuters|UPI)\)\s*(?:--|—|–)\s*")
 _MID_SENTENCE_CAPITAL = re.compile(r"[\w,;:]\s+([A-Z][\w-]*)")
@@ -174,10 +176,9 @@ def direct_answer(
         return None
     if kind != "person":  # the best quote's, nearest the question's words
         return min(found.values(), key=lambda m: (m.first[0], m.distance, m.first[1])).text
-    context_terms = [(text, set(terms(text))) for text in context]
     if not person:
-        return _best_name(found, context_terms)
-    return _best_name(found, context_terms, _Names.of([*quotes, *context], seen, articles))
+        return _best_name(found, [set(terms(text)) for text in context])
+    return _best_person(found, context, _Names.of([*quotes, *context], seen, articles))
 
 
 @dataclass
@@ -215,25 +216,11 @@ class _Nearness:
                     if not first <= i <= last), default=1_000)
 
 
-def _best_name(
-    found: dict[str, _Mention], context: Sequence[tuple[str, set[str]]],
-    names: _Names | None = None,
-) -> str:
-    """The name in most quotes and passages; a surname counts for the full name it ends.
-
-    With `names` the question asks for a person: see `_best_person`. Ties go to the
-    name nearest the question's words, then to the best quote's first.
-    """
-    def in_passage(key: str, passage: tuple[str, set[str]]) -> bool:
-        if names is None:
-            return set(key.split()) <= passage[1]
-        surname = found[key].text.split()[-1]  # as written: "Areas" is not "areas"
-        return re.search(rf"(?<!\w){re.escape(surname)}(?!\w)", passage[0]) is not None
-
-    if names is not None:
-        return _best_person(found, {k: {i for i, p in enumerate(context) if in_passage(k, p)}
-                                    for k in found}, names)
-    counts = {k: m.count + sum(in_passage(k, p) for p in context) for k, m in found.items()}
+def _best_name(found: dict[str, _Mention], context: Sequence[set[str]]) -> str:
+    """The name in most quotes and passages (`context`: each one's terms); a surname
+    counts for the full name it ends. Ties go to the name nearest the question's words,
+    then to the best quote's first. A person asked for: `_best_person`."""
+    counts = {k: m.count + sum(set(k.split()) <= c for c in context) for k, m in found.items()}
     for key in found:
         size = len(key.split())
         longer = [o for o in found if len(o.split()) > size and o.split()[-size:] == key.split()]
@@ -246,12 +233,12 @@ def _best_name(
     return found[best].text
 
 
-def _best_person(found: dict[str, _Mention], passages: dict[str, set[int]], names: _Names) -> str:
-    """The person most quotes and passages name, in full.
+def _best_person(found: dict[str, _Mention], context: Sequence[str], names: _Names) -> str:
+    """The person most quotes and passages (`context`, one text an article) name, in full.
 
     The names that name one person ("Sam", "Altman", "Sam Altman") count together:
-    the quotes naming each, and the passages (`passages`: indexes, by name) naming any
-    by surname as written ("Tutu" for "Archbishop Desmond Tutu"); a
+    the quotes naming each, and the passages naming any by surname as written
+    ("Tutu" for "Archbishop Desmond Tutu", "Areas" not "areas"); a
     place ("in northern India") comes after every other name. (Preferring names
     written in full somewhere over one-word ones was tried: "Caroline Ellison" then
     beat a "Bankman-Fried" whose passages never write him in full.)
@@ -259,6 +246,8 @@ def _best_person(found: dict[str, _Mention], passages: dict[str, set[int]], name
     groups: dict[str, list[str]] = {}
     for key, mention in found.items():
         groups.setdefault(names.person(mention.text), []).append(key)
+    passages = {k: {i for i, text in enumerate(context) if _writes(text, m.text.split()[-1])}
+                for k, m in found.items()}
 
     def score(name: str) -> tuple[int, int, int, tuple[int, int]]:
         keys = groups[name]
@@ -268,6 +257,11 @@ def _best_person(found: dict[str, _Mention], passages: dict[str, set[int]], name
                 -min(found[k].distance for k in keys), (-first[0], -first[1]))
 
     return max(groups, key=score)
+
+
+def _writes(text: str, word: str) -> bool:
+    """Whether `text` holds `word` as a word of its own, as written."""
+    return re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text) is not None
 
 
 _SENTENCE_END = re.compile(r"\w\w[.!?]$")  # "Prize." ends a sentence; "J." is an initial
@@ -286,7 +280,7 @@ class _Names:
 
     runs: list[_Run]  # each capitalised run, as a person's name would be read from it
     places: Counter[str]  # how often a name (its terms) is written after "in", "at" ...
-    fallback: list[_Run]  # runs of the cited articles: where a person is written in full
+    cited: list[_Run]  # runs of the cited articles: where a person is written in full
 
     @classmethod
     def of(cls, texts: Sequence[str], seen: _Seen, articles: Sequence[str] = ()) -> _Names:
@@ -318,7 +312,7 @@ class _Names:
         and, when no longer name ends with it, for the first name "Sam" alone."""
         full = self.full(name.split()[-1])
         if " " not in full:  # "Sam" is "Sam Altman" if "Altman" is also a name of its own
-            runs = [run.tokens for run in (*self.runs, *self.fallback)]
+            runs = [run.tokens for run in (*self.runs, *self.cited)]
             alone = {run[0] for run in runs if len(run) == 1}
             begun = Counter(" ".join(run[:2]) for run in runs
                             if len(run) > 1 and run[0] == full and run[1] in alone)
@@ -342,7 +336,7 @@ class _Names:
             return name
         counts: dict[tuple[str, ...], int] = {}
         spelled: dict[tuple[str, ...], str] = {}
-        for run in (*self.runs, *self.fallback):
+        for run in (*self.runs, *self.cited):
             for i in range(len(run.tokens) - 1, -1, -1):
                 if i < len(run.tokens) - 1 and _SENTENCE_END.search(run.tokens[i]):
                     break  # "Nobel Peace Prize. Tutu": a name does not cross a full stop
