@@ -96,6 +96,22 @@ OWN_QUESTIONS: list[tuple[str, list[str]]] = [
     ("How many militants were killed in the attacks?", ["40"]),
     ("How old was Bea Arthur?", ["86"]),
     ("How many people were killed when Flight 77 hit the Pentagon?", ["184"]),
+    # Where: a place.
+    ("Where was Pandher's home?", ["Noida"]),
+    ("Where was Kochar's client when the teen was killed?", ["Australia"]),
+    ("Where did the refugees from Darfur go?", ["Chad", "eastern Chad"]),
+    ("In which region did the fighting start a new wave of refugees?", ["Darfur"]),
+    ("Where were the Dalai Lama's visa applications submitted?", ["New Delhi"]),
+    ("Where did the militants attack military camps?", ["Mohmand", "Mohmand agency"]),
+    ("Where did Bea Arthur die?", ["Los Angeles"]),
+    ("Where was Bea Arthur born?", ["New York City"]),
+    ("Where did Arthur's family open a clothing store?", ["Cambridge", "Cambridge, Maryland"]),
+    ("Where does Miriam Brown live?", ["New Orleans", "New Orleans, Louisiana"]),
+    ("Where is Green Apple Barter Services?", ["Pittsburgh", "Pittsburgh, Pennsylvania"]),
+    ("Where was the granite for the benches mined?", ["Spain"]),
+    ("Where is the Keck Reflectance Experiment Laboratory?", ["Brown University", "Providence"]),
+    ("Where was the news conference on the moon water findings?", ["Washington"]),
+    ("Where did Kate and Jon Gosselin renew their marriage vows?", ["Hawaii"]),
 ]
 
 

@@ -1,11 +1,12 @@
-"""The short answer a question asks for: a name, a number or a date, picked out of cited text.
+"""The short answer a question asks for: a name, a place, a number or a date, from cited text.
 
 The offline engine answers with whole source sentences; a reader asked "Who ...?"
 wants the person. `direct_answer` reads the kind of answer from the question's
 words (`question_kind`) and picks it out of the cited quotes: a number or a date
 from the best quote that holds one, a name by how many quotes and articles name
 it and how near it stands to the question's words, a person named as the cited
-articles write him in full. The LLM engine shows it too, when every claim of the
+articles write him in full, a place as a name the sources write after "in" or
+"at". The LLM engine shows it too, when every claim of the
 model's fails and the offline answer on the same passages stands in its place.
 Nothing here invents text: each answer is a span of the sources.
 """
@@ -46,7 +47,16 @@ _PERSON_NOUNS = frozenset(
     analyst politician president minister senator governor director manager investor""".split())
 
 
-_KNOWN_NOUNS = _NUMBER_NOUNS | _DATE_NOUNS | _ENTITY_NOUNS | _PERSON_NOUNS
+# Nouns that ask where: "In which region ...?" is answered as "Where ...?" is.
+_PLACE_NOUNS = frozenset(
+    """city cities country countries state states town towns village region province place
+    location county capital nation continent island district area neighborhood""".split())
+
+
+_KNOWN_NOUNS = _NUMBER_NOUNS | _DATE_NOUNS | _ENTITY_NOUNS | _PERSON_NOUNS | _PLACE_NOUNS
+# Past describing words, only nouns that are no verbs: "what bettors can place ...", "what
+# analysts state ..." ask for neither.
+_LOOKED_PAST = _PERSON_NOUNS | (_PLACE_NOUNS - {"place", "state", "states"})
 
 
 def asks_for_person(question: str) -> bool:
@@ -68,17 +78,18 @@ def _asked(question: str) -> tuple[str, str]:
     after = [w for w in words(question[match.end():])[:5] if w not in _FILLER]
     if not after:
         return head, ""
-    # "Which geological sciences professor ...": a person, past the words describing him.
-    # Only persons: "which football club" looked past "football" asked for "Everton" where
-    # the gold is "Everton Football Club" (dev: 1 of 12 such answers exact), and "which
-    # two individuals" asks for two.
+    # "Which geological sciences professor ...": a person (or "which African country": a
+    # place), past the words describing it. Only those: "which football club" looked past
+    # "football" asked for "Everton" where the gold is "Everton Football Club" (dev: 1 of
+    # 12 such answers exact), and "which two individuals" asks for two.
     if after[0] not in _KNOWN_NOUNS and not _NUMBER.fullmatch(after[0]):
-        return head, next((w for w in after[1:3] if w in _PERSON_NOUNS), after[0])
+        return head, next((w for w in after[1:3] if w in _LOOKED_PAST), after[0])
     return head, after[0]
 
 
 def question_kind(question: str) -> str:
-    """What the question asks for: "number", "date", "person" (or organisation), or "other".
+    """What the question asks for: "number", "date", "person" (or organisation), "place"
+    or "other".
 
     The first question word decides ("Who ...", "... , which company ..."); a
     question opening with an auxiliary ("Did ...", "Is ...") asks yes or no,
@@ -91,10 +102,12 @@ def question_kind(question: str) -> str:
         return "number"
     if head == "when":
         return "date"
+    if head == "where":
+        return "place"
     if head in ("who", "whom", "whose"):
         return "person"
     for kind, nouns in (("number", _NUMBER_NOUNS), ("date", _DATE_NOUNS),
-                        ("person", _ENTITY_NOUNS | _PERSON_NOUNS)):
+                        ("person", _ENTITY_NOUNS | _PERSON_NOUNS), ("place", _PLACE_NOUNS)):
         if noun in nouns:
             return kind
     return "other"
@@ -159,7 +172,8 @@ def direct_answer(
     if kind == "other":
         return None
     asked = set(terms(question))
-    seen = _Seen.of([*quotes, *context]) if kind == "person" else _Seen(frozenset(), frozenset())
+    named = kind in ("person", "place")
+    seen = _Seen.of([*quotes, *context]) if named else _Seen(frozenset(), frozenset())
     person = asks_for_person(question)
     found: dict[str, _Mention] = {}
     for rank, quote in enumerate(quotes):
@@ -174,8 +188,11 @@ def direct_answer(
             mention.distance = min(mention.distance, near.distance(start, start + len(span)))
     if not found:
         return None
+    if kind == "place":
+        places = _Names.of([*quotes, *context], seen).places_in(found)
+        return _best_place(places, context, where=_asked(question)[0] == "where")
     if kind != "person":  # the best quote's, nearest the question's words
-        return min(found.values(), key=lambda m: (m.first[0], m.distance, m.first[1])).text
+        return _nearest_in_best(found.values()).text
     if not person:
         return _best_name(found, [set(terms(text)) for text in context])
     return _best_person(found, context, _Names.of([*quotes, *context], seen, articles))
@@ -214,6 +231,27 @@ class _Nearness:
         first, last = bisect_left(self.starts, start), bisect_left(self.starts, end) - 1
         return min((first - i if i < first else i - last for i in self.asked
                     if not first <= i <= last), default=1_000)
+
+
+def _nearest_in_best(found: Iterable[_Mention]) -> _Mention:
+    """The best quote's mention nearest the question's words (then the first)."""
+    return min(found, key=lambda m: (m.first[0], m.distance, m.first[1]))
+
+
+def _best_place(places: dict[str, _Mention], context: Sequence[str], *, where: bool) -> str | None:
+    """Of the names that are places, the one asked for; None when none is (a person is no
+    answer to "where").
+
+    "Where did she die?" asks where one event happened: the best quote's place nearest
+    the question's words. "Which country ...?" asks, like "which company", for the one
+    the quotes and passages share (MultiHop-RAG dev: "Israel", not the "Gaza" beside
+    the question's "blockade").
+    """
+    if not places:
+        return None
+    if where:
+        return _nearest_in_best(places.values()).text
+    return _best_name(places, [set(terms(text)) for text in context])
 
 
 def _best_name(found: dict[str, _Mention], context: Sequence[set[str]]) -> str:
@@ -306,6 +344,10 @@ class _Names:
         after = sum(n for p, n in self.places.items() if p == joined or p.endswith(" " + joined))
         written = sum(1 for run in self.runs if run.endings[0][-len(key):] == key)
         return 0 if after and after >= PLACE_SHARE * written else 1
+
+    def places_in(self, found: dict[str, _Mention]) -> dict[str, _Mention]:
+        """The mentions that name a place (`rank` 0)."""
+        return {k: m for k, m in found.items() if self.rank(m.text) == 0}
 
     def person(self, name: str) -> str:
         """The person a name names, in full: "Sam Altman" for "Altman", "CEO Sam Altman"
@@ -481,5 +523,7 @@ def kind_bonus(kind: str, sentence: str) -> float:
     if kind == "date" and _DATE.search(sentence):
         return 0.15
     if kind == "person" and _NAME.search(sentence[1:]):
+        return 0.05
+    if kind == "place" and _LOCATIVE.search(sentence):
         return 0.05
     return 0.0
