@@ -112,6 +112,13 @@ OWN_QUESTIONS: list[tuple[str, list[str]]] = [
     ("Where is the Keck Reflectance Experiment Laboratory?", ["Brown University", "Providence"]),
     ("Where was the news conference on the moon water findings?", ["Washington"]),
     ("Where did Kate and Jon Gosselin renew their marriage vows?", ["Hawaii"]),
+    # How long, how tall, how much: a number with its unit.
+    ("How long ago were Pandher and Koli arrested?", ["two years"]),
+    ("How tall was Bea Arthur at 12?", ["5 feet, 10 inches", "nearly 5 feet, 10 inches"]),
+    ("How long did the fundraising for the Pentagon memorial take?",
+     ["five years", "more than five years"]),
+    ("How much water could a ton of lunar soil yield?", ["32 ounces", "as much as 32 ounces"]),
+    ("How long will the Browns work each day?", ["five hours", "five hours a day"]),
 ]
 
 

@@ -248,6 +248,8 @@ def test_the_name_after_a_possessive_is_a_name_of_its_own() -> None:
     ("Which football club was docked ten points?", "other"),  # only a person is looked past
     ("Which two individuals were linked by the rumours?", "other"),
     ("Where did the actress die?", "place"),
+    ("How long did the trial last?", "number"),
+    ("How far did the refugees walk?", "number"),
     ("In which African country did the refugees arrive?", "place"),
     ("Which state passed the law?", "place"),
     # "place" and "state" past describing words are verbs, not what is asked for.
@@ -317,6 +319,19 @@ def test_where_asks_for_the_place_nearest_the_question_words() -> None:
     # A person is no answer to "where": no place named, no short answer.
     assert direct_answer("Where did Ellen Marsh die?", ["Tom Reed announced her death."],
                          ["Tom Reed spoke for the family."]) is None
+
+
+def test_how_long_and_how_much_are_answered_with_the_unit() -> None:
+    quote = ["After 3 weeks of hearings the 12 jurors deliberated for nine hours, and the "
+             "judge, 5 feet, 10 inches tall, fined the firm $4 million, then seized 300 tons "
+             "of grain."]
+    assert direct_answer("How long did the jurors deliberate?", quote) == "nine hours"
+    assert direct_answer("How tall is the judge?", quote) == "5 feet, 10 inches"
+    assert direct_answer("How much grain was seized?", quote) == "300 tons"
+    assert direct_answer("How much money was the firm fined?", quote) == "$4 million"
+    assert direct_answer("How many jurors deliberated?", quote) == "12"
+    # No number with a unit: "how long" has no short answer, rather than a bare count.
+    assert direct_answer("How long did the 12 jurors deliberate?", ["The 12 jurors met."]) is None
 
 
 def test_which_country_is_the_place_the_quotes_share() -> None:

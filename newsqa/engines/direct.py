@@ -28,7 +28,8 @@ LEAD_WITH: frozenset[str] = frozenset()
 _AUXILIARY = re.compile(
     r"^\W*(?:is|are|was|were|do|does|did|has|have|had|can|could|will|would|should|shall|may|"
     r"might|must)\b", re.IGNORECASE)
-_WH = re.compile(r"\b(how (?:many|much|old)|when|who|whom|whose|what|which|where|why|how)\b",
+_WH = re.compile(r"\b(how (?:many|much|old|long|far|tall|high|big|large|deep|wide|heavy)"
+                 r"|when|who|whom|whose|what|which|where|why|how)\b",
                  re.IGNORECASE)
 _NUMBER_NOUNS = frozenset("number amount percentage percent total cost price sum count".split())
 _DATE_NOUNS = frozenset("year date day month".split())
@@ -87,6 +88,15 @@ def _asked(question: str) -> tuple[str, str]:
     return head, after[0]
 
 
+def _measured(question: str) -> str | None:
+    """ "measure" when the question asks how long, far, tall ... (a number with its unit),
+    "amount" for how much (with its unit when it has one: "32 ounces", "$19 million")."""
+    head = _asked(question)[0]
+    if head == "how much":
+        return "amount"
+    return "measure" if head.startswith("how ") and head not in ("how many", "how old") else None
+
+
 def question_kind(question: str) -> str:
     """What the question asks for: "number", "date", "person" (or organisation), "place"
     or "other".
@@ -134,6 +144,12 @@ _SPELLED = (r"(?:two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thir
 _NUMBER = re.compile(r"(?<![\w.])(?:" + _FIGURE + r"(?:\s(?:to|and|-)\s" + _FIGURE + r")?|"
                      + _SPELLED + r")(?![\w-])", re.IGNORECASE)
 _YEAR = re.compile(r"(?:19|20)\d\d")
+# "How long ...?", "How far ...?": a number with its unit ("two years", "5 feet, 10 inches").
+_UNIT = (r"(?:second|minute|hour|day|week|month|year|decade|inch(?:es)?|foot|feet|yard|mile|"
+         r"met(?:er|re)|kilomet(?:er|re)|pound|ounce|ton(?:ne)?|kilogram|gram|acre|hectare|"
+         r"gallon|lit(?:er|re)|quart|barrel)s?(?![\w-])")
+_AMOUNT = _NUMBER.pattern + r"\s+" + _UNIT
+_MEASURE = re.compile(_AMOUNT + r"(?:\s?,?\s(?:and\s)?" + _AMOUNT + r")*", re.IGNORECASE)
 _MONTH = MONTH_PATTERN + r"\.?"
 _WEEKDAY = f"(?:{WEEKDAY_PATTERN})"
 _DATE = re.compile(
@@ -176,9 +192,10 @@ def direct_answer(
     seen = _Seen.of([*quotes, *context]) if named else _Seen(frozenset(), frozenset())
     person = asks_for_person(question)
     found: dict[str, _Mention] = {}
+    spans = _measured(question) or kind
     for rank, quote in enumerate(quotes):
         near = _Nearness.of(quote, asked)
-        for start, span in _spans(kind, quote, seen, person=person):
+        for start, span in _spans(spans, quote, seen, person=person):
             key = " ".join(terms(span)) or span.lower()
             if span in question or (kind != "number" and set(key.split()) <= asked):
                 continue
@@ -414,6 +431,13 @@ class _Run:
 def _spans(kind: str, quote: str, seen: _Seen, *, person: bool = False) -> list[tuple[int, str]]:
     """(offset, text) of what could answer a question of this kind within one quote
     (`person`: the question asks for a person, see `_as_person`)."""
+    if kind in ("measure", "amount"):
+        measures = [(m.start(), m.group()) for m in _MEASURE.finditer(quote)]
+        if kind == "measure":
+            return measures
+        ends = [(start, start + len(text)) for start, text in measures]
+        return sorted(measures + [n for n in _spans("number", quote, seen)
+                                  if not any(a <= n[0] < b for a, b in ends)])
     if kind == "number":
         return [(m.start(), m.group()) for m in _NUMBER.finditer(quote)
                 if not _YEAR.fullmatch(m.group())]
