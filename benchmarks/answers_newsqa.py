@@ -119,6 +119,19 @@ OWN_QUESTIONS: list[tuple[str, list[str]]] = [
      ["five years", "more than five years"]),
     ("How much water could a ton of lunar soil yield?", ["32 ounces", "as much as 32 ounces"]),
     ("How long will the Browns work each day?", ["five hours", "five hours a day"]),
+    # When: a date, a month or a weekday.
+    ("When did the high court acquit Pandher?", ["Friday"]),
+    ("When were the Dalai Lama's original passports submitted?", ["September 20"]),
+    ("When did construction of the Pentagon memorial start?", ["June 2006"]),
+    ("When did India's first mission to the moon set off?", ["October 2008"]),
+    ("When had Kate Gosselin last been on Larry King Live?", ["May 10"]),
+    ("When did Kate and Jon Gosselin file for divorce?", ["June 22"]),
+    ("When did Bea Arthur die?", ["Saturday", "Saturday morning"]),
+    ("When were Pandher and Koli arrested?", ["two years ago"]),
+    ("When did the Gosselins start filming?", ["August of 2005", "August 2005", "August"]),
+    ("When were the visa applications for the Dalai Lama submitted?",
+     ["at the end of August", "the end of August", "end of August", "August"]),
+    ("When did Kate and Jon renew their marriage vows?", ["a year ago", "a year ago this month"]),
 ]
 
 

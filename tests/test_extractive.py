@@ -334,6 +334,17 @@ def test_how_long_and_how_much_are_answered_with_the_unit() -> None:
     assert direct_answer("How long did the 12 jurors deliberate?", ["The 12 jurors met."]) is None
 
 
+def test_a_month_alone_or_a_time_ago_is_a_date() -> None:
+    assert direct_answer("When was he sentenced?",
+                         ["He was sentenced to death in February by a lower court."]) == "February"
+    assert direct_answer("When did they marry?",
+                         ["They married two years ago in Ohio."]) == "two years ago"
+    assert direct_answer("When may they leave?", ["They may leave soon, May said."]) is None
+    # As near the question's words, the more precise date.
+    quote = ["The forms were filed at the end of August, and passports were filed on September 20."]
+    assert direct_answer("When were the passports filed?", quote) == "September 20"
+
+
 def test_which_country_is_the_place_the_quotes_share() -> None:
     quotes = ["Officials in Norway and Peru signed the fishing accord on Monday.",
               "Norway will patrol the waters, ministers in Norway said.",

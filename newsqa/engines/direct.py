@@ -157,7 +157,14 @@ _DATE = re.compile(
     r"|\d{1,2}(?:st|nd|rd|th)?\s" + _MONTH + r"(?:,?\s\d{4})?"
     r"|" + _MONTH + r"\s\d{4}"
     r"|(?:last|this|next)\s(?:week|month|year|" + _WEEKDAY + r")"
-    r"|" + _WEEKDAY + r"|yesterday|today|(?:19|20)\d\d)\b"
+    r"|" + _WEEKDAY + r"|yesterday|today|(?:19|20)\d\d"
+    # "in February", "the end of August" (a month alone only after a word that dates it:
+    # "May" is also a verb),
+    # "two years ago".
+    r"|(?:(?<=\bin\s)|(?<=\bof\s)|(?<=\bsince\s)|(?<=\buntil\s)|(?<=\bearly\s)"
+    r"|(?<=\blate\s))" + _MONTH
+    + r"|(?:a|an|one|several|\d+|" + _SPELLED + r")\s(?:hour|day|week|month|year|decade)s?\sago"
+    r")\b"
 )
 # Where a sentence starts: the text's start, or after a full stop, with quote marks between.
 _FULL_STOP = r"[.!?][\"”’')\]]*\s"  # a sentence's end, its closing quote marks, a space
@@ -209,7 +216,7 @@ def direct_answer(
         places = _Names.of([*quotes, *context], seen).places_in(found)
         return _best_place(places, context, where=_asked(question)[0] == "where")
     if kind != "person":  # the best quote's, nearest the question's words
-        return _nearest_in_best(found.values()).text
+        return _nearest_in_best(found.values(), longest=kind == "date").text
     if not person:
         return _best_name(found, [set(terms(text)) for text in context])
     return _best_person(found, context, _Names.of([*quotes, *context], seen, articles))
@@ -250,9 +257,11 @@ class _Nearness:
                     if not first <= i <= last), default=1_000)
 
 
-def _nearest_in_best(found: Iterable[_Mention]) -> _Mention:
-    """The best quote's mention nearest the question's words (then the first)."""
-    return min(found, key=lambda m: (m.first[0], m.distance, m.first[1]))
+def _nearest_in_best(found: Iterable[_Mention], *, longest: bool = False) -> _Mention:
+    """The best quote's mention nearest the question's words (then, with `longest`, the
+    most precise: "September 20" over "August" as near; then the first)."""
+    return min(found, key=lambda m: (m.first[0], m.distance, -len(m.text) if longest else 0,
+                                     m.first[1]))
 
 
 def _best_place(places: dict[str, _Mention], context: Sequence[str], *, where: bool) -> str | None:
