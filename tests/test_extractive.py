@@ -77,6 +77,19 @@ def test_markers_number_the_citations_in_order(qa: NewsQA) -> None:
         assert f"{c.quote} [{i}]" in answer.answer
 
 
+@pytest.mark.parametrize(("question", "short"), [
+    # The README's question: "750" came from the sentence after the one naming Kuwait,
+    # which the question's words reached only through the sentence before it.
+    ("How many troops were sent to Kuwait?", "3,000 to 3,500"),
+    ("How many US troops are deployed in Iraq?", "5,200"),
+    ("Who was named to succeed Soleimani?", "Esmail Qaani"),
+])
+def test_the_short_answer_comes_from_the_quote_holding_the_question(
+    qa: NewsQA, question: str, short: str
+) -> None:
+    assert qa.ask(question).direct_answer == short
+
+
 def test_filters_that_exclude_everything_make_it_abstain(qa: NewsQA) -> None:
     answer = qa.ask("What did Qaani warn?", sources=["Nobody"])
     assert not answer.answerable and answer.passages == []
@@ -283,6 +296,17 @@ def test_of_two_names_as_often_mentioned_the_one_the_question_words_surround_win
     quotes = ["A Pakistan soldier patrolled the border of the Mohmand agency district."]
     assert direct_answer("What was the name of the agency?", quotes,
                          ["Pakistan said militants crossed into Mohmand."]) == "Mohmand"
+
+
+def test_a_relative_named_in_full_more_often_is_not_the_person_the_articles_are_about() -> None:
+    # MultiHop-RAG dev: seven "who" answers were "Gabe Bankman-Fried".
+    quotes = ["Bankman-Fried told a trader that withdrawals were fine."]
+    article = ("FTX founder Sam Bankman-Fried took the stand. " + quotes[0] + " His brother "
+               "Gabe Bankman-Fried ran a charity. Gabe Bankman-Fried lobbied, and Gabe "
+               "Bankman-Fried hired staff. Bankman-Fried denied fraud.")
+    context = ["Prosecutors said Bankman-Fried lied to investors."]
+    assert direct_answer("Who told a trader that withdrawals were fine?", quotes, context,
+                         [article]) == "Sam Bankman-Fried"
 
 
 def test_a_first_name_and_a_surname_name_one_person() -> None:

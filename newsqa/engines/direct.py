@@ -344,7 +344,11 @@ class _Names:
 
     runs: list[_Run]  # each capitalised run, as a person's name would be read from it
     places: Counter[str]  # how often a name (its terms) is written after "in", "at" ...
-    cited: list[_Run]  # runs of the cited articles: where a person is written in full
+    articles: list[list[_Run]]  # runs of each cited article: where a person is written in full
+
+    @property
+    def cited(self) -> list[_Run]:
+        return [run for article in self.articles for run in article]
 
     @classmethod
     def of(cls, texts: Sequence[str], seen: _Seen, articles: Sequence[str] = ()) -> _Names:
@@ -354,7 +358,7 @@ class _Names:
 
         places = Counter(" ".join(terms(m.group(1))) for text in texts
                          for m in _LOCATIVE.finditer(text) if not _POSSESSIVE.search(m.group(1)))
-        return cls(runs_of(texts), places, runs_of(articles))
+        return cls(runs_of(texts), places, [runs_of([text]) for text in articles])
 
     def rank(self, name: str) -> int:
         """0 for a place, 1 for any other name.
@@ -397,7 +401,9 @@ class _Names:
         this one counts for each of its endings ("FTX CEO Sam Bankman-Fried" for "Sam
         Bankman-Fried" too); the longest ending that every such mention shares wins,
         so a title written once does not become part of the name. Unchanged when none
-        is longer.
+        is longer. Of two persons sharing the surname, the one the cited articles name in
+        full first: a relative is named in full each time ("Gabe Bankman-Fried" four times
+        in an article that writes "Sam Bankman-Fried" twice, then "Bankman-Fried" 88 times).
         """
         key = tuple(terms(name))
         if not key:
@@ -405,17 +411,34 @@ class _Names:
         counts: dict[tuple[str, ...], int] = {}
         spelled: dict[tuple[str, ...], str] = {}
         for run in (*self.runs, *self.cited):
-            for i in range(len(run.tokens) - 1, -1, -1):
-                if i < len(run.tokens) - 1 and _SENTENCE_END.search(run.tokens[i]):
-                    break  # "Nobel Peace Prize. Tutu": a name does not cross a full stop
-                words = run.endings[i]
-                if len(words) > len(key) and words[-len(key):] == key:
-                    counts[words] = counts.get(words, 0) + 1
-                    spelled.setdefault(words, " ".join(run.tokens[i:]))
+            for i, ending in run.longer(key):
+                counts[ending] = counts.get(ending, 0) + 1
+                spelled.setdefault(ending, " ".join(run.tokens[i:]))
+        first = self._named_first(key, len(name.split()))
+        if first is not None:
+            counts = {w: n for w, n in counts.items() if w[-len(key) - 1] == first} or counts
         if not counts:
             return name
         most = max(counts.values())
         return spelled[max((w for w, n in counts.items() if n == most), key=len)]
+
+
+    def _named_first(self, key: tuple[str, ...], size: int) -> str | None:
+        """The given name in each cited article's first longer name ending with `key`
+        (`size` tokens): "sam" of "Sam Bankman-Fried", the one most articles give (then the
+        first's). A word that is no given name ("The Kelce brothers", "CEO") is passed by."""
+        votes: Counter[str] = Counter()
+        for article in self.articles:
+            for run in article:
+                if len(run.tokens) <= size or next(run.longer(key), None) is None:
+                    continue
+                before = run.tokens[-size - 1]
+                given = terms(before)
+                if (given and before.lower() not in _NOT_NAMES and not _ACRONYM.fullmatch(before)
+                        and not _SENTENCE_END.search(before)):
+                    votes[given[-1]] += 1
+                    break
+        return votes.most_common(1)[0][0] if votes else None
 
 
 @dataclass(frozen=True)
@@ -425,6 +448,16 @@ class _Run:
 
     tokens: list[str]
     endings: list[tuple[str, ...]]  # endings[i]: the terms of tokens[i:]
+
+    def longer(self, key: tuple[str, ...]) -> Iterator[tuple[int, tuple[str, ...]]]:
+        """(start, terms) of each ending of this run longer than `key` that ends with it,
+        shortest first; none across a full stop ("Nobel Peace Prize. Tutu")."""
+        for i in range(len(self.tokens) - 1, -1, -1):
+            if i < len(self.tokens) - 1 and _SENTENCE_END.search(self.tokens[i]):
+                return
+            words = self.endings[i]
+            if len(words) > len(key) and words[-len(key):] == key:
+                yield i, words
 
     @classmethod
     def many(cls, runs: list[list[str]]) -> list[_Run]:

@@ -460,7 +460,15 @@ def _abstain(
 
 
 def _best_first(citations: Sequence[Citation], chosen: Sequence[Candidate]) -> list[str]:
-    """The cited quotes in order of their sentence's score: the best evidence speaks first."""
-    score = {(c.passage.article_id, c.text): c.score for c in chosen}
-    ordered = sorted(citations, key=lambda c: -score.get((c.article_id, c.quote), 0.0))
+    """The cited quotes, the one that itself holds most of the question's term weight first
+    (then by score): the short answer is a span of it.
+
+    A sentence's score also counts the question's words in the sentence before it, which
+    is right for choosing evidence but not for the short answer: "How many troops were
+    sent to Kuwait?" took "750" from the sentence after the one naming Kuwait's 3,000.
+    """
+    score = {(c.passage.article_id, c.text): (sum(c.weights[t] for t in c.matched), c.score)
+             for c in chosen}
+    ordered = sorted(citations, key=lambda c: score.get((c.article_id, c.quote), (0.0, 0.0)),
+                     reverse=True)
     return [c.quote for c in ordered]
