@@ -309,6 +309,15 @@ def test_a_relative_named_in_full_more_often_is_not_the_person_the_articles_are_
                          [article]) == "Sam Bankman-Fried"
 
 
+def test_a_title_written_as_an_acronym_is_not_part_of_the_name() -> None:
+    quotes = ["Kelce caught two passes, and the crowd cheered Chiefs TE Travis Kelce."]
+    assert direct_answer("Who caught two passes?", quotes,
+                         ["The Chiefs won. Kelce waved."]) == "Travis Kelce"
+    assert direct_answer("Who ran the company?",
+                         ["The company was run by FTX CEO Sam Bankman-Fried."],
+                         ["Bankman-Fried spoke."]) == "Sam Bankman-Fried"
+
+
 def test_a_first_name_and_a_surname_name_one_person() -> None:
     # MultiHop-RAG dev: "Sam" (nearer the question's words) and "Altman" were two names.
     quotes = ["Altman has been telling investors he plans a new venture, said The Information.",

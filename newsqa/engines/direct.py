@@ -455,9 +455,9 @@ class _Run:
         for i in range(len(self.tokens) - 1, -1, -1):
             if i < len(self.tokens) - 1 and _SENTENCE_END.search(self.tokens[i]):
                 return
-            words = self.endings[i]
-            if len(words) > len(key) and words[-len(key):] == key:
-                yield i, words
+            ending = self.endings[i]
+            if len(ending) > len(key) and ending[-len(key):] == key:
+                yield i, ending
 
     @classmethod
     def many(cls, runs: list[list[str]]) -> list[_Run]:
@@ -513,6 +513,10 @@ def _as_named(span: str, seen: _Seen, person: bool) -> str | None:
     if not person:
         return head + of + tail
     tokens = head.split()
+    # "Chiefs TE Travis Kelce": a title written as an acronym ends what comes before the name
+    # (with two tokens at least after it).
+    cut = max((i for i, t in enumerate(tokens[:-2]) if _ACRONYM.fullmatch(t)), default=-1)
+    tokens = tokens[cut + 1:]
     while len(tokens) > 1 and (_ACRONYM.fullmatch(tokens[0]) or tokens[0].lower() in seen.lower):
         tokens = tokens[1:]
     if all(_ACRONYM.fullmatch(t) for t in tokens):
