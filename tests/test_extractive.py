@@ -318,6 +318,26 @@ def test_a_title_written_as_an_acronym_is_not_part_of_the_name() -> None:
                          ["Bankman-Fried spoke."]) == "Sam Bankman-Fried"
 
 
+def test_names_and_numbers_end_where_the_text_does() -> None:
+    # Found by a new user's session over MultiHop-RAG articles.
+    article = "The final was tense.\n\nAdvertisement\n\nMoments later, Kolisi lifted the cup."
+    quotes = ["Moments later, Kolisi lifted the cup."]
+    assert direct_answer("Who lifted the cup?", quotes, [article]) == "Kolisi"
+    assert direct_answer("How many subclasses does the Warlock get?",
+                         ["The Warlock gets subclasses, 3, at launch."]) == "3"
+
+
+def test_a_relative_is_not_renamed_as_the_person_the_articles_name_first() -> None:
+    quotes = ["Travis Kelce is dating Taylor Swift, his brother Jason Kelce said."]
+    article = ("Chiefs star Travis Kelce scored. " + quotes[0] + " Swift cheered. "
+               "Taylor Swift sang. Kelce waved.")
+    context = ["Fans saw Swift and Kelce. Jason Kelce laughed.", "Kelce scored twice.",
+               "Jason Kelce retired.", "Kelce signed a deal."]
+    assert direct_answer("Who is Travis Kelce dating?", quotes, context, [article]) == (
+        "Taylor Swift")
+    assert direct_answer("Who is Kelce's brother?", quotes, context, [article]) == "Jason Kelce"
+
+
 def test_a_first_name_and_a_surname_name_one_person() -> None:
     # MultiHop-RAG dev: "Sam" (nearer the question's words) and "Altman" were two names.
     quotes = ["Altman has been telling investors he plans a new venture, said The Information.",

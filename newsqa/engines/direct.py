@@ -124,7 +124,8 @@ def question_kind(question: str) -> str:
 
 
 _CAPITALISED = r"[A-Z][\w'’.&-]*"
-_NAME = re.compile(_CAPITALISED + r"(?:\s+(?:(?:of|de|da|van|von|der|del|al|bin|la|le)\s+)?"
+_NAME = re.compile(_CAPITALISED + r"(?:[^\S\n]+(?:(?:of|de|da|van|von|der|del|al|bin|la|le)"
+                   r"[^\S\n]+)?"
                    + _CAPITALISED + r")*")
 _POSSESSIVE = re.compile(r"[’']s\b")
 _TOKEN = re.compile(r"\S+")
@@ -136,7 +137,7 @@ _NOT_NAMES = frozenset([
     no""".split(), *MONTH_NAMES, *WEEKDAY_NAMES,
 ])
 _SCALE = r"(?:\s?(?:%|percent|per cent|million|billion|trillion|thousand|hundred))?"
-_FIGURE = r"[$€£]?\d[\d,]*(?:\.\d+)?" + _SCALE
+_FIGURE = r"[$€£]?\d(?:[\d,]*\d)?(?:\.\d+)?" + _SCALE  # "3," is 3
 # "one" is left out: "one of them", "One ton" are rarely the count asked for.
 _SPELLED = (r"(?:two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|"
             r"fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|"
@@ -167,13 +168,14 @@ _DATE = re.compile(
     r")\b"
 )
 # Where a sentence starts: the text's start, or after a full stop, with quote marks between.
-_FULL_STOP = r"[.!?][\"”’')\]]*\s"  # a sentence's end, its closing quote marks, a space
+# A sentence's end, its closing quote marks, a space; or a line break ("Advertisement\n\n").
+_FULL_STOP = r"(?:[.!?][\"”’')\]]*\s|\n)"
 _OPENING = r"[\s\"“‘'(\[]*$"  # then only spaces and opening quote marks before the word
 _SENTENCE_START = re.compile(f"(?:^|{_FULL_STOP}){_OPENING}")
 _AFTER_SENTENCE = re.compile(_FULL_STOP + _OPENING)  # not at the text's start
 # A wire dateline ("NEW DELHI, India (CNN) -- ") names where, not who.
 _DATELINE = re.compile(r"^[^()\n]{0,60}\((?:CNN|AP|AFP|Reuters|UPI)\)\s*(?:--|—|–)\s*")
-_MID_SENTENCE_CAPITAL = re.compile(r"[\w,;:]\s+([A-Z][\w-]*)")
+_MID_SENTENCE_CAPITAL = re.compile(r"[\w,;:][^\S\n]+([A-Z][\w-]*)")  # not a new line's
 
 
 def direct_answer(
@@ -206,6 +208,8 @@ def direct_answer(
             key = " ".join(terms(span)) or span.lower()
             if span in question or (kind != "number" and set(key.split()) <= asked):
                 continue
+            if person and _kin(span, question):
+                continue
             mention = found.setdefault(key, _Mention(span, (rank, start)))
             mention.count += mention.last != rank
             mention.last = rank
@@ -220,6 +224,15 @@ def direct_answer(
     if not person:
         return _best_name(found, [set(terms(text)) for text in context])
     return _best_person(found, context, _Names.of([*quotes, *context], seen, articles))
+
+
+def _kin(name: str, question: str) -> bool:
+    """Whether a name shares its surname with a person the question names, not asking for
+    a relative: "Jason Kelce" is no answer to "Who is Travis Kelce dating?" (but is to "Who
+    is Kelce's brother?")."""
+    surname = name.split()[-1]
+    return len(name.split()) > 1 and re.search(
+        rf"(?<!\w){re.escape(surname)}(?![\w'’])", question) is not None
 
 
 @dataclass
@@ -381,8 +394,12 @@ class _Names:
 
     def person(self, name: str) -> str:
         """The person a name names, in full: "Sam Altman" for "Altman", "CEO Sam Altman"
-        and, when no longer name ends with it, for the first name "Sam" alone."""
-        full = self.full(name.split()[-1])
+        and, when no longer name ends with it, for the first name "Sam" alone. A name
+        with its given name keeps it: "Jason Kelce" is not the "Travis Kelce" the
+        articles name first."""
+        tokens = name.split()
+        given = terms(tokens[-2]) if len(tokens) > 1 else []
+        full = self.full(tokens[-1], given[-1] if given else None)
         if " " not in full:  # "Sam" is "Sam Altman" if "Altman" is also a name of its own
             runs = [run.tokens for run in (*self.runs, *self.cited)]
             alone = {run[0] for run in runs if len(run) == 1}
@@ -392,7 +409,7 @@ class _Names:
                 return begun.most_common(1)[0][0]
         return full
 
-    def full(self, name: str) -> str:
+    def full(self, name: str, given: str | None = None) -> str:
         """The name as the articles write it in full: "Sam Bankman-Fried" for "Bankman-Fried".
 
         News names a person in full once and by surname after, so the best-cited
@@ -404,6 +421,7 @@ class _Names:
         is longer. Of two persons sharing the surname, the one the cited articles name in
         full first: a relative is named in full each time ("Gabe Bankman-Fried" four times
         in an article that writes "Sam Bankman-Fried" twice, then "Bankman-Fried" 88 times).
+        `given` (a term) names the person when the mention wrote it.
         """
         key = tuple(terms(name))
         if not key:
@@ -414,7 +432,7 @@ class _Names:
             for i, ending in run.longer(key):
                 counts[ending] = counts.get(ending, 0) + 1
                 spelled.setdefault(ending, " ".join(run.tokens[i:]))
-        first = self._named_first(key, len(name.split()))
+        first = given or self._named_first(key, len(name.split()))
         if first is not None:
             counts = {w: n for w, n in counts.items() if w[-len(key) - 1] == first} or counts
         if not counts:
