@@ -501,6 +501,9 @@ def timeline(query: str, sources: tuple[str, ...], since: str | None, until: str
     if as_json:
         print_json(result.model_dump(mode="json"))
         return
+    if not result.events:
+        click.echo(f"Nothing found about {query!r}")
+        return
     _echo_cited([
         (f"{e.date.isoformat()}{'' if e.date_source == 'text' else '~'}  {e.text}", e.citations)
         for e in result.events

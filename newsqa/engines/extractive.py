@@ -28,7 +28,7 @@ from ..config import RetrievalSettings, Settings
 from ..errors import ConfigError
 from ..grounding import ClaimedQuote, verify
 from ..models import Answer, Article, Citation, Passage, RejectedCitation, Usage
-from ..text.lexical import terms
+from ..text.lexical import name_terms, terms
 from ..text.sentences import sentence_spans
 from .condense import Rewrite, Turn, condense_offline
 from .direct import LEAD_WITH, direct_answer, kind_bonus, question_kind
@@ -159,24 +159,13 @@ MIN_TERMS = 12
 SHORT_MIN_SUPPORT = 0.30
 DENSE_MODEL = "all-MiniLM-L6-v2"  # the embedding model whose cosines DENSE and FULL know
 
-_NAME_WORD = re.compile(r"\b[^\W\d_]*[A-Z][\w'’&.-]*")  # "Qaani", "ECB", "iPhone"
-
-
-def question_names(question: str) -> list[str]:
-    """Terms of the question's capitalised words, its first word left out (that is grammar)."""
-    found: list[str] = []
-    for match in _NAME_WORD.finditer(question):
-        if question[: match.start()].strip():
-            found += terms(match.group())
-    return list(dict.fromkeys(found))
-
 
 def evidence_signals(
     question: str, passages: Sequence[Passage], chosen: Sequence[Candidate], *,
     dense: bool, rerank: bool,
 ) -> Signals:
     """The abstention rule's inputs; `dense`/`rerank`: whether those scores are calibrated."""
-    names = question_names(question)
+    names = name_terms(question)
     seen: set[str] = set()
     for p in passages:
         seen.update(terms(f"{p.title}\n{p.source}\n{p.text}"))

@@ -32,6 +32,7 @@ from ..models import (
     TimelineEvent,
 )
 from ..text.dates import find_dates
+from ..text.lexical import name_terms, terms
 from ..text.sentences import sentence_spans
 
 if TYPE_CHECKING:
@@ -581,4 +582,26 @@ def _retrieve(
     else:
         passages = parts.retriever.search(query, top_k=top_k, filters=filters)
     groups = group_by_article(passages)
-    return groups, _fetch_articles(parts, groups)
+    articles = on_topic(query, _fetch_articles(parts, groups))
+    return {i: ps for i, ps in groups.items() if i in articles}, articles
+
+
+def on_topic(query: str, articles: Mapping[str, Article]) -> dict[str, Article]:
+    """The articles that hold a word of the query, and one of its names when it names any.
+
+    Retrieval always returns its nearest passages, even for a query the archive knows
+    nothing of: "quantum chromodynamics lattice" was summarised from a newsletter blurb
+    and game reviews, "Soleimani killing" got a timeline of game spells, each bullet a
+    verified quote about something else. A summary or timeline of nothing says "Nothing
+    found" instead. Lenient on purpose (the whole article is read, not the passage):
+    over MultiHop-RAG dev questions taken as queries, 2,935 of the 2,940 retrieved
+    passages holding gold evidence are kept (RESULTS.md).
+    """
+    wanted = set(terms(query))
+    names = set(name_terms(query, first_word=True))
+    out = {}
+    for article_id, article in articles.items():
+        held = set(terms(f"{article.title}\n{article.source}\n{article.text}"))
+        if held & wanted and (not names or held & names):
+            out[article_id] = article
+    return out

@@ -95,3 +95,17 @@ def terms_many(texts: Iterable[str]) -> list[list[str]]:
         kept = [irregular(w, w) for w in words(text) if w not in STOPWORDS]
         out.append(list(stem(kept)) if kept else [])
     return out
+
+
+_NAME_WORD = re.compile(r"\b[^\W\d_]*[A-Z][\w'’&.-]*")  # "Qaani", "ECB", "iPhone"
+
+
+def name_terms(text: str, *, first_word: bool = False) -> list[str]:
+    """Terms of the text's capitalised words: the names it asks about. A question's first
+    word is capitalised by grammar and left out unless `first_word` (a summary's query,
+    "Soleimani killing", often opens with its name); a capitalised stopword has no term."""
+    found: list[str] = []
+    for match in _NAME_WORD.finditer(text):
+        if first_word or text[: match.start()].strip():
+            found += terms(match.group())
+    return list(dict.fromkeys(found))
