@@ -608,6 +608,23 @@ def test_serve_refuses_a_non_loopback_host_without_a_key(tmp_path: Path) -> None
     ]
 
 
+def test_serve_on_a_port_in_use_is_one_error_line_and_never_says_it_is_serving(
+    tmp_path: Path
+) -> None:
+    # Tried as a new user would: "serving on ..." was printed, then uvicorn's log lines, exit 3.
+    import socket
+
+    db = _ingested_db(tmp_path / "db")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = _serve(db, "--port", str(port), "--api-key", "k")
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        f"newsqa: error: cannot serve on 127.0.0.1:{port}: Address already in use"]
+
+
 def test_serve_without_a_key_warns_and_insecure_no_auth_is_honoured(tmp_path: Path) -> None:
     db = _ingested_db(tmp_path / "db")
     run = _serve(db, "--host", NOT_LOOPBACK, "--insecure-no-auth")

@@ -355,8 +355,8 @@ def serve(db: str | None, chroma_url: str | None, collection: str | None, host: 
         click.echo(f"newsqa: warning: serving without an API key: anyone who can connect to "
                    f"{host}:{port} can query the archive (pass --api-key or set "
                    "NEWSQA_API_KEY)", err=True)
-    click.echo(f"newsqa: serving on http://{host}:{port}/v1 (model id: newsqa)", err=True)
-    run_server(qa, host=host, port=port, api_key=api_key or None)
+    run_server(qa, host=host, port=port, api_key=api_key or None, on_ready=lambda url: click.echo(
+        f"newsqa: serving on {url} (model id: newsqa)", err=True))
 
 
 def _is_loopback(host: str) -> bool:

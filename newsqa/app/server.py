@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -39,6 +39,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from ..errors import (
+    ConfigError,
     InputError,
     LLMConnectionError,
     LLMError,
@@ -526,8 +527,28 @@ def serve(
     port: int = 8000,
     api_key: str | None = None,
     log_level: str = "info",
+    on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Run the server until interrupted."""
+    """Run the server until interrupted; `on_ready` gets its URL once the port is bound.
+
+    The socket is bound here, before uvicorn starts: a port in use or a host that does
+    not resolve is then one ConfigError, instead of uvicorn's log lines after the CLI
+    had already said it was serving (and port 0 gets a free port, said in the URL).
+    """
+    import socket
+
     import uvicorn
 
-    uvicorn.run(create_app(qa, api_key=api_key), host=host, port=port, log_level=log_level)
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        raise ConfigError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from exc
+    bound = sock.getsockname()[1]
+    if on_ready is not None:
+        on_ready(f"http://{host}:{bound}/v1")
+    config = uvicorn.Config(create_app(qa, api_key=api_key), log_level=log_level)
+    uvicorn.Server(config).run(sockets=[sock])
