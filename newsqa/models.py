@@ -43,8 +43,13 @@ It lives with the types so every entry point (API, chat session, server) checks 
 same bound."""
 
 
-def check_question(text: object, what: str = "question") -> None:
-    """Refuse an over-long question before any work is done on it."""
+def check_question(text: object, what: str = "question", *, required: bool = True) -> None:
+    """Refuse what is no text, or an over-long question, before any work is done on it
+    (None only where the text is not `required`)."""
+    if text is None and not required:
+        return
+    if not isinstance(text, str):
+        raise InputError(what, f"must be text, got {type(text).__name__}")
     if isinstance(text, str) and len(text) > MAX_QUESTION_CHARS:
         raise InputError(
             what, f"is {len(text):,} characters long; the limit is {MAX_QUESTION_CHARS:,} "
@@ -68,10 +73,24 @@ class SearchOptions(TypedDict, total=False):
 
 
 def check_options(options: SearchOptions) -> None:
-    """A misspelt option fails as a misspelt keyword argument always did."""
+    """A misspelt option fails as a misspelt keyword argument always did; a value of the
+    wrong kind is an InputError naming the option, not a TypeError from deep inside."""
     unknown = sorted(set(options) - set(SearchOptions.__annotations__))
     if unknown:
         raise TypeError(f"unexpected keyword argument {unknown[0]!r}")
+    top_k = options.get("top_k")
+    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool)
+                              or top_k < 1):
+        raise InputError("top_k", f"must be a whole number of at least 1, got {top_k!r}")
+    for name in ("since", "until"):
+        value = options.get(name)
+        if value is not None and not isinstance(value, (str, dt.date)):
+            raise InputError(name, f"must be a date or an ISO string (YYYY-MM-DD), got {value!r}")
+    sources = options.get("sources")
+    if sources is not None and (not isinstance(sources, (str, Sequence))
+                                or not all(isinstance(s, str) for s in sources)):
+        raise InputError("sources", f"must be publisher names, got {sources!r}")
+
 
 class Article(BaseModel):
     """One news article. `text` is exactly what citations point into."""

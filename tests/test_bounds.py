@@ -70,6 +70,32 @@ def test_every_entry_point_refuses_an_over_long_question(
     assert f"{len(TOO_LONG):,} characters" in str(caught.value)
 
 
+NOT_TEXT = [(name, call, question) for name, call in CALLS
+            for question in (None, 42, b"Who met whom?")
+            if not (question is None and name.startswith("summarize"))]  # optional there
+
+
+@pytest.mark.parametrize(("call", "question"), [(c, q) for _, c, q in NOT_TEXT],
+                         ids=[f"{n}-{q!r}" for n, _, q in NOT_TEXT])
+def test_every_entry_point_refuses_what_is_no_text(
+    qa: NewsQA, call: Callable[[NewsQA, Any], Any], question: Any
+) -> None:
+    # A new user's session: qa.ask(None) raised AttributeError from deep inside.
+    with pytest.raises(InputError, match="must be text"):
+        call(qa, question)
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("top_k", "3"), ("top_k", 2.5), ("top_k", 0), ("top_k", -1), ("top_k", True),
+    ("since", 2025), ("until", 20250101), ("sources", [1]),
+])
+def test_an_option_of_the_wrong_kind_is_refused_by_name(
+    qa: NewsQA, option: str, value: Any
+) -> None:
+    with pytest.raises(InputError, match=f"^{option}: "):
+        qa.ask("Who met whom in Baghdad?", **{option: value})
+
+
 def test_a_question_at_the_limit_is_answered(qa: NewsQA) -> None:
     question = ("Who did Qaani meet in Baghdad? " * 100)[:MAX_QUESTION_CHARS]
     assert len(question) == MAX_QUESTION_CHARS

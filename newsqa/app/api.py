@@ -314,8 +314,8 @@ class NewsQA:
         `template` names the prompt a model summarises with (prompts/<template>.md, for
         example "compare": how the outlets' coverage differs); see CONTRIBUTING.md.
         """
-        check_question(query, "query")
-        check_question(focus, "focus")
+        check_question(query, "query", required=False)
+        check_question(focus, "focus", required=False)
         check_template(template)
         found = gather_summary(self._summary_parts(), article_id=article_id, query=query,
                                filters=self._filters(sources, since, until), bullets=bullets,

@@ -277,9 +277,9 @@ class ChatSession:
 
 
 def _check_question(question: str) -> None:
-    if not isinstance(question, str) or not question.strip():
-        raise InputError("question", "is empty")
     check_question(question)
+    if not question.strip():
+        raise InputError("question", "is empty")
 
 
 # -- the terminal ------------------------------------------------------------------------------
