@@ -66,6 +66,24 @@ def test_source_filter_is_case_insensitive_and_exclusive(qa: NewsQA) -> None:
     assert hits and {p.source for p in hits} == {"Harbor Times"}
 
 
+def test_a_source_may_be_named_by_a_unique_part_of_its_name(qa: NewsQA) -> None:
+    # A new user's `--source Shafaq` for "Shafaq News" found nothing, silently.
+    hits = qa.search("dock workers strike pay", sources=["harbor"], top_k=5)
+    assert hits and {p.source for p in hits} == {"Harbor Times"}
+    assert {p.source for p in qa.search("dock workers", sources=["Wire"], top_k=5)} == {
+        "Daily Wire Service"}
+
+
+def test_a_part_of_several_sources_names_is_refused_naming_them() -> None:
+    from newsqa.retrieval.keywords import match_sources
+
+    stored = ["Shafaq News", "Sporting News", "The Verge"]
+    assert match_sources(["the verge", "Shafaq"], stored) == ["The Verge", "Shafaq News"]
+    assert match_sources(["Verg"], stored) == []  # whole words only
+    with pytest.raises(InputError, match="several publishers' names: Shafaq News, Sporting News"):
+        match_sources(["news"], stored)
+
+
 def test_unknown_source_returns_nothing(qa: NewsQA) -> None:
     assert qa.search("dock workers strike", sources=["No Such Paper"], top_k=5) == []
 

@@ -39,6 +39,7 @@ from .keywords import (
     bigrams,
     date_key,
     idf_weight,
+    match_sources,
     query_terms,
 )
 from .query import matcher_for, parse_query
@@ -108,8 +109,7 @@ def pool_ids(
     """Chunk ids of the pool: keyword hits (overall and per named publisher/day), then dense."""
     found = query_terms(query, weights.drop_question_words)
     stored = store.sources()
-    wanted = {s.lower() for s in filters.sources}
-    sources = [s for s in stored if s.lower() in wanted] if filters.sources else []
+    sources = match_sources(filters.sources, stored) if filters.sources else []
     if filters.sources and not sources:
         return []
     since = date_key(filters.since) if filters.since else 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -51,6 +52,30 @@ def parse_date(value: dt.date | dt.datetime | str | None, what: str) -> dt.date 
         return dt.date.fromisoformat(text[:10])
     except ValueError:
         raise InputError(f"--{what}", f"not a date: {value!r} (use YYYY-MM-DD)") from None
+
+
+def match_sources(wanted: Iterable[str], stored: Sequence[str]) -> list[str]:
+    """The stored spellings of the wanted publishers: the same name in any case, else the
+    one stored name that holds it as whole words ("Shafaq" for "Shafaq News").
+
+    A new user's `--source Shafaq` found nothing, silently. A part that several names
+    hold is refused, naming them: filtering by all of them ("News") was not asked for. A
+    name no stored one holds keeps matching nothing (the archive may not have it yet).
+    """
+    by_lower = {name.lower(): name for name in stored}
+    out: list[str] = []
+    for name in wanted:
+        exact = by_lower.get(name.lower())
+        if exact is not None:
+            out.append(exact)
+            continue
+        part = re.compile(rf"(?<!\w){re.escape(name.strip())}(?!\w)", re.IGNORECASE)
+        holding = sorted(s for s in stored if part.search(s))
+        if len(holding) > 1:
+            raise InputError("--source", f"{name!r} is part of several publishers' names: "
+                             f"{', '.join(holding)}; give more of the name")
+        out += holding
+    return list(dict.fromkeys(out))
 
 
 def date_key(day: dt.date) -> int:
@@ -265,8 +290,8 @@ class KeywordIndex:
         return bm25_scores(self._bigrams, known)
 
     def resolve_sources(self, wanted: Iterable[str]) -> list[str]:
-        """Stored spellings of the wanted sources (case-insensitive)."""
-        return [self.source_names[w.lower()] for w in wanted if w.lower() in self.source_names]
+        """Stored spellings of the wanted sources (`match_sources`)."""
+        return match_sources(wanted, list(self.source_names.values()))
 
     def mask(self, filters: Filters) -> np.ndarray | None:
         if not filters.active:
