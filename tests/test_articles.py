@@ -336,6 +336,24 @@ def test_unreadable_file_is_an_error(tmp_path: Path) -> None:
     assert isinstance(error, InputError) and str(error).startswith(str(folder))
 
 
+def test_a_fifo_or_a_broken_link_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    # A new user's `newsqa ingest folder/fifo.txt` waited forever for a writer; inside a
+    # folder, FIFOs and broken links were skipped without a word.
+    import os
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    os.mkfifo(folder / "pipe.txt")
+    (folder / "gone.md").symlink_to(tmp_path / "missing.md")
+    (folder / "ok.txt").write_text("A real article about the harbour strike.\n")
+    [error] = list(read_paths([folder / "pipe.txt"]))
+    assert isinstance(error, InputError) and "not a regular file" in str(error)
+    results = list(read_paths([folder]))
+    failed = sorted(Path(e.where).name for e in results if isinstance(e, InputError))
+    assert failed == ["gone.md", "pipe.txt"]
+    assert [Path(r.origin).name for r in results if isinstance(r, Loaded)] == ["ok.txt"]
+
+
 # ------------------------------------------------------------------- deep and odd paths
 
 

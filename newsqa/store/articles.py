@@ -68,6 +68,8 @@ def read_paths(paths: Iterable[str | Path]) -> Iterator[Loaded | InputError]:
         path = Path(given)
         if path.is_dir():
             yield from _read_folder(path, limit)
+        elif path.exists() and not path.is_file():
+            yield InputError(str(path), NOT_REGULAR)
         elif path.exists():
             if _suffix(path) not in SUPPORTED:
                 yield InputError(
@@ -78,6 +80,10 @@ def read_paths(paths: Iterable[str | Path]) -> Iterator[Loaded | InputError]:
                 yield from read_file(path, limit=limit)
         else:
             yield InputError(str(path), "no such file or directory")
+
+
+# Opening a FIFO for reading waits for a writer: a new user's ingest hung on one.
+NOT_REGULAR = "not a regular file (a FIFO, socket, device or broken link): not read"
 
 
 def _suffix(path: Path) -> str:
@@ -115,8 +121,8 @@ def _walk(folder: Path) -> Iterator[Path | InputError]:
             continue
         elif (kind := _kind_of(entry)) == "folder":
             yield from _push_listing(stack, Path(entry.path))
-        elif kind == "file" and _suffix(Path(entry.path)) in SUPPORTED:
-            yield Path(entry.path)
+        elif _suffix(Path(entry.path)) in SUPPORTED:
+            yield Path(entry.path) if kind == "file" else InputError(entry.path, NOT_REGULAR)
 
 
 def _push_listing(stack: list[Iterator[os.DirEntry[str]]], folder: Path) -> Iterator[InputError]:
