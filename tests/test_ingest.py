@@ -143,6 +143,29 @@ def test_identical_files_are_stored_once_and_reported(
     assert len(index.articles()) == 1
 
 
+def test_one_url_with_two_texts_in_one_ingest_is_a_failure_not_a_silent_duplicate(
+    embedder: Embedder, write_stories: WriteStories, tmp_path: Path
+) -> None:
+    # A new user's folder held an article and its update under one URL: the update was
+    # counted as a duplicate and dropped without a word.
+    import json
+
+    settings = Settings(db=tmp_path / "db")
+    [original] = write_stories(tmp_path / "news", [7])
+    record = json.loads(original.read_text())
+    record["text"] += " Update: the strike ended on Friday."
+    update = tmp_path / "news" / "z-update-of-7.json"
+    update.write_text(json.dumps(record))
+    index = Index(settings, embedder)
+
+    report = ingest([tmp_path / "news"], index, embedder, settings)
+    assert (report.added, report.duplicates) == (1, 0)
+    [failure] = report.failed
+    assert failure.path == str(update)
+    assert failure.error.startswith(f"same URL as {original} with other text")
+    assert "Update:" not in index.get_article(index.articles()[0].id).text
+
+
 def test_a_bad_file_is_reported_and_the_rest_go_in(
     embedder: Embedder, write_stories: WriteStories, tmp_path: Path
 ) -> None:

@@ -162,15 +162,20 @@ def _batches(
     """Changed articles in batches of about `run.batch_chunks` chunks (smaller at first)."""
     if run.progress is not None:
         run.progress(0, run.total)
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[str, str]] = {}  # article id -> (origin, content hash)
     limit = min(FIRST_BATCH_CHUNKS, run.batch_chunks)
     for origin, article in loaded:
         if article.id in seen:
-            run.report.duplicates += 1
-            run.report.duplicate_of[origin] = seen[article.id]
+            first, content = seen[article.id]
+            if content == article.content_hash:
+                run.report.duplicates += 1
+                run.report.duplicate_of[origin] = first
+            else:  # one URL, two texts: which is the update is not ours to guess
+                run.fail(origin, f"same URL as {first} with other text: not ingested (ingest "
+                                 "the newer one on its own to update the article)")
             run.tick()
             continue
-        seen[article.id] = origin
+        seen[article.id] = (origin, article.content_hash)
         _stage(run, origin, article, settings)
         if run.pending_chunks >= limit:
             yield _take(run)
