@@ -266,6 +266,15 @@ BAD_BODIES: list[tuple[str, bytes | str, int, str]] = [
      400, "messages"),
     ("too many sources", json.dumps({"messages": [{"role": "user", "content": Q_MEET}],
                                      "sources": ["x"] * 101}), 400, "sources"),
+    # A new user's request for two JSON choices got one prose reply, as if it were that.
+    ("two choices", json.dumps({"messages": [{"role": "user", "content": Q_MEET}], "n": 2}),
+     400, "one choice"),
+    ("tools", json.dumps({"messages": [{"role": "user", "content": Q_MEET}],
+                          "tools": [{"type": "function", "function": {"name": "f"}}]}),
+     400, "tools are not supported"),
+    ("json format", json.dumps({"messages": [{"role": "user", "content": Q_MEET}],
+                                "response_format": {"type": "json_object"}}),
+     400, "response_format"),
 ]
 
 
@@ -318,6 +327,13 @@ def test_wrong_method_and_path_get_openai_errors(offline_url: str) -> None:
     missing = httpx.post(f"{offline_url}/v1/completions", headers=headers, json={})
     assert missing.status_code == 404
     assert "error" in missing.json()
+
+
+def test_what_a_client_sends_by_default_is_accepted(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model="newsqa", messages=[{"role": "user", "content": Q_MEET}], n=1, tools=[],
+        response_format={"type": "text"}, max_tokens=50, temperature=0.2)
+    assert reply.choices[0].message.content
 
 
 def test_bad_request_through_the_client_raises_bad_request(client: openai.OpenAI) -> None:

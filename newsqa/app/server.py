@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
@@ -107,6 +107,34 @@ class ChatRequest(BaseModel):
     since: str | None = None
     until: str | None = None
     top_k: int | None = Field(default=None, ge=1, le=100)
+    # Asked for, these would change what comes back; ignoring them gave a client asking for
+    # JSON or two choices one prose reply, as if it were what it asked for.
+    n: int | None = None
+    tools: list[Any] | None = None
+    functions: list[Any] | None = None
+    response_format: dict[str, Any] | None = None
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, n: int | None) -> int | None:
+        if n not in (None, 1):
+            raise ValueError("newsqa returns one choice (n=1)")
+        return n
+
+    @field_validator("tools", "functions")
+    @classmethod
+    def _no_tools(cls, tools: list[Any] | None) -> list[Any] | None:
+        if tools:
+            raise ValueError("tools are not supported: newsqa answers from its archive")
+        return tools
+
+    @field_validator("response_format")
+    @classmethod
+    def _text_only(cls, fmt: dict[str, Any] | None) -> dict[str, Any] | None:
+        if fmt is not None and fmt.get("type") != "text":
+            raise ValueError("only {'type': 'text'}: the reply is the cited answer as text "
+                             "(the API and `newsqa ask --json` give it as JSON)")
+        return fmt
 
 
 # -- errors in the OpenAI shape ----------------------------------------------------------------
