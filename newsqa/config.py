@@ -16,15 +16,17 @@ offline files are read directly: chunking.py).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from pydantic.dataclasses import dataclass
 
 from .errors import ConfigError
+
+N = TypeVar("N", int, float)
 
 DEFAULT_DB = ".newsqa"
 DEFAULT_COLLECTION = "newsqa"
@@ -165,6 +167,8 @@ class Settings:
             llm=llm,
             openai_api_key=api_key,
             openai_base_url=base_url,
+            llm_timeout=_env_number(env, "NEWSQA_LLM_TIMEOUT", cls.llm_timeout, float),
+            llm_max_retries=_env_number(env, "NEWSQA_LLM_MAX_RETRIES", cls.llm_max_retries, int),
             llm_reask=_env_flag(env, "NEWSQA_LLM_REASK", cls.llm_reask),
             retrieval=RetrievalSettings.from_env(env),
         )
@@ -180,6 +184,9 @@ class Settings:
         return settings
 
     def validate(self) -> None:
+        if not self.llm_timeout > 0 or self.llm_max_retries < 0:
+            raise ConfigError("NEWSQA_LLM_TIMEOUT must be positive and NEWSQA_LLM_MAX_RETRIES at "
+                              f"least 0, got {self.llm_timeout} and {self.llm_max_retries}")
         if self.chunk_tokens < 16:
             raise ConfigError(f"chunk_tokens must be at least 16, got {self.chunk_tokens}")
         if not 0 <= self.chunk_overlap < self.chunk_tokens // 2:
@@ -193,13 +200,18 @@ class Settings:
 
 
 def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    return _env_number(env, name, default, int)
+
+
+def _env_number(env: Mapping[str, str], name: str, default: N, kind: Callable[[str], N]) -> N:
     raw = env.get(name) or ""
     if not raw:
         return default
     try:
-        return int(raw)
+        return kind(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        what = "an integer" if kind is int else "a number"
+        raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
 
 
 def _env_flag(env: Mapping[str, str], name: str, default: bool) -> bool:

@@ -269,6 +269,28 @@ def test_from_settings_uses_the_base_url_timeout_and_window(
     assert openai_server.chat_requests[0].body["model"] == "served-model"
 
 
+def test_the_timeout_and_retries_come_from_the_environment(
+    openai_server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A new user's `ask` against a server that never replied was silent for minutes, with
+    # no documented way to wait less.
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.url)
+    monkeypatch.setenv("NEWSQA_LLM_TIMEOUT", "0.3")
+    monkeypatch.setenv("NEWSQA_LLM_MAX_RETRIES", "0")
+    llm = LLM.from_settings(Settings.from_env())
+    assert (llm.timeout, llm.retry.max_retries) == (0.3, 0)
+    openai_server.default = Reply.hang(10)
+    with pytest.raises(LLMConnectionError):
+        llm.structured(MESSAGES, Meeting)
+    assert len(openai_server.chat_requests) == 1
+    for name, value in (("NEWSQA_LLM_TIMEOUT", "soon"), ("NEWSQA_LLM_TIMEOUT", "0"),
+                        ("NEWSQA_LLM_MAX_RETRIES", "-1")):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_env()
+        monkeypatch.delenv(name)
+
+
 def test_a_ready_made_client_has_its_sdk_retries_switched_off(
     openai_server: FakeOpenAIServer,
 ) -> None:
