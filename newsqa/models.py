@@ -250,8 +250,10 @@ class Answer(BaseModel):
     """The reply to one question. `answerable` is never True without a verified citation.
 
     `direct_answer` is the short answer the question asks for (yes/no, a name, a
-    number, a date); it is set only when a kept claim's quotes support it, and
-    `answer` then starts with it, followed by the supported claims with markers.
+    number, a date); it is set only when a kept claim's quotes support it. A model's
+    `answer` then starts with it, followed by the supported claims with markers; the
+    offline engine's `answer` is its cited sentences, the short answer (a span of the
+    first) in this field only (`engines/direct.py`, `LEAD_WITH`).
     """
 
     question: str

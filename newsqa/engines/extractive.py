@@ -233,7 +233,7 @@ def _abstain_reason(found: Assessment) -> str:
     if found.too_thin:
         return (f"the best supporting sentences cover {s.support:.0%} of the question's terms "
                 f"(the extractive engine abstains below {SHORT_MIN_SUPPORT:.0%} on questions "
-                f"this short)")
+                f"of fewer than {MIN_TERMS} distinct terms)")
     parts = [f"the chosen sentences cover {s.support:.0%} of the question's terms"]
     if s.names:
         parts.append(f"{s.names_found:.0%} of the names it asks about appear in the "
