@@ -416,6 +416,22 @@ def test_cli_chat_answers_follow_ups_and_exits(seeded_qa) -> None:  # type: igno
     assert "never asked" not in result.output
 
 
+def test_cli_chat_shows_help_for_a_command_it_does_not_know(  # type: ignore[no-untyped-def]
+    seeded_qa,
+) -> None:
+    from click.testing import CliRunner
+
+    from newsqa.app.cli import cli
+
+    result = CliRunner().invoke(
+        cli, ["chat", "--db", str(seeded_qa.settings.db), "--llm", "extractive"],
+        input="/help\nexit\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "Sources:" not in result.output  # "/help" is no question for the archive
+    assert result.output.count("/reset forgets the conversation") == 2
+
+
 def test_cli_chat_ends_on_eof(seeded_qa) -> None:  # type: ignore[no-untyped-def]
     from click.testing import CliRunner
 

@@ -285,20 +285,21 @@ def _check_question(question: str) -> None:
 # -- the terminal ------------------------------------------------------------------------------
 
 _EXIT_WORDS = frozenset({"exit", "quit", ":q", "/exit", "/quit"})
+_HELP = "Ask about the archive. /reset forgets the conversation; exit quits."
 
 
 def run_terminal(session: ChatSession, *, console: Any = None) -> None:
     """A read-answer loop for `newsqa chat`: streams each answer, then its sources.
 
-    Ends on EOF (Ctrl-D), Ctrl-C or "exit"; "/reset" forgets the conversation.
-    Errors of ours end the turn, not the loop, so one bad question costs nothing.
+    Ends on EOF (Ctrl-D), Ctrl-C or "exit"; "/reset" forgets the conversation; any other
+    "/word" is no question (a new user's "/help" was answered from the archive) and shows
+    the help. Errors of ours end the turn, not the loop, so one bad question costs nothing.
     """
     from rich.console import Console
     from rich.prompt import Prompt
 
-
     console = console or Console()
-    console.print("[dim]Ask about the archive. /reset forgets the conversation; exit quits.[/]")
+    console.print(f"[dim]{_HELP}[/]")
     while True:
         try:
             question = Prompt.ask("[bold cyan]you[/]", console=console).strip()
@@ -310,6 +311,9 @@ def run_terminal(session: ChatSession, *, console: Any = None) -> None:
         if question.lower() == "/reset":
             session.reset()
             console.print("[dim]conversation forgotten[/]")
+            continue
+        if re.fullmatch(r"/\w*", question):
+            console.print(f"[dim]{_HELP}[/]")
             continue
         if not question:
             continue
