@@ -77,6 +77,12 @@ def test_standalone_questions_are_left_alone(question: str) -> None:
     assert condense_offline(question, history) == question
 
 
+def test_a_quotation_opens_like_a_sentence() -> None:
+    # A new user's follow-up was rewritten "What did Easily say ...?"
+    answer = "Asked about the deal, Cue said: “Easily, the best deal we have.” [1]"
+    assert named_entities(answer) == ["Cue"]
+
+
 def test_named_entities_skip_sentence_initial_common_words() -> None:
     found = named_entities(HEGSETH_ANSWER)
     assert "Sources" not in found

@@ -89,7 +89,8 @@ _ENTITY = re.compile(
     r"(?:\s+(?:(?:al|el|bin|ibn|de|da|van|von|of|the)[\s\-])?(?:al-|el-)?[A-Z][\w’'\-]*)*"
 )
 _POSSESSIVE = re.compile(r"['’]s?$")
-_SENTENCE_START = re.compile(r"(?:^|[.!?;\"“”]\s+|\n\s*)$")
+# A sentence's start, or a quotation's: "“Easily,” he said" opens with no name.
+_SENTENCE_START = re.compile(r"(?:^|[.!?;\"“”]\s+|\n\s*|[\"“‘(]\s*)$")
 
 
 def is_follow_up(question: str) -> bool:
