@@ -327,6 +327,14 @@ def test_names_and_numbers_end_where_the_text_does() -> None:
                          ["The Warlock gets subclasses, 3, at launch."]) == "3"
 
 
+def test_a_price_in_another_currency_form_is_a_figure_and_no_range() -> None:
+    # A new user's "How much did US crude oil cost per barrel?" got "67" (cents of a rise).
+    quote = ["Brent crude, the international standard, added 67¢ to $US93.96 per barrel."]
+    assert direct_answer("How much did crude oil cost per barrel?", quote) == "$US93.96"
+    assert direct_answer("How much do tickets cost?", ["Tickets cost $10 to $20."]) == (
+        "$10 to $20")
+
+
 def test_a_relative_is_not_renamed_as_the_person_the_articles_name_first() -> None:
     quotes = ["Travis Kelce is dating Taylor Swift, his brother Jason Kelce said."]
     article = ("Chiefs star Travis Kelce scored. " + quotes[0] + " Swift cheered. "

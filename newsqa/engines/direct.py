@@ -137,7 +137,8 @@ _NOT_NAMES = frozenset([
     no""".split(), *MONTH_NAMES, *WEEKDAY_NAMES,
 ])
 _SCALE = r"(?:\s?(?:%|percent|per cent|million|billion|trillion|thousand|hundred))?"
-_FIGURE = r"[$€£]?\d(?:[\d,]*\d)?(?:\.\d+)?" + _SCALE  # "3," is 3
+# "$1.2 billion", "$US93.96", "US$5", "67¢" ("3," is 3).
+_FIGURE = r"(?:US\$|\$US|[ACNH]\$|[$€£¥])?\d(?:[\d,]*\d)?(?:\.\d+)?¢?" + _SCALE
 # "one" is left out: "one of them", "One ton" are rarely the count asked for.
 _SPELLED = (r"(?:two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|"
             r"fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|"
@@ -440,7 +441,6 @@ class _Names:
         most = max(counts.values())
         return spelled[max((w for w, n in counts.items() if n == most), key=len)]
 
-
     def _named_first(self, key: tuple[str, ...], size: int) -> str | None:
         """The given name in each cited article's first longer name ending with `key`
         (`size` tokens): "sam" of "Sam Bankman-Fried", the one most articles give (then the
@@ -499,8 +499,8 @@ def _spans(kind: str, quote: str, seen: _Seen, *, person: bool = False) -> list[
         return sorted(measures + [n for n in _spans("number", quote, seen)
                                   if not any(a <= n[0] < b for a, b in ends)])
     if kind == "number":
-        return [(m.start(), m.group()) for m in _NUMBER.finditer(quote)
-                if not _YEAR.fullmatch(m.group())]
+        return [(start, text) for m in _NUMBER.finditer(quote)
+                for start, text in _range_or_two(m) if not _YEAR.fullmatch(text)]
     if kind == "date":
         return [(m.start(), m.group()) for m in _DATE.finditer(quote)]
     out = []
@@ -512,6 +512,22 @@ def _spans(kind: str, quote: str, seen: _Seen, *, person: bool = False) -> list[
         if span is not None and named:
             out.append((span[0], named))
     return out
+
+
+_RANGE = re.compile(r"\s(?:to|and|-)\s")
+_CURRENCY = re.compile(r"^\D*|¢")
+
+
+def _range_or_two(match: re.Match[str]) -> list[tuple[int, str]]:
+    """A figure, or a range of two in one currency ("3,000 to 3,500", "$10 to $20"); "added
+    67¢ to $US93.96" is two figures, not a range."""
+    text = match.group()
+    parts = _RANGE.split(text, maxsplit=1)
+    if len(parts) == 1 or ({m.group() for m in _CURRENCY.finditer(parts[0])}
+                           == {m.group() for m in _CURRENCY.finditer(parts[1])}):
+        return [(match.start(), text)]
+    second = match.start() + text.index(parts[1], len(parts[0]))
+    return [(match.start(), parts[0]), (second, parts[1])]
 
 
 _ACRONYM = re.compile(r"[A-Z][A-Z.&]*[A-Z]\.?")  # "CEO", "FTX", "U.K.": no lower case
