@@ -202,6 +202,26 @@ def test_the_stream_never_shows_an_unverified_or_unsupported_claim(
     assert model.chat_requests[0].body["stream"] is True
 
 
+def test_the_stream_shows_no_claim_before_one_shows_the_short_answer(
+    model: FakeOpenAIServer,
+) -> None:
+    # A new user's stream showed a verified claim about 3,000 troops, then withdrew it: the
+    # short answer "5,200" was in no kept quote, so the final answer refused.
+    model.queue(Reply.json(draft("5,200", ("The US sent 3,000 troops to Kuwait.",
+                                           [("S1", TROOPS)])), chunk_size=4))
+    q = "How many troops were sent to Kuwait?"
+    shown, final = _streamed(list(stream_answer(q, USED, INDEX, llm(model), SETTINGS)))
+    assert not final.answerable
+    assert shown == final.answer and "withdrawn" not in shown
+    # A claim whose quote shows the answer opens the stream, the one held before it follows.
+    model.queue(Reply.json(draft("3,000", ("Members voted 412 to 97.", [("S2", VOTE)]),
+                                 ("The US sent 3,000 troops to Kuwait.", [("S1", TROOPS)])),
+                           chunk_size=4))
+    shown, final = _streamed(list(stream_answer(q, USED, INDEX, llm(model), SETTINGS)))
+    assert final.answerable and final.direct_answer == "3,000"
+    assert shown.startswith(final.answer) and shown.startswith("3,000.")
+
+
 def test_a_claim_is_shown_as_soon_as_it_is_complete() -> None:
     reply = json.dumps(draft("Yes", ("First claim.", [("S1", "a")]), ("Second.", [("S1", "b")])))
     stream = DraftStream()

@@ -357,7 +357,7 @@ class _Shown:
 
     def _pieces(self) -> list[str]:
         new = self.grounder.sentences[self._kept:]
-        if not self._open or not new:
+        if not self._open or not new or not self._lead_shown():
             return []
         if self._kept == 0:
             new = [_text(self.grounder.direct(self._lead or ""), new[:1]), *new[1:]]
@@ -365,6 +365,17 @@ class _Shown:
         pieces = [(" " if self.sent else "") + new[0], *(" " + s for s in new[1:])]
         self.sent += len(pieces)
         return pieces
+
+    def _lead_shown(self) -> bool:
+        """Whether the kept quotes show the name or number the draft answers with, as the
+        final answer requires (`_result`): until they do, nothing is shown. A new user's
+        stream showed a verified claim, then "[note: ... the text above is withdrawn]",
+        when the claim's quotes did not hold the short answer ("5,200" for a claim about
+        3,000 troops)."""
+        lead = (self._lead or "").strip()
+        if self._kept or not lead or is_no_answer(lead) or is_yes_no(lead):
+            return True
+        return self.grounder.direct(lead) is not None
 
 
 def _articles(index: Index, used: Sequence[Passage]) -> dict[str, Article]:
