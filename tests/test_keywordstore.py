@@ -280,6 +280,38 @@ def test_processes_beside_a_chroma_server_share_one_keyword_folder(
         assert_agrees(qa.index)
 
 
+def test_a_writer_without_the_shared_keyword_folder_is_refused(
+    chroma_server: str, tmp_path: Path
+) -> None:
+    """A new user's ingest without NEWSQA_KEYWORD_DIR reached Chroma only: processes
+    reading the shared folder never found the article, and the next ingest with the folder
+    said "unchanged". Once a process has used a shared folder with a collection, a writer
+    without one is refused, and nothing is written."""
+    import uuid
+
+    shared, collection = tmp_path / "shared-keywords", f"kw{uuid.uuid4().hex[:10]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "NEWSQA_"))}
+    env.update(PYTHONPATH=str(REPO), NEWSQA_LLM="extractive")
+
+    def ingest(*paths: Path, folder: Path | None) -> subprocess.CompletedProcess[str]:
+        extra = {"NEWSQA_KEYWORD_DIR": str(folder)} if folder else {}
+        return subprocess.run(
+            [sys.executable, "-m", "newsqa.app.cli", "ingest", *map(str, paths),
+             "--chroma-url", chroma_server, "--collection", collection],
+            env={**env, **extra}, capture_output=True, text=True, timeout=300, check=False)
+
+    assert ingest(SEEDS, folder=None).returncode == 0  # no shared folder in use yet: allowed
+    assert ingest(SEEDS, folder=shared).returncode == 0  # fills the folder once
+    path = story_file(tmp_path)
+    refused = ingest(path, folder=None)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1].startswith(
+        f"newsqa: error: the collection {collection!r} at {chroma_server} keeps its keyword "
+        "index in a shared folder: set NEWSQA_KEYWORD_DIR")
+    done = ingest(path, folder=shared)
+    assert done.returncode == 0 and "added 1" in done.stdout
+
+
 def test_a_second_writer_of_a_shared_keyword_folder_waits_then_says_who_holds_it(
     chroma_server: str, tmp_path: Path
 ) -> None:

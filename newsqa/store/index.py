@@ -78,7 +78,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from ..config import Settings
-from ..errors import ArticleNotFound, ModelMismatch, NewsQAError, StoreError
+from ..errors import ArticleNotFound, ConfigError, ModelMismatch, NewsQAError, StoreError
 from ..models import Article, ArticleInfo, Chunk, MetadataValue, Passage
 from . import folderlock
 from .chunking import chunking_signature, search_text
@@ -252,6 +252,8 @@ class Index:
             self._client = _connect(settings)
             self._chunks_name = f"{settings.collection}_chunks"
             self._manifest_name = f"{settings.collection}_articles"
+            # Exists once a process has used a shared keyword folder with this collection.
+            self._shared_keywords_name = f"{settings.collection}_keywords"
             self._expected = self._expected_metadata()
             self._manifest = self._open(self._manifest_name, {"newsqa_schema": SCHEMA_VERSION})
             self._chunks = self._open(self._chunks_name, self._expected)
@@ -328,6 +330,8 @@ class Index:
         path = folder_for(Path(root), self.settings.collection)
         with write_lock(path):
             store = KeywordStore.open(path)
+            if self.settings.chroma_url:  # writers without the folder are refused from now on
+                self._open(self._shared_keywords_name, {"newsqa_schema": SCHEMA_VERSION})
             if store.fresh:
                 count = self._chunks.count()
                 if count:
@@ -747,11 +751,30 @@ class Index:
         last sees an in-flight revision and keeps checking the content key. Our
         cache stays valid unless someone else wrote since it was read.
         """
+        self._check_keyword_folder()
         current = self._mark()
         fresh = self._cache_current(current)
         began = self._bump_revision(True, current, stamp=True)
         self._cache_mark = began if fresh else None
         return began
+
+    def _check_keyword_folder(self) -> None:
+        """Refuse to write a Chroma server's collection whose keyword index lives in a
+        shared folder this process was not given: the write would reach Chroma only, and
+        every process reading that folder would miss the article for good (a new user's
+        ingest without NEWSQA_KEYWORD_DIR; the next ingest with it said "unchanged")."""
+        from chromadb.errors import NotFoundError
+
+        if not self.settings.chroma_url or self._keywords is not None:
+            return
+        try:
+            self._client.get_collection(self._shared_keywords_name, embedding_function=None)
+        except NotFoundError:
+            return
+        raise ConfigError(
+            f"the collection {self.settings.collection!r} at {self.location} keeps its keyword "
+            "index in a shared folder: set NEWSQA_KEYWORD_DIR to that folder to write it (a "
+            "write without it would never reach the processes that read the folder)")
 
     def _end_write(self, began: _Mark, new_epoch: bool = False) -> None:
         """After a write's last store call: a clean revision, if no other write bumped since.
