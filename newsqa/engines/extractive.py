@@ -167,8 +167,8 @@ def evidence_signals(
     """The abstention rule's inputs; `dense`/`rerank`: whether those scores are calibrated."""
     names = name_terms(question)
     seen: set[str] = set()
-    for p in passages:
-        seen.update(terms(f"{p.title}\n{p.source}\n{p.text}"))
+    for p in passages:  # as names: "bears" in "the poem bears the truth" is no "Bears"
+        seen.update(name_terms(f"{p.title}\n{p.source}\n{p.text}", first_word=True))
     size = len(set(terms(question)))
     cosines = [p.scores["dense"] for p in passages if "dense" in p.scores]
     ranked = [p.scores["rerank"] for p in passages if "rerank" in p.scores]
