@@ -3,9 +3,9 @@
     python examples/summarize.py            # uses a throwaway index
     NEWSQA_LLM=gpt-4o-mini python examples/summarize.py   # the same with a model
 
-Each bullet ends with [n] markers; the numbered sources below it are exact spans
-of the stored articles (article id and character offsets), which you can check
-with `newsqa show ARTICLE_ID`.
+Each bullet ends with its citations, [article-id-prefix start-end]: exact spans of
+the stored articles (character offsets), which you can check with
+`newsqa show ARTICLE_ID`.
 """
 
 from __future__ import annotations

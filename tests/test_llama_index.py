@@ -254,6 +254,25 @@ def test_reader_loads_text_with_datelines_as_news_documents() -> None:
     assert "article_id" not in shafaq.get_content(metadata_mode=MetadataMode.LLM)
 
 
+def test_the_readers_documents_go_into_newsqa_as_the_same_articles(tmp_path: Path) -> None:
+    # A new user's qa.ingest(NewsReader().load_data(...)) raised a TypeError.
+    from newsqa.errors import InputError
+
+    documents = NewsReader().load_data(SEEDS)
+    with NewsQA(db=tmp_path / "db", llm="extractive") as qa:
+        report = qa.ingest(documents)
+        assert report.added == 2 and not report.failed
+        assert {i.id for i in qa.articles()} == {d.doc_id for d in documents}
+        assert qa.ingest([SEEDS]).unchanged == 2  # the very same articles
+        record = {"title": "Port strike ends", "source": "Coastal Courier", "section": "business",
+                  "published_at": "2024-03-08T09:30:00+00:00", "text": "Dock workers returned."}
+        (tmp_path / "port.json").write_text(json.dumps(record), encoding="utf-8")
+        assert qa.ingest(NewsReader().load_data(tmp_path / "port.json")).added == 1
+        assert qa.ingest([tmp_path / "port.json"]).unchanged == 1
+        with pytest.raises(InputError, match="got int"):
+            qa.ingest([42])  # type: ignore[list-item]
+
+
 def test_reader_loads_json_records_with_their_metadata(tmp_path: Path) -> None:
     record = {"title": "Port strike ends", "source": "Coastal Courier",
               "published_at": "2024-03-08T09:30:00+00:00", "url": "https://news.example/port",

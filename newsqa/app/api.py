@@ -8,6 +8,7 @@ Reading order for a question: `NewsQA.ask` -> `retrieval.Retriever.search` ->
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from functools import partial
@@ -22,7 +23,7 @@ from ..engines.llm import LLM
 from ..engines.llm_answer import LLMEngine
 from ..engines.prompts import check_template
 from ..engines.summarize import SummaryParts, gather_summary, gather_timeline
-from ..errors import IndexMissing, NewsQAError, SetupError, StoreError, quote
+from ..errors import IndexMissing, InputError, NewsQAError, SetupError, StoreError, quote
 from ..models import (
     Answer,
     Article,
@@ -244,11 +245,13 @@ class NewsQA:
         *,
         progress: Callable[[int, int], None] | None = None,
     ) -> IngestReport:
-        """Add files, folders or `Article`s; unchanged ones cost nothing."""
+        """Add files, folders, `Article`s or LlamaIndex `Document`s (`NewsReader`'s, say);
+        unchanged ones cost nothing."""
         if isinstance(items, (str, Path, Article)):
             items = [items]
         index = self._index_for_writing()
-        return ingest(items, index, self.embedder, self.settings, progress=progress)
+        return ingest(map(_ingestable, items), index, self.embedder, self.settings,
+                      progress=progress)
 
     def articles(self) -> list[ArticleInfo]:
         return self.index.articles()
@@ -353,6 +356,28 @@ class NewsQA:
         self, sources: Sequence[str] | None, since: DateLike, until: DateLike
     ) -> Filters:
         return Filters.build(sources=sources, since=since, until=until)
+
+
+_DOCUMENT_FACTS = frozenset({"article_id", "title", "source", "published_at", "url", "origin"})
+
+
+def _ingestable(item: object) -> str | Path | Article:
+    """A path or an Article as given; a LlamaIndex `Document` (text and metadata, as
+    `NewsReader` loads it: a new user passed those and got a TypeError) as an Article;
+    anything else an InputError naming its type. Duck-typed: llama_index is not imported."""
+    if isinstance(item, (str, Path, Article)):
+        return item
+    text, meta = getattr(item, "text", None), getattr(item, "metadata", None)
+    if isinstance(text, str) and isinstance(meta, dict):
+        published = meta.get("published_at") or None
+        if isinstance(published, str) and len(published) == 10:  # a day, as it was read
+            published = dt.date.fromisoformat(published)
+        return Article(text=text, title=str(meta.get("title") or ""),
+                       source=str(meta.get("source") or ""), published_at=published,
+                       url=meta.get("url") or None,
+                       metadata={k: v for k, v in meta.items() if k not in _DOCUMENT_FACTS})
+    raise InputError("ingest", f"expected a file or folder path, an Article or a Document, "
+                               f"got {type(item).__name__}")
 
 
 def _as_llm(llm: LLM | LlamaIndexLLM) -> LLM:
