@@ -66,6 +66,17 @@ def test_weekday_on_the_publication_day_is_that_day_and_future_tense_points_forw
     assert find_dates("Talks resume next Monday.", WEDNESDAY)[0].date == dt.date(2025, 3, 24)
 
 
+def test_a_coming_weekday_is_the_next_one() -> None:
+    # A new user's timeline dated a Saturday preview's "Super Sunday derby this weekend" to
+    # the Sunday before.
+    saturday = dt.date(2023, 10, 28)
+    assert find_dates("United host City in a Super Sunday derby this weekend.", saturday)[
+        0].date == dt.date(2023, 10, 29)
+    assert find_dates("The final is this Sunday.", saturday)[0].date == dt.date(2023, 10, 29)
+    assert find_dates("The final is this Saturday.", saturday)[0].date == saturday
+    assert find_dates("City won on Sunday.", saturday)[0].date == dt.date(2023, 10, 22)
+
+
 def test_explicit_dates_in_several_forms() -> None:
     text = ("Soleimani was killed on January 3, 2020; the report came out 2023-10-01, "
             "and the envoy arrived on 5 March.")

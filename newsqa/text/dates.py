@@ -65,11 +65,18 @@ class FoundDate:
     kind: str
 
 
+_FORWARD = re.compile(r"\b(will|due|scheduled|expected)\b", re.I)
+# Anywhere in the sentence: "United host City in a Super Sunday derby this weekend" (a
+# Saturday's preview) was dated the Sunday before.
+_UPCOMING = re.compile(r"\b(this weekend|upcoming|set to|ahead of)\b", re.I)
+
+
 def find_dates(text: str, published: dt.date | None) -> list[FoundDate]:
     """Dates a sentence states, normalised; relative ones ("on Sunday") need `published`.
 
     Weekdays resolve to the latest such day on or before publication (news reports the
-    past), unless "next" or a "will" earlier in the sentence points forward.
+    past), unless "next" or a "will" earlier in the sentence points forward, or "this
+    Sunday", "this weekend", "upcoming" say it is the coming one.
     """
     found: list[FoundDate] = []
     taken: list[tuple[int, int]] = []
@@ -94,11 +101,12 @@ def _resolve(
         return None
     if kind == "weekday":
         target = WEEKDAY_NAMES.index(match.group(2).lower())
-        forward = (match.group(1) or "").lower() == "next" or bool(
-            re.search(r"\b(will|due|scheduled|expected)\b", text[: match.start()], re.I)
-        )
-        if forward:
-            return published + dt.timedelta(days=(target - published.weekday()) % 7 or 7)
+        ahead = (target - published.weekday()) % 7
+        prefix = (match.group(1) or "").lower()
+        if prefix == "this" or _UPCOMING.search(text):  # "this Sunday": today or after
+            return published + dt.timedelta(days=ahead)
+        if prefix == "next" or _FORWARD.search(text[: match.start()]):
+            return published + dt.timedelta(days=ahead or 7)
         return published - dt.timedelta(days=(published.weekday() - target) % 7)
     offsets = {"yesterday": -1, "today": 0, "tonight": 0, "last night": -1, "tomorrow": 1}
     return published + dt.timedelta(days=offsets[match.group(1).lower()])
