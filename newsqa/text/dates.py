@@ -68,7 +68,8 @@ class FoundDate:
 _FORWARD = re.compile(r"\b(will|due|scheduled|expected)\b", re.I)
 # Anywhere in the sentence: "United host City in a Super Sunday derby this weekend" (a
 # Saturday's preview) was dated the Sunday before.
-_UPCOMING = re.compile(r"\b(this weekend|upcoming|set to|ahead of)\b", re.I)
+# ("ahead of" and "set to" were left out: "On Sunday, ahead of the summit, ministers met".)
+_UPCOMING = re.compile(r"\b(this weekend|upcoming)\b", re.I)
 
 
 def find_dates(text: str, published: dt.date | None) -> list[FoundDate]:
