@@ -28,6 +28,22 @@ def normalise_text(text: str) -> str:
     return _WS.sub(" ", unicodedata.normalize("NFC", text)).strip().lower()
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # all but tab and newline
+
+
+def _composed(text: str) -> str:
+    """What is stored of a text: one Unicode form (NFC), no soft hyphens, no control
+    characters. A feed writing "Montre\u0301al" (e + a combining accent) or
+    "Bundes\u00adliga" split its names and words, so a new user's questions found
+    neither; one writing escape sequences ("\x1b]0;...\x07") retitled or cleared the
+    terminal of whoever read its answers. Citations point into this text."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _CONTROL.sub("", text)
+    if text.isascii():
+        return text
+    return unicodedata.normalize("NFC", text).replace("\u00ad", "")
+
+
 def article_id_for(*, url: str | None, text: str) -> str:
     """Stable id: the URL identifies a story across edits; without one, the text does."""
     basis = url.strip() if url and url.strip() else "text:" + normalise_text(text)
@@ -108,9 +124,15 @@ class Article(BaseModel):
     @field_validator("text")
     @classmethod
     def _text_not_blank(cls, value: str) -> str:
+        value = _composed(value)
         if not value.strip():
             raise ValueError("article text is empty")
         return value
+
+    @field_validator("title", "source")
+    @classmethod
+    def _field_composed(cls, value: str) -> str:
+        return _composed(value)
 
     @field_validator("published_at")
     @classmethod

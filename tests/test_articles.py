@@ -336,6 +336,22 @@ def test_unreadable_file_is_an_error(tmp_path: Path) -> None:
     assert isinstance(error, InputError) and str(error).startswith(str(folder))
 
 
+def test_stored_text_has_one_unicode_form_and_no_soft_hyphens_or_control_characters() -> None:
+    # A new user's feeds: "Montre\u0301al" and "Bundes\u00adliga" split their words, and
+    # escape sequences in a source retitled the terminal that printed an answer.
+    from newsqa.models import Article
+    from newsqa.text.lexical import name_terms, terms
+
+    article = Article(text="The trans\u00adfer to the Bundes\u00adliga was con\u00adfirmed in "
+                           "Montre\u0301al.\r\nThe mayor announced a \x1b[2J new bridge.",
+                      source="Esc\x1b]0;pwned\x07News", title="Lefe\u0300vre signs")
+    assert article.text == ("The transfer to the Bundesliga was confirmed in Montréal.\n"
+                            "The mayor announced a [2J new bridge.")
+    assert (article.source, article.title) == ("Esc]0;pwnedNews", "Lefèvre signs")
+    assert {"bundesliga", "transfer", "confirm"} <= set(terms(article.text))
+    assert name_terms("Who is Lefe\u0300vre of Montre\u0301al?") == ["lefevr", "montreal"]
+
+
 def test_a_fifo_or_a_broken_link_is_an_error_not_a_hang(tmp_path: Path) -> None:
     # A new user's `newsqa ingest folder/fifo.txt` waited forever for a writer; inside a
     # folder, FIFOs and broken links were skipped without a word.

@@ -105,6 +105,7 @@ def name_terms(text: str, *, first_word: bool = False) -> list[str]:
     word is capitalised by grammar and left out unless `first_word` (a summary's query,
     "Soleimani killing", often opens with its name); a capitalised stopword has no term."""
     found: list[str] = []
+    text = unicodedata.normalize("NFC", text)  # "Montre\u0301al" is one word
     for match in _NAME_WORD.finditer(text):
         if first_word or text[: match.start()].strip():
             found += terms(match.group())
