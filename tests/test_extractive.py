@@ -335,6 +335,16 @@ def test_a_price_in_another_currency_form_is_a_figure_and_no_range() -> None:
         "$10 to $20")
 
 
+def test_pronouns_and_determiners_are_no_names() -> None:
+    # A new user's "Who was named Person of the Year?" got "Me", and a team question "Every".
+    assert direct_answer("Who was named Person of the Year?",
+                         ["Barber Shop Near Me opened in 2019."],
+                         ["Barber Shop Near Me is a chain."]) == "Barber Shop Near Me"
+    assert direct_answer("Which team won the cup?",
+                         ["MORE: Every single team to have lifted the cup."],
+                         ["Every team tried."]) is None
+
+
 def test_a_relative_is_not_renamed_as_the_person_the_articles_name_first() -> None:
     quotes = ["Travis Kelce is dating Taylor Swift, his brother Jason Kelce said."]
     article = ("Chiefs star Travis Kelce scored. " + quotes[0] + " Swift cheered. "

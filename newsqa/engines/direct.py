@@ -134,7 +134,8 @@ _NOT_NAMES = frozenset([
     meanwhile but and or so yet after before when while although though if as at in on by for
     from with without according despite during since until last next earlier later today
     yesterday tomorrow mr mrs ms dr also still then now what who which where why how yes
-    no""".split(), *MONTH_NAMES, *WEEKDAY_NAMES,
+    no me my mine you your yours us our ours him them every each any some many more
+    most another none""".split(), *MONTH_NAMES, *WEEKDAY_NAMES,
 ])
 _SCALE = r"(?:\s?(?:%|percent|per cent|million|billion|trillion|thousand|hundred))?"
 # "$1.2 billion", "$US93.96", "US$5", "67¢" ("3," is 3).
@@ -399,6 +400,8 @@ class _Names:
         with its given name keeps it: "Jason Kelce" is not the "Travis Kelce" the
         articles name first."""
         tokens = name.split()
+        if not terms(tokens[-1]):  # "Barber Shop Near Me": no surname to name anyone by
+            return name
         given = terms(tokens[-2]) if len(tokens) > 1 else []
         full = self.full(tokens[-1], given[-1] if given else None)
         if " " not in full:  # "Sam" is "Sam Altman" if "Altman" is also a name of its own
