@@ -198,6 +198,10 @@ def test_summary_scores_abstention_citations_and_answers() -> None:
     assert "In-sample" in render_report(summary)
     summary["settings"] = {"ids": "other_ids.txt", "rerank": True}
     assert "In-sample" not in render_report(summary)
+    assert "| abstains on null queries | 1.0000 |" in render_report(summary)
+    # A run without a null query has no abstention rate on them (it said 0.0000).
+    summary = summarise_run(outcomes[:1], {"d1": "a1"}, mode="extractive", model=None)
+    assert "| abstains on null queries | - |" in render_report(summary)
 
 
 def test_percentile_interpolates_like_numpy() -> None:

@@ -39,6 +39,24 @@ def test_a_second_process_is_refused_while_the_first_holds_the_folder(
     assert NewsQA(db=db).articles() == []  # released when the holder exits
 
 
+def test_a_process_waiting_for_the_folder_says_so_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A new user's command sat silent for the whole NEWSQA_LOCK_TIMEOUT.
+    db = tmp_path / "db"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(db)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        monkeypatch.setenv("NEWSQA_LOCK_TIMEOUT", "1.5")
+        with caplog.at_level("WARNING", logger="newsqa.lock"), pytest.raises(StoreError):
+            NewsQA(db=db).articles()
+    finally:
+        holder.communicate("\n", timeout=60)
+    said = [r.getMessage() for r in caplog.records if r.name == "newsqa.lock"]
+    assert len(said) == 1 and f"(pid {holder.pid}); waiting up to 2 s" in said[0]
+
+
 def test_one_process_may_open_a_folder_many_times_and_close_it(tmp_path: Path) -> None:
     db = tmp_path / "db"
     first, second = NewsQA(db=db), NewsQA(db=db)

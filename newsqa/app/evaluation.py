@@ -504,6 +504,12 @@ def _rate(count: int, group: Sequence[object]) -> float:
     return count / len(group) if group else 0.0
 
 
+def _of(rate: float, n: int) -> str:
+    """A rate for the report, "-" when there was nothing to count (a run of 5 queries may
+    hold no null one: "abstains on null queries 0.0000" said it never abstained)."""
+    return f"{rate:.4f}" if n else "-"
+
+
 def summarise_run(
     outcomes: Sequence[Outcome], doc_ids: Mapping[str, str], *, mode: str, model: str | None
 ) -> dict[str, Any]:
@@ -661,8 +667,9 @@ def _answer_sections(summary: Mapping[str, Any]) -> list[str]:
         f"| lenient accuracy (shares a word with gold; all queries) | "
         f"{answers['lenient_accuracy']:.4f} | GPT-4 {PAPER_GPT4_ACCURACY} |",
         f"| normalised exact match | {answers['exact_match']:.4f} | - |",
-        f"| abstains on null queries | {abst['null_abstain_rate']:.4f} | - |",
-        f"| abstains on answerable queries | {abst['false_abstain_rate']:.4f} | - |",
+        f"| abstains on null queries | {_of(abst['null_abstain_rate'], abst['n_null'])} | - |",
+        f"| abstains on answerable queries | "
+        f"{_of(abst['false_abstain_rate'], abst['n_answerable'])} | - |",
         f"| citations verbatim (re-checked) | {cit['verified_rate']:.4f} | - |",
         f"| citations per answer | {cit['per_answer']:.2f} | - |",
         f"| answerable queries citing a gold article | {cit['gold_article_rate']:.4f} | - |",

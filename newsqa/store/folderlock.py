@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import stat
 import threading
@@ -29,6 +30,8 @@ import time
 from pathlib import Path
 
 from ..errors import StoreError
+
+log = logging.getLogger("newsqa.lock")
 
 LOCK_NAME = ".newsqa.lock"
 _held: dict[str, tuple[int, int]] = {}  # folder -> (fd, users in this process)
@@ -121,8 +124,12 @@ def _refusal(path: Path, exc: OSError) -> str:
 
 
 def _wait_for(fd: int, folder: Path, timeout: float, advice: str) -> None:
+    """Poll until the lock is free or `timeout` passes; said once on the log (the CLI's
+    stderr) when the wait is more than a moment: a new user's command sat silent for
+    the whole NEWSQA_LOCK_TIMEOUT."""
     deadline = time.monotonic() + timeout
     delay = 0.05
+    said = False
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -133,6 +140,10 @@ def _wait_for(fd: int, folder: Path, timeout: float, advice: str) -> None:
         if time.monotonic() >= deadline:
             raise StoreError(
                 f"{folder} is in use by another process ({_holder(fd)}); {advice}")
+        if not said and delay >= 0.4:
+            log.warning("newsqa: %s is in use by another process (%s); waiting up to %.0f s "
+                        "(NEWSQA_LOCK_TIMEOUT)", folder, _holder(fd), timeout)
+            said = True
         time.sleep(delay)  # polling a lock another process holds; nothing to wait on
         delay = min(delay * 2, 0.5)
 
