@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,19 +25,26 @@ sys.stdin.readline()
 """
 
 
-def test_a_second_process_is_refused_while_the_first_holds_the_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    db = tmp_path / "db"
+@contextlib.contextmanager
+def _held(db: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the folder until the block ends."""
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(db)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        yield holder
+    finally:
+        holder.communicate("\n", timeout=60)
+
+
+def test_a_second_process_is_refused_while_the_first_holds_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "db"
+    with _held(db) as holder:
         monkeypatch.setenv("NEWSQA_LOCK_TIMEOUT", "0.2")
         with pytest.raises(StoreError, match=rf"in use by another process \(pid {holder.pid}\)"):
             NewsQA(db=db).articles()
-    finally:
-        holder.communicate("\n", timeout=60)
     assert NewsQA(db=db).articles() == []  # released when the holder exits
 
 
@@ -44,15 +53,10 @@ def test_a_process_waiting_for_the_folder_says_so_once(
 ) -> None:
     # A new user's command sat silent for the whole NEWSQA_LOCK_TIMEOUT.
     db = tmp_path / "db"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(db)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+    with _held(db) as holder:
         monkeypatch.setenv("NEWSQA_LOCK_TIMEOUT", "1.5")
         with caplog.at_level("WARNING", logger="newsqa.lock"), pytest.raises(StoreError):
             NewsQA(db=db).articles()
-    finally:
-        holder.communicate("\n", timeout=60)
     said = [r.getMessage() for r in caplog.records if r.name == "newsqa.lock"]
     assert len(said) == 1 and f"(pid {holder.pid}); waiting up to 2 s" in said[0]
 
