@@ -66,7 +66,7 @@ def check_question(text: object, what: str = "question", *, required: bool = Tru
         return
     if not isinstance(text, str):
         raise InputError(what, f"must be text, got {type(text).__name__}")
-    if isinstance(text, str) and len(text) > MAX_QUESTION_CHARS:
+    if len(text) > MAX_QUESTION_CHARS:
         raise InputError(
             what, f"is {len(text):,} characters long; the limit is {MAX_QUESTION_CHARS:,} "
             "(ask something shorter)"

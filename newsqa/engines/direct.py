@@ -88,10 +88,10 @@ def _asked(question: str) -> tuple[str, str]:
     return head, after[0]
 
 
-def _measured(question: str) -> str | None:
-    """ "measure" when the question asks how long, far, tall ... (a number with its unit),
-    "amount" for how much (with its unit when it has one: "32 ounces", "$19 million")."""
-    head = _asked(question)[0]
+def _measured(head: str) -> str | None:
+    """ "measure" when the question (its first question word, `_asked`) asks how long, far,
+    tall ... (a number with its unit), "amount" for how much (with its unit when it has
+    one: "32 ounces", "$19 million")."""
     if head == "how much":
         return "amount"
     return "measure" if head.startswith("how ") and head not in ("how many", "how old") else None
@@ -162,8 +162,7 @@ _DATE = re.compile(
     r"|(?:last|this|next)\s(?:week|month|year|" + _WEEKDAY + r")"
     r"|" + _WEEKDAY + r"|yesterday|today|(?:19|20)\d\d"
     # "in February", "the end of August" (a month alone only after a word that dates it:
-    # "May" is also a verb),
-    # "two years ago".
+    # "May" is also a verb), "two years ago".
     r"|(?:(?<=\bin\s)|(?<=\bof\s)|(?<=\bsince\s)|(?<=\buntil\s)|(?<=\bearly\s)"
     r"|(?<=\blate\s))" + _MONTH
     + r"|(?:a|an|one|several|\d+|" + _SPELLED + r")\s(?:hour|day|week|month|year|decade)s?\sago"
@@ -203,7 +202,8 @@ def direct_answer(
     seen = _Seen.of([*quotes, *context]) if named else _Seen(frozenset(), frozenset())
     person = asks_for_person(question)
     found: dict[str, _Mention] = {}
-    spans = _measured(question) or kind
+    head = _asked(question)[0]
+    spans = _measured(head) or kind
     for rank, quote in enumerate(quotes):
         near = _Nearness.of(quote, asked)
         for start, span in _spans(spans, quote, seen, person=person):
@@ -220,7 +220,7 @@ def direct_answer(
         return None
     if kind == "place":
         places = _Names.of([*quotes, *context], seen).places_in(found)
-        return _best_place(places, context, where=_asked(question)[0] == "where")
+        return _best_place(places, context, where=head == "where")
     if kind != "person":  # the best quote's, nearest the question's words
         return _nearest_in_best(found.values(), longest=kind == "date").text
     if not person:

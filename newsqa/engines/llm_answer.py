@@ -262,10 +262,7 @@ def _result(
     if direct is None and not is_no_answer(draft.answer):
         withheld = (f"the short answer {draft.answer.strip()[:80]!r} left out: the kept "
                     "claims' quotes do not show it")
-        if not is_yes_no(draft.answer):
-            # Claims that do not show the name or number asked for answer nothing (issue
-            # 15's run: "Which Greek letter ...?" -> 'alpha', kept "The article mentions
-            # Dolby Atmos"); a yes/no question's claims still each answer one of its parts.
+        if _must_show(draft.answer):
             return Answer(answer=NOT_SHOWN, answerable=False, reason=withheld, **common)
         notes.append(withheld)
     note = "; ".join(notes) or None
@@ -367,15 +364,13 @@ class _Shown:
         return pieces
 
     def _lead_shown(self) -> bool:
-        """Whether the kept quotes show the name or number the draft answers with, as the
-        final answer requires (`_result`): until they do, nothing is shown. A new user's
+        """Whether the kept quotes show the name or number the draft answers with, where
+        the final answer requires it (`_must_show`): until they do, nothing is shown. A new user's
         stream showed a verified claim, then "[note: ... the text above is withdrawn]",
         when the claim's quotes did not hold the short answer ("5,200" for a claim about
         3,000 troops)."""
-        lead = (self._lead or "").strip()
-        if self._kept or not lead or is_no_answer(lead) or is_yes_no(lead):
-            return True
-        return self.grounder.direct(lead) is not None
+        lead = self._lead or ""
+        return bool(self._kept) or not _must_show(lead) or self.grounder.direct(lead) is not None
 
 
 def _articles(index: Index, used: Sequence[Passage]) -> dict[str, Article]:
@@ -387,6 +382,15 @@ def _articles(index: Index, used: Sequence[Passage]) -> dict[str, Article]:
         except ArticleNotFound:
             continue
     return articles
+
+
+def _must_show(lead: str) -> bool:
+    """Whether an answer stands only if a kept claim's quotes show its short answer: a name
+    or a number must be shown (claims that do not show it answer nothing: issue 15's run,
+    "Which Greek letter ...?" -> 'alpha', kept "The article mentions Dolby Atmos"); a
+    yes/no question's claims each answer one of its parts, and "no answer" shows nothing.
+    The final answer (`_result`) and the stream (`_Shown`) ask the same."""
+    return not is_no_answer(lead) and not is_yes_no(lead)
 
 
 def _no_passages(question: str, passages: Sequence[Passage], llm: LLM) -> Answer:
