@@ -318,6 +318,19 @@ def test_a_title_written_as_an_acronym_is_not_part_of_the_name() -> None:
                          ["Bankman-Fried spoke."]) == "Sam Bankman-Fried"
 
 
+def test_the_person_given_the_title_asked_about_is_the_answer() -> None:
+    # "Who is the governor of Texas?" over MultiHop-RAG articles answered "House Bill", the
+    # name beside "Texas"; the governor is the one the quote titles so.
+    texas = ["In Texas, House Bill 20 made it through the state legislature and was signed "
+             "by Governor Greg Abbott in September 2021."]
+    assert direct_answer("Who is the governor of Texas?", texas, texas) == "Greg Abbott"
+    chicago = ["Chicago Mayor Brandon Johnson met Governor Jay Pritzker on Monday."]
+    assert direct_answer("Who is the mayor of Chicago?", chicago, chicago) == "Brandon Johnson"
+    assert direct_answer("Who is the governor of Illinois?", chicago, chicago) == "Jay Pritzker"
+    after = ["Satya Nadella met Sam Altman, OpenAI's chief executive, on Friday."]
+    assert direct_answer("Who is OpenAI's chief executive?", after, after) == "Sam Altman"
+
+
 def test_names_and_numbers_end_where_the_text_does() -> None:
     # Found by a new user's session over MultiHop-RAG articles.
     article = "The final was tense.\n\nAdvertisement\n\nMoments later, Kolisi lifted the cup."

@@ -47,6 +47,14 @@ _PERSON_NOUNS = frozenset(
     actor actress singer author writer journalist reporter scientist researcher economist
     analyst politician president minister senator governor director manager investor""".split())
 
+# Titles written before a person's name ("Governor Greg Abbott", "Chicago Mayor Brandon
+# Johnson"): not part of the name, and the one the question asks about tells who is meant.
+_TITLES = _PERSON_NOUNS | frozenset(
+    """chancellor mayor premier chairman chairwoman chair chief secretary commissioner
+    prosecutor sheriff captain ambassador general spokesperson""".split())
+# Titles that are part of how a person is named ("King Charles"): tell who is meant only.
+_ROYAL = frozenset("king queen prince princess pope emperor empress".split())
+
 
 # Nouns that ask where: "In which region ...?" is answered as "Where ...?" is.
 _PLACE_NOUNS = frozenset(
@@ -216,6 +224,7 @@ def direct_answer(
             mention.count += mention.last != rank
             mention.last = rank
             mention.distance = min(mention.distance, near.distance(start, start + len(span)))
+            mention.titled = mention.titled or (person and _titled(quote, span, start, asked))
     if not found:
         return None
     if kind == "place":
@@ -237,6 +246,24 @@ def _kin(name: str, question: str) -> bool:
         rf"(?<!\w){re.escape(surname)}(?![\w'’])", question) is not None
 
 
+_BEFORE = re.compile(r"(\w+)\W{0,3}$")
+_AFTER = re.compile(r"^,\s+((?:[\w'’-]+\s+){0,3}[\w'’-]+)")
+
+
+def _titled(quote: str, name: str, start: int, asked: set[str]) -> bool:
+    """Whether the quote gives the name the title the question asks about: "signed by
+    Governor Greg Abbott" or "Greg Abbott, the state's governor" for "Who is the governor
+    of Texas?", where "In Texas, House Bill 20" only shares a word with it."""
+    at = quote.find(name, start)
+    if at < 0:
+        return False
+    before = _BEFORE.search(quote, max(0, at - 40), at)
+    after = _AFTER.match(quote[at + len(name):])
+    near = [before.group(1)] if before else []
+    near += after.group(1).split() if after else []
+    return any(w.lower() in _TITLES | _ROYAL and set(terms(w)) <= asked for w in near)
+
+
 @dataclass
 class _Mention:
     text: str
@@ -244,6 +271,7 @@ class _Mention:
     count: int = 0
     last: int = -1  # the last quote that mentioned it: each quote counts once
     distance: int = 1_000  # fewest words between it and a question term in one quote
+    titled: bool = False  # a quote gives it the title the question asks about
 
 
 @dataclass(frozen=True)
@@ -328,12 +356,13 @@ def _best_person(found: dict[str, _Mention], context: Sequence[str], names: _Nam
     passages = {k: {i for i, text in enumerate(context) if _writes(text, m.text.split()[-1])}
                 for k, m in found.items()}
 
-    def score(name: str) -> tuple[int, int, int, tuple[int, int]]:
+    def score(name: str) -> tuple[int, int, bool, int, tuple[int, int]]:
         keys = groups[name]
         first = min(found[k].first for k in keys)
         count = sum(found[k].count for k in keys) + len(set().union(*(passages[k] for k in keys)))
         return (min(names.rank(found[k].text) for k in keys), count,
-                -min(found[k].distance for k in keys), (-first[0], -first[1]))
+                any(found[k].titled for k in keys), -min(found[k].distance for k in keys),
+                (-first[0], -first[1]))
 
     return max(groups, key=score)
 
@@ -553,6 +582,8 @@ def _as_named(span: str, seen: _Seen, person: bool) -> str | None:
     # "Chiefs TE Travis Kelce": a title written as an acronym ends what comes before the name
     # (with two tokens at least after it).
     cut = max((i for i, t in enumerate(tokens[:-2]) if _ACRONYM.fullmatch(t)), default=-1)
+    # So does a title ("Chicago Mayor Brandon Johnson", "Governor Greg Abbott").
+    cut = max([cut, *(i for i, t in enumerate(tokens[:-1]) if t.lower() in _TITLES)])
     tokens = tokens[cut + 1:]
     while len(tokens) > 1 and (_ACRONYM.fullmatch(tokens[0]) or tokens[0].lower() in seen.lower):
         tokens = tokens[1:]
