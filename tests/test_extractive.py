@@ -105,6 +105,36 @@ def test_context_sentence_counts_for_pronouns() -> None:
     assert not assess("What did Qaani warn?", [passage]).abstains
 
 
+def _passage(article_id: str, title: str, text: str) -> Passage:
+    return Passage(chunk_id=f"{article_id}:0", article_id=article_id, title=title, text=text,
+                   start=0, end=len(text), score=1.0)
+
+
+def test_a_short_question_is_answered_from_the_articles_writing_its_names() -> None:
+    # A new user's "How many troops were sent to Greenland?" got Kuwait's "3,000 to 3,500",
+    # and "Who replaced Soleimani?" a name from an NFL article's "replaced".
+    kuwait = _passage("k", "Troops head to the Gulf",
+                      "The Pentagon said 3,000 troops would be sent to Kuwait this week.")
+    lights = _passage("g", "Northern lights dazzle",
+                      "The lights were seen over Greenland on Tuesday night.")
+    found = assess("How many troops were sent to Greenland?", [kuwait, lights])
+    assert {c.passage.article_id for c in found.chosen} <= {"g"}
+    assert not found.unnamed
+    nowhere = assess("How many troops were sent to Qatar?", [kuwait, lights])
+    assert nowhere.unnamed == ["qatar"] and nowhere.abstains
+    # Months and weekdays are dates, not names: an article need not write them.
+    dated = assess("How many troops were sent to Kuwait in January?", [kuwait, lights])
+    assert not dated.unnamed and dated.chosen[0].passage.article_id == "k"
+
+
+def test_a_short_question_naming_what_no_article_writes_abstains_saying_so(
+    qa: NewsQA,
+) -> None:
+    answer = qa.ask("How many troops were sent to Greenland?")
+    assert not answer.answerable and answer.direct_answer is None
+    assert answer.reason and "'Greenland'" in answer.reason and "abstains" in answer.reason
+
+
 # -- made-up articles: one fact of each kind a direct answer can give ------------------------
 
 MADE_UP = [
@@ -382,6 +412,24 @@ def test_a_number_is_the_one_beside_what_the_question_counts() -> None:
     quote = ["The fighting left 40 militants and six Pakistani soldiers dead, officials said."]
     assert direct_answer("How many Pakistani soldiers died?", quote) == "six"
     assert direct_answer("How many militants died?", quote) == "40"
+
+
+def test_an_age_is_read_as_written_and_a_vague_count_comes_last() -> None:
+    # A new user's "How old was Soleimani?" got "three" (days of mourning).
+    quote = ["After three days of mourning, officials said the 62-year-old was buried."]
+    assert direct_answer("How old was Soleimani?", quote) == "62"
+    assert direct_answer("How old was she?", ["She died at 86 in her home."]) == "86"
+    counts = ["Hundreds of militants attacked, and 40 militants were killed."]
+    assert direct_answer("How many militants were killed?", counts) == "40"
+
+
+def test_a_place_or_its_people_is_no_answer_to_who() -> None:
+    # "Who was killed with Soleimani?" was answered "Iraqi"; "who was sentenced", "India".
+    quotes = ["Iraqi officials said the strike hit a convoy in Iraq on Friday."]
+    context = ["The strike in Iraq killed several people.", "Iraqi leaders met in Baghdad."]
+    assert direct_answer("Who was killed in the strike?", quotes, context) is None
+    india = ["A court in northern India upheld the sentence."]
+    assert direct_answer("Whose sentence was upheld?", india, ["He lived in India."]) is None
 
 
 def test_a_place_is_not_the_person_asked_for_when_a_person_is_named() -> None:

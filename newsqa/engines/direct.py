@@ -102,7 +102,9 @@ def _measured(head: str) -> str | None:
     one: "32 ounces", "$19 million")."""
     if head == "how much":
         return "amount"
-    return "measure" if head.startswith("how ") and head not in ("how many", "how old") else None
+    if head == "how old":
+        return "age"
+    return "measure" if head.startswith("how ") and head != "how many" else None
 
 
 def question_kind(question: str) -> str:
@@ -161,6 +163,7 @@ _UNIT = (r"(?:second|minute|hour|day|week|month|year|decade|inch(?:es)?|foot|fee
          r"gallon|lit(?:er|re)|quart|barrel)s?(?![\w-])")
 _AMOUNT = _NUMBER.pattern + r"\s+" + _UNIT
 _MEASURE = re.compile(_AMOUNT + r"(?:\s?,?\s(?:and\s)?" + _AMOUNT + r")*", re.IGNORECASE)
+_AGE = re.compile(r"(?<![\w.])(\d{1,3})[- ]years?[- ]old\b|\baged? (\d{1,3})\b", re.IGNORECASE)
 _MONTH = MONTH_PATTERN + r"\.?"
 _WEEKDAY = f"(?:{WEEKDAY_PATTERN})"
 _DATE = re.compile(
@@ -231,10 +234,31 @@ def direct_answer(
         places = _Names.of([*quotes, *context], seen).places_in(found)
         return _best_place(places, context, where=head == "where")
     if kind != "person":  # the best quote's, nearest the question's words
+        if head == "how many":
+            _mark_counted(found, quotes, question)
         return _nearest_in_best(found.values(), longest=kind == "date").text
     if not person:
         return _best_name(found, [set(terms(text)) for text in context])
-    return _best_person(found, context, _Names.of([*quotes, *context], seen, articles))
+    names = _Names.of([*quotes, *context], seen, articles)
+    best = _best_person(found, context, names)
+    # A place, or its people ("Iraqi"), is no answer to "who".
+    return None if names.rank(best) == 0 or names.demonym(best) else best
+
+
+_VAGUE = frozenset("hundreds thousands dozens dozen".split())
+
+
+def _mark_counted(found: dict[str, _Mention], quotes: Sequence[str], question: str) -> None:
+    """Mark the figures that count what "How many <noun>" asks for ("19 victims" for
+    "How many victims ...?"), so they come before others of their quote; a vague one
+    ("Hundreds of militants") comes after every figure."""
+    after = re.search(r"\bhow many\s+((?:[\w'’-]+\s+){0,2}[\w'’-]+)", question, re.IGNORECASE)
+    counted = set(terms(after.group(1))) if after else set()
+    for mention in found.values():
+        quote = quotes[mention.first[0]]
+        following = quote[mention.first[1] + len(mention.text):][:40]
+        mention.counted = bool(counted & set(terms(" ".join(following.split()[:3]))))
+        mention.vague = mention.text.lower() in _VAGUE
 
 
 def _kin(name: str, question: str) -> bool:
@@ -272,6 +296,8 @@ class _Mention:
     last: int = -1  # the last quote that mentioned it: each quote counts once
     distance: int = 1_000  # fewest words between it and a question term in one quote
     titled: bool = False  # a quote gives it the title the question asks about
+    counted: bool = False  # followed by what "how many" counts (`_mark_counted`)
+    vague: bool = False  # "hundreds"
 
 
 @dataclass(frozen=True)
@@ -303,8 +329,8 @@ class _Nearness:
 def _nearest_in_best(found: Iterable[_Mention], *, longest: bool = False) -> _Mention:
     """The best quote's mention nearest the question's words (then, with `longest`, the
     most precise: "September 20" over "August" as near; then the first)."""
-    return min(found, key=lambda m: (m.first[0], m.distance, -len(m.text) if longest else 0,
-                                     m.first[1]))
+    return min(found, key=lambda m: (m.first[0], not m.counted, m.vague, m.distance,
+                                     -len(m.text) if longest else 0, m.first[1]))
 
 
 def _best_place(places: dict[str, _Mention], context: Sequence[str], *, where: bool) -> str | None:
@@ -419,6 +445,14 @@ class _Names:
         written = sum(1 for run in self.runs if run.endings[0][-len(key):] == key)
         return 0 if after and after >= PLACE_SHARE * written else 1
 
+    def demonym(self, name: str) -> bool:
+        """Whether a one-word name is a place's people or adjective: "Iraqi" where the
+        texts write "in Iraq", "Sudanese" for "Sudan"."""
+        key = terms(name)
+        return len(key) == 1 and any(
+            key[0].startswith(place) and 0 < len(key[0]) - len(place) <= 3
+            for place in self.places if " " not in place and len(place) >= 3)
+
     def places_in(self, found: dict[str, _Mention]) -> dict[str, _Mention]:
         """The mentions that name a place (`rank` 0)."""
         return {k: m for k, m in found.items() if self.rank(m.text) == 0}
@@ -523,6 +557,9 @@ class _Run:
 def _spans(kind: str, quote: str, seen: _Seen, *, person: bool = False) -> list[tuple[int, str]]:
     """(offset, text) of what could answer a question of this kind within one quote
     (`person`: the question asks for a person, see `_as_person`)."""
+    if kind == "age":  # "the 62-year-old", "aged 86"; else any figure ("died at 86")
+        ages = [(m.start(1), m.group(1)) for m in _AGE.finditer(quote)]
+        return ages or _spans("number", quote, seen)
     if kind in ("measure", "amount"):
         measures = [(m.start(), m.group()) for m in _MEASURE.finditer(quote)]
         if kind == "measure":

@@ -28,6 +28,7 @@ from ..config import RetrievalSettings, Settings
 from ..errors import ConfigError
 from ..grounding import ClaimedQuote, verify
 from ..models import Answer, Article, Citation, Passage, RejectedCitation, Usage
+from ..text.dates import MONTH_NAMES, WEEKDAY_NAMES
 from ..text.lexical import name_terms, terms
 from ..text.sentences import sentence_spans
 from .condense import Rewrite, Turn, condense_offline
@@ -206,10 +207,12 @@ class Assessment:
     signals: Signals
     model: NullModel
     p_null: float
+    unnamed: list[str]  # a short question's names that no chosen sentence's article writes
 
     @property
     def abstains(self) -> bool:
-        return not self.chosen or self.p_null >= self.model.abstain_at or self.too_thin
+        return (not self.chosen or self.p_null >= self.model.abstain_at or self.too_thin
+                or bool(self.unnamed))
 
     @property
     def too_thin(self) -> bool:
@@ -222,14 +225,59 @@ def assess(
 ) -> Assessment:
     """The chosen sentences and the abstention decision (benchmarks/abstention.py reuses it)."""
     candidates = rank_sentences(question, passages)
+    names = asked_names(question) if len(set(terms(question))) < MIN_TERMS else []
+    named = _names_by_article(passages)
+    if names:  # a short question is answered from articles that name what it asks about
+        candidates = _naming(candidates, named, names)
     chosen = choose(candidates) if candidates else []
     signals = evidence_signals(question, passages, chosen, dense=dense, rerank=rerank)
     model = null_model(signals)
-    return Assessment(chosen, signals, model, model.probability(signals) if chosen else 1.0)
+    written = set().union(*(named[c.passage.article_id] for c in chosen))
+    return Assessment(chosen, signals, model, model.probability(signals) if chosen else 1.0,
+                      [n for n in names if n not in written])
 
 
-def _abstain_reason(found: Assessment) -> str:
+def asked_names(question: str) -> list[str]:
+    """The question's names (`name_terms`) but months and weekdays, which dates answer."""
+    return [n for n in name_terms(question) if n not in _CALENDAR]
+
+
+_CALENDAR = frozenset(t for day in (*MONTH_NAMES, *WEEKDAY_NAMES) for t in terms(day))
+
+
+def _naming(
+    candidates: list[Candidate], named: Mapping[str, set[str]], names: Sequence[str]
+) -> list[Candidate]:
+    """The sentences of the articles that write all the names, else of those writing one.
+
+    "Who refereed Chelsea's Carabao Cup win over Blackburn?" was answered from an article
+    on Chelsea's win over Brighton; "How many troops were sent to Greenland?" from one on
+    Kuwait (a new user's session over MultiHop-RAG and NewsQA articles).
+    """
+    wanted = set(names)
+    full = {a for a, got in named.items() if wanted <= got}
+    some = full or {a for a, got in named.items() if wanted & got}
+    return [c for c in candidates if c.passage.article_id in some]
+
+
+def _names_by_article(passages: Sequence[Passage]) -> dict[str, set[str]]:
+    """The name terms each article's retrieved passages, title and publisher write."""
+    named: dict[str, set[str]] = {}
+    for p in passages:
+        named.setdefault(p.article_id, set()).update(
+            name_terms(f"{p.title}\n{p.source}\n{p.text}", first_word=True))
+    return named
+
+
+def _abstain_reason(question: str, found: Assessment) -> str:
     s = found.signals
+    if found.unnamed:
+        asked = [w for w in re.findall(r"[\w'’-]+", question)
+                 if set(terms(w)) & set(found.unnamed)]
+        return (f"no retrieved article that matches the question writes "
+                f"{', '.join(repr(w) for w in dict.fromkeys(asked))} (the extractive engine "
+                f"abstains on questions of fewer than {MIN_TERMS} distinct terms when the "
+                "articles it would cite do not write all the names they ask about)")
     if found.too_thin:
         return (f"the best supporting sentences cover {s.support:.0%} of the question's terms "
                 f"(the extractive engine abstains below {SHORT_MIN_SUPPORT:.0%} on questions "
@@ -276,10 +324,10 @@ def extractive_answer(
     """Answer from source sentences, or abstain saying why."""
     found = assess(question, passages, dense=dense_calibrated(index),
                    rerank=rerank_calibrated(settings.retrieval))
-    if not found.chosen:
+    if not found.chosen and not found.unnamed:
         return _abstain(question, passages, "no retrieved passage matches the question")
     if found.abstains:
-        return _abstain(question, passages, _abstain_reason(found))
+        return _abstain(question, passages, _abstain_reason(question, found))
     articles = {i: index.get_article(i)
                 for i in dict.fromkeys(c.passage.article_id for c in found.chosen)}
     citations, rejected = _cite(found.chosen, articles)
@@ -287,7 +335,7 @@ def extractive_answer(
         return _abstain(question, passages, "no sentence could be verified", rejected)
     text = " ".join(f"{c.quote} [{i}]" for i, c in enumerate(citations, 1))
     cited = [articles[i].text for i in dict.fromkeys(c.article_id for c in citations)]
-    direct = direct_answer(question, _best_first(citations, found.chosen),
+    direct = direct_answer(question, _answer_quotes(question, citations, found, articles),
                            _by_article(passages), cited)
     if direct is not None and question_kind(question) in LEAD_WITH:
         text = f"{direct}. {text}"
@@ -446,6 +494,23 @@ def _abstain(
         mode="extractive",
         model="extractive",
     )
+
+
+def _answer_quotes(
+    question: str, citations: Sequence[Citation], found: Assessment,
+    articles: Mapping[str, Article],
+) -> list[str]:
+    """The quotes a short answer may come from, best first: for a short question, only
+    those of articles that write all of its names ("Who replaced Soleimani?" is not
+    answered from an NFL article's "replaced")."""
+    quotes = _best_first(citations, found.chosen)
+    names = asked_names(question)
+    if found.signals.question_terms >= MIN_TERMS or not names:
+        return quotes
+    naming = {i for i, a in articles.items()
+              if not set(names) - set(name_terms(f"{a.title}\n{a.source}\n{a.text}",
+                                                 first_word=True))}
+    return [q for q in quotes if any(c.quote == q and c.article_id in naming for c in citations)]
 
 
 def _best_first(citations: Sequence[Citation], chosen: Sequence[Candidate]) -> list[str]:
