@@ -12,6 +12,7 @@ import pytest
 from newsqa.config import Settings
 from newsqa.engines.llm import LLM, RetryPolicy
 from newsqa.engines.llm_answer import (
+    MODEL_ABSTAINED,
     NO_VERIFIED_CITATION,
     DraftStream,
     aanswer,
@@ -194,10 +195,16 @@ def test_no_verified_citation_means_unanswerable_and_the_unverified_text_is_not_
         "quote not found in S1", "claim cites no source"]
 
 
-def test_the_model_abstaining_is_passed_on(openai_server: FakeOpenAIServer) -> None:
-    openai_server.queue(Reply.json(draft(answerable=False, reason="No source mentions tariffs.")))
+def test_the_model_abstaining_is_passed_on_without_its_unchecked_words(
+    openai_server: FakeOpenAIServer,
+) -> None:
+    # The model's own reason used to be shown; a small model wrote its answer there ("The
+    # World Cup was won by Brazil in 2018 ..."), text no quote checks.
+    reason = "No source mentions tariffs, but Putin set them at 40% in Moscow."
+    openai_server.queue(Reply.json(draft(answerable=False, reason=reason)))
     result = answer("Tariffs?", [VOTE], INDEX, make_llm(openai_server), SETTINGS)
-    assert not result.answerable and result.reason == "No source mentions tariffs."
+    assert not result.answerable and result.reason == MODEL_ABSTAINED
+    assert "Putin" not in result.model_dump_json()
 
 
 def test_no_passages_means_no_model_call(openai_server: FakeOpenAIServer) -> None:

@@ -7,7 +7,7 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -317,6 +317,37 @@ def test_llm_bullets_are_verified_and_a_fabricated_quote_is_rejected(
     assert [r.quote for r in summary.rejected_citations] == [invented]
     assert summary.usage.prompt_tokens > 0
     assert len(openai_server.chat_requests) == 1
+
+
+def test_an_llm_headline_is_shown_only_when_the_kept_quotes_support_it(
+    openai_server: FakeOpenAIServer, seeds: list[Article]  # noqa: F811
+) -> None:
+    # A new user's summary with a small model headlined "US President Donald Trump has
+    # vowed to end the war in Iraq ..." over zero kept bullets; another "Short line", the
+    # prompt's placeholder.
+    from newsqa.engines.llm_summary import NO_BULLETS, llm_summary
+
+    article = seeds[0]
+    real = "Qaani met with leaders of the Coordination Framework"
+    bullet = {"text": "Qaani met Coordination Framework leaders.",
+              "quotes": [{"source": "S1", "quote": real}]}
+    invented = {"text": "A pact was signed.",
+                "quotes": [{"source": "S1", "quote": "Qaani signed a defence pact"}]}
+    groups = {article.id: [passage_of(article)]}
+
+    def summarise(headline: str, bullets: list[dict[str, Any]]) -> str:
+        openai_server.queue(Reply.json({"headline": headline, "bullets": bullets,
+                                        "disagreements": []}))
+        return llm_summary(_llm(openai_server), groups, {article.id: article},  # type: ignore[arg-type]
+                           bullets=3, max_words=None, focus=None, query=None,
+                           window=16000).headline
+
+    assert summarise("Qaani meets Coordination Framework leaders", [bullet]) == (
+        "Qaani meets Coordination Framework leaders")
+    # Unsupported: the article's title (the publisher's words), or the kept bullet.
+    assert summarise("Trump vows to end the war in Iraq", [bullet]) == (
+        article.title or bullet["text"])
+    assert summarise("Short line", [invented]) == NO_BULLETS
 
 
 def test_map_reduce_under_a_tiny_window_covers_every_article(

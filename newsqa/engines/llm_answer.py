@@ -75,6 +75,7 @@ NOT_VERIFIED = (
 )
 NOT_SHOWN = "No answer can be given: no quote from the sources shows the model's answer."
 NO_PASSAGES = "no passages were retrieved for the question"
+MODEL_ABSTAINED = "the model found no answer in the sources"
 NO_VERIFIED_CITATION = "no verified citation"
 # Tokens kept free besides the reply: message framing, the schema the lower rungs add.
 _PROMPT_MARGIN = 64
@@ -241,8 +242,9 @@ def _result(
         usage=total, reask=reask, rejected_citations=grounder.rejected,
     )
     if not draft.answerable or (is_no_answer(draft.answer) and not draft.claims):
-        reason = (draft.reason or "").strip() or "the sources do not contain the answer"
-        return Answer(answer=NOT_IN_SOURCES, answerable=False, reason=reason,
+        # Not the model's own reason: it is unchecked text, and a weak model writes its
+        # answer there ("The World Cup was won by Brazil in 2018 ...").
+        return Answer(answer=NOT_IN_SOURCES, answerable=False, reason=MODEL_ABSTAINED,
                       **{**common, "rejected_citations": []})
     if not grounder.sentences:
         return Answer(answer=NOT_VERIFIED, answerable=False, reason=NO_VERIFIED_CITATION, **common)
@@ -260,8 +262,7 @@ def _result(
                      "by newsqa: the model's own quotes failed")
     direct = grounder.direct(draft.answer)
     if direct is None and not is_no_answer(draft.answer):
-        withheld = (f"the short answer {draft.answer.strip()[:80]!r} left out: the kept "
-                    "claims' quotes do not show it")
+        withheld = "the model's short answer left out: the kept claims' quotes do not show it"
         if _must_show(draft.answer):
             return Answer(answer=NOT_SHOWN, answerable=False, reason=withheld, **common)
         notes.append(withheld)

@@ -21,6 +21,7 @@ from ..grounding import (
     DraftSummary,
     DraftTimeline,
     Grounder,
+    check_support,
     format_sources,
 )
 from ..models import (
@@ -266,9 +267,30 @@ def _verified_summary(
         # A disagreement needs both sides: one verified quote is only a claim.
         if bullet is not None and len({c.article_id for c in bullet.citations}) >= 2:
             disagreements.append(bullet)
-    summary = Summary(headline=clean_text(draft.headline) or "Summary", bullets=bullets,
-                      disagreements=disagreements, mode="llm")
+    summary = Summary(headline=_checked_headline(clean_text(draft.headline), bullets, articles),
+                      bullets=bullets, disagreements=disagreements, mode="llm")
     return summary, grounder.rejected
+
+
+NO_BULLETS = "No verified summary: every bullet the model wrote was left out"
+
+
+def _checked_headline(
+    headline: str, bullets: Sequence[Bullet], articles: Mapping[str, Article]
+) -> str:
+    """The model's headline when the kept bullets' quotes support it, else the title of the
+    first kept bullet's article (the publisher's words): a headline is a claim too, and one
+    about a war the articles never mention ("US President Donald Trump has vowed to end the
+    war in Iraq ...") was shown over a summary whose every bullet had been left out."""
+    if not bullets:
+        return NO_BULLETS
+    cited = {c.article_id for b in bullets for c in b.citations}
+    about = [f"{a.title} {a.source}" for i, a in articles.items() if i in cited]
+    quotes = [c.quote for b in bullets for c in b.citations]
+    if headline and check_support(headline, quotes, about=about).supported:
+        return headline
+    first = articles.get(bullets[0].citations[0].article_id) if bullets[0].citations else None
+    return first.title if first is not None and first.title else trim_words(bullets[0].text, 20)
 
 
 def _verified_bullet(item: DraftBullet | DraftEvent, grounder: Grounder) -> Bullet | None:
