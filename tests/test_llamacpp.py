@@ -348,6 +348,17 @@ def test_local_from_settings(tmp_path: Path) -> None:
     assert qa.llm.context_window == 2048
 
 
+def test_local_without_a_context_window_reads_the_trained_one(tmp_path: Path) -> None:
+    """A new user's `NEWSQA_LLM=local:smollm2` failed: "'Llama' object has no attribute
+    'n_ctx_train'" (the tests always gave a window)."""
+    from newsqa import NewsQA
+    from newsqa.engines.local import DEFAULT_CONTEXT
+
+    qa = NewsQA(db=tmp_path / "db", llm="local:smollm2")
+
+    assert qa.llm is not None and qa.llm.context_window == DEFAULT_CONTEXT  # 8192 trained
+
+
 def test_local_model_path_errors(tmp_path: Path) -> None:
     from newsqa.engines.local import local_llm
     from newsqa.errors import ConfigError

@@ -108,10 +108,15 @@ def _context_size(llama_cpp: Any, path: Path, settings: Settings | None) -> int:
     """The settings' window, else 8192 capped by what the model was trained for."""
     if settings is not None and settings.context_window:
         return settings.context_window
-    # A vocab-only load reads the GGUF metadata without the weights.
+    # A vocab-only load reads the GGUF metadata without the weights. The trained window is
+    # "<architecture>.context_length" there (`Llama.n_ctx_train()` is gone from
+    # llama-cpp-python 0.3.36, and calling it broke `local:` without a context window).
     probe = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
-    trained = int(probe.n_ctx_train())
-    probe.close()
+    try:
+        trained = next((int(v) for k, v in probe.metadata.items()
+                        if k.endswith(".context_length") and str(v).isdigit()), 0)
+    finally:
+        probe.close()
     return min(DEFAULT_CONTEXT, trained) if trained > 0 else DEFAULT_CONTEXT
 
 
@@ -370,9 +375,11 @@ def load_backend(
     settings: Settings | None = None,
     **llama_kwargs: Any,
 ) -> LlamaBackend:
-    """Load a GGUF once per process: NewsQA objects that share a model share its weights."""
+    """Load a GGUF once per process: NewsQA objects that share a model share its weights
+    (and its context window: one asking for another window gets a model of its own)."""
     path = resolve_model_path(model_path)
-    key = (str(path.resolve()), json.dumps(llama_kwargs, sort_keys=True, default=str))
+    window = settings.context_window if settings is not None else None
+    key = (str(path.resolve()), json.dumps([llama_kwargs, window], sort_keys=True, default=str))
     with _BACKENDS_LOCK:
         if key not in _BACKENDS:
             _BACKENDS[key] = _load(path, settings, llama_kwargs)
