@@ -139,7 +139,12 @@ class Article(BaseModel):
     def _aware(cls, value: dt.datetime | dt.date | None) -> dt.datetime | dt.date | None:
         # A naive datetime is ambiguous across sources; news archives are UTC by convention.
         if isinstance(value, dt.datetime) and value.tzinfo is None:
-            return value.replace(tzinfo=dt.timezone.utc)
+            value = value.replace(tzinfo=dt.timezone.utc)
+        if isinstance(value, dt.datetime):
+            try:  # stored in UTC: "0001-01-01T00:00+01:00" has no UTC time, and once
+                value.astimezone(dt.timezone.utc)  # aborted a whole ingest at the store
+            except OverflowError:
+                raise ValueError(f"{value.isoformat()} is out of range in UTC") from None
         return value
 
     @model_validator(mode="after")

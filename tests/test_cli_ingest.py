@@ -107,6 +107,45 @@ def test_bad_inputs_get_one_line_each_and_leave_the_store_intact(
         assert shown["text"] == article.text
 
 
+def test_a_date_with_no_utc_time_fails_its_record_not_the_ingest(tmp_path: Path) -> None:
+    # A new user's feed with "0001-01-01T00:00:00+01:00" aborted the whole ingest with
+    # "OverflowError: date value out of range", its valid records lost.
+    feed = tmp_path / "feed.jsonl"
+    records = [{"title": "Harbour", "text": "The harbour reopened on Monday.", "url": "u:1"},
+               {"title": "Old", "text": "A record from year one.", "url": "u:2",
+                "published_at": "0001-01-01T00:00:00+01:00"},
+               {"title": "Future", "text": "A record from the far future.", "url": "u:3",
+                "published_at": "9999-12-31T23:59:59-12:00"},
+               {"title": "Bridge", "text": "The bridge closed for repairs.", "url": "u:4"}]
+    feed.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    db = tmp_path / "db"
+    result = run("ingest", str(feed), "--db", str(db), "--json")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    report = json.loads(result.stdout)
+    assert report["added"] == 2
+    assert sorted(f["path"] for f in report["failed"]) == [f"{feed}:2", f"{feed}:3"]
+    assert all("out of range" in f["error"] for f in report["failed"])
+    listed = json.loads(run("articles", "--db", str(db), "--json").stdout)
+    assert sorted(a["title"] for a in listed) == ["Bridge", "Harbour"]
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    # `newsqa articles | head -2` printed "articles failed: BrokenPipeError" and exit 1.
+    db = str(tmp_path / "db")  # another process's: this one's index would be locked
+    command = [sys.executable, "-m", "newsqa.app.cli"]
+    subprocess.run([*command, "ingest", str(REPO / "seeds"), "--db", db], check=True,
+                   capture_output=True, timeout=300)
+    read, write = os.pipe()
+    os.close(read)  # every write now fails with EPIPE, as after `head` has quit
+    try:
+        done = subprocess.run([*command, "articles", "--db", db], stdout=write,
+                              stderr=subprocess.PIPE, timeout=120)
+    finally:
+        os.close(write)
+    assert done.returncode == 141
+    assert done.stderr.decode().strip() == ""
+
+
 def test_articles_show_and_remove(seeded: tuple[Path, Path]) -> None:
     db, folder = seeded
     listing = json.loads(run("articles", "--db", str(db), "--json").stdout)

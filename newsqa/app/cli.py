@@ -102,6 +102,9 @@ def handle_errors(func: F) -> F:
         except KeyboardInterrupt:
             click.echo("newsqa: interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:  # `newsqa articles | head`: the reader has all it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)  # as a shell reports a process ended by SIGPIPE
         except Exception as exc:
             debugging = _debugging()
             if debugging:
