@@ -126,6 +126,29 @@ def test_changed_article_replaces_chunks_leaving_no_orphans(
     assert report.chunks == len(stored_chunk_ids(index)) > 2
 
 
+def test_an_article_whose_chunks_went_missing_is_written_again_by_the_next_ingest(
+    embedder: Embedder, write_stories: WriteStories, tmp_path: Path
+) -> None:
+    # Two workers writing one article's two texts to a Chroma server at once could each
+    # delete the other's chunks as stale: the manifest listed the article, no search found
+    # it, and every later ingest called it unchanged (a new user's session).
+    settings = Settings(db=tmp_path / "db")
+    index = Index(settings, embedder)
+    paths = write_stories(tmp_path / "news", [1, 2, 3], sentences=3)
+    ingest(paths, index, embedder, settings)
+    first, second, _ = load(paths)
+    index._chunks.delete(where={"article_id": first.id})  # lost on the Chroma side
+    assert index._keywords is not None
+    index._keywords.remove([second.id])  # lost in the keyword folder
+
+    report = ingest(paths, index, embedder, settings)
+    assert (report.added, report.updated, report.unchanged) == (0, 2, 1)
+    assert sorted(stored_chunk_ids(index)) == sorted(expected_chunk_ids(load(paths), settings))
+    assert sorted(index._keywords.chunk_ids()) == sorted(stored_chunk_ids(index))
+    again = ingest(paths, index, embedder, settings)
+    assert (again.updated, again.unchanged) == (0, 3)
+
+
 def test_identical_files_are_stored_once_and_reported(
     embedder: Embedder, write_stories: WriteStories, tmp_path: Path
 ) -> None:

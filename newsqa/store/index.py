@@ -530,6 +530,34 @@ class Index:
         return found
 
     @_store_errors
+    def incomplete(self, hashes: Mapping[str, str]) -> list[str]:
+        """Of these committed articles (id -> content hash), those whose chunks are not all
+        stored, in Chroma or the keyword folder.
+
+        Two ingest workers writing one article's two texts to a Chroma server at once
+        could each delete the other's chunks as stale, leaving a manifest record without
+        them: listed, never found, and "unchanged" to every later ingest (a new user's
+        session). An ingest that finds such an article unchanged writes it again.
+        """
+        wanted = list(hashes)
+        counts: dict[str, int] = {}
+        for lo in range(0, len(wanted), _PAGE):
+            got = self._manifest.get(ids=wanted[lo : lo + _PAGE], include=["metadatas"])
+            for rid, meta in zip(got["ids"], got["metadatas"] or [], strict=True):
+                if meta.get("content_hash") == hashes[rid]:
+                    counts[rid] = int(meta.get("chunks") or 0)  # type: ignore[arg-type]
+        expected = [chunk_id(a, hashes[a], i) for a, n in counts.items() for i in range(n)]
+        present: set[str] = set()
+        for lo in range(0, len(expected), _PAGE):
+            present.update(self._chunks.get(ids=expected[lo : lo + _PAGE], include=[])["ids"])
+        broken = {a for a, n in counts.items()
+                  if any(chunk_id(a, hashes[a], i) not in present for i in range(n))}
+        if self._keywords is not None:
+            live = self._keywords.counts([version(a, hashes[a]) for a in counts])
+            broken |= {a for a, n in counts.items() if live.get(version(a, hashes[a]), 0) != n}
+        return sorted(broken)
+
+    @_store_errors
     def articles(self) -> list[ArticleInfo]:
         """Committed articles, newest first (undated last), then by title."""
         infos = [e.info for e in self._entries().values()]

@@ -112,6 +112,9 @@ def ingest(
     loaded = list(_load(items, report))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="newsqa-ingest-writer") as writer:
         stored = index.article_hashes(article.id for _, article in loaded)
+        unchanged = {a.id: stored[a.id] for _, a in loaded if stored.get(a.id) == a.content_hash}
+        for article_id in index.incomplete(unchanged):  # written again, as an update
+            stored[article_id] = ""
         run = _Run(index, embedder, report, len(loaded), progress, stored, writer, batch_chunks)
         try:
             _pipeline(run, _batches(run, loaded, settings))

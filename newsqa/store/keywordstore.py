@@ -264,17 +264,21 @@ class KeywordStore:
 
     @_engine_errors
     def versions(self) -> dict[str, int]:
-        """Every version held, with its live document count (one pass over the term dictionary)."""
+        """Every version held, with its live document count (one pass over the term dictionary;
+        its doc_freq counts deleted documents until a merge drops them, so `counts`)."""
+        names = [name for name, _ in self.searcher().terms_with_prefix("version", "")]
+        return {name: n for name, n in self.counts(names).items() if n}
+
+    @_engine_errors
+    def counts(self, names: Sequence[str]) -> dict[str, int]:
+        """The live document count of each of these versions (`version`)."""
         import tantivy
 
         searcher = self.searcher()
         out: dict[str, int] = {}
-        for name, _ in searcher.terms_with_prefix("version", ""):
-            # doc_freq counts deleted documents until a merge drops them: count the live ones.
+        for name in names:
             query = tantivy.Query.term_query(self.schema, "version", name)
-            live = searcher.search(query, 1, count=True).count  # type: ignore[attr-defined]
-            if live:
-                out[name] = int(live)
+            out[name] = int(searcher.search(query, 1, count=True).count)  # type: ignore[attr-defined]
         return out
 
     @_engine_errors
