@@ -111,6 +111,21 @@ def test_possessive_and_object_pronouns_are_substituted() -> None:
     assert condense_offline("Did anyone meet her?", history) == "Did anyone meet Qaani?"
 
 
+def test_a_new_question_with_the_is_not_a_follow_up_and_acronyms_stay_whole() -> None:
+    # A new user's "What did the Pentagon say?" after questions about Qaani was asked as
+    # "... (context: Qaani, Iraq, Israeli)"; "U.S." became the names "U" and "S"; and in
+    # "what did he urge him to do?" both pronouns became Hegseth.
+    history = [Turn("Who did Qaani meet in Baghdad?", QAANI_ANSWER)]
+    assert not is_follow_up("What did the Pentagon say?")
+    assert condense_offline("What did the Pentagon say?", history) == "What did the Pentagon say?"
+    assert named_entities("What did the U.S. Army say?") == ["U.S. Army"]
+    army = [Turn("What did the U.S. Army say?", "The U.S. Army said troops would move.")]
+    assert condense_offline("What did he say?", army) == "What did U.S. Army say?"
+    call = [Turn("Who did Hegseth call?", HEGSETH_ANSWER)]
+    rewritten = condense_offline("And what did he urge him to do?", call)
+    assert rewritten.startswith("And what did Hegseth urge him to do?")
+
+
 def test_names_already_in_the_question_are_not_the_referent() -> None:
     history = [Turn("Who is Pete Hegseth?", HEGSETH_ANSWER)]
     rewritten = condense_offline("What did he urge al-Sudani to do?", history)

@@ -61,8 +61,8 @@ def _words(text: str) -> frozenset[str]:
 # question a follow-up rather than a new topic.
 _ANAPHORA = _words(
     """he him his himself she her hers herself it its itself they them their theirs
-    themselves this that these those there such the former the latter"""
-)
+    themselves this that these those there such former latter"""
+)  # not "the": "What did the Pentagon say?" is a new question
 _FOLLOW_UP_OPENERS = (
     "and ", "also ", "what about", "how about", "but ", "so ", "then ", "why", "when",
     "where", "how come", "what else", "anything else", "more on", "tell me more",
@@ -85,7 +85,8 @@ _STOPWORDS = _words(
 _WORD = re.compile(r"[A-Za-z][\w'’\-]*")
 # A run of capitalised words (with particles like al-/bin inside names), or an acronym.
 _ENTITY = re.compile(
-    r"(?:\b(?:al|el|bin|ibn|de|van|von)-?)?\b[A-Z][\w’'\-]*"
+    r"\b(?:[A-Z]\.){2,}(?:\s+[A-Z][\w’'\-]*)*"  # "U.S. Army": one name, not "U" and "S"
+    r"|(?:\b(?:al|el|bin|ibn|de|van|von)-?)?\b[A-Z][\w’'\-]*"
     r"(?:\s+(?:(?:al|el|bin|ibn|de|da|van|von|of|the)[\s\-])?(?:al-|el-)?[A-Z][\w’'\-]*)*"
 )
 _POSSESSIVE = re.compile(r"['’]s?$")
@@ -225,8 +226,14 @@ def _in_order(text: str, context: str) -> list[str]:
     return sorted(found, key=lambda e: text.find(e) if e in text else len(text))
 
 
+_OBJECT_PRONOUNS = frozenset({"him", "her"})
+
+
 def _substitute(question: str, subject: str) -> str:
-    """Replace singular personal pronouns by `subject` ("his" -> "Qaani's")."""
+    """Replace singular personal pronouns by `subject` ("his" -> "Qaani's"); in "What did
+    he urge him to do?" they are two people, so only the subject is."""
+    said = [m.group(0).lower() for m in _SINGULAR_PERSONAL.finditer(question)]
+    two = any(w in ("he", "she") for w in said) and any(w in _OBJECT_PRONOUNS for w in said)
 
     def replace(match: re.Match[str]) -> str:
         word = match.group(0).lower()
@@ -235,6 +242,8 @@ def _substitute(question: str, subject: str) -> str:
         possessive = word in _POSSESSIVE_PRONOUNS or (
             word == "her" and next_word.isalpha() and next_word not in _STOPWORDS
         )
+        if two and word not in ("he", "she"):
+            return match.group(0)
         if word in ("himself", "herself"):
             return subject
         return f"{subject}'s" if possessive and word != "hers" else subject
