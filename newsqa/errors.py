@@ -55,6 +55,10 @@ class IndexMissing(StoreError):
     typo in --db is an error rather than a new, empty archive that answers nothing."""
 
 
+class IndexInUse(StoreError):
+    """Another process holds the embedded index folder past NEWSQA_LOCK_TIMEOUT."""
+
+
 class ModelMismatch(StoreError):
     """The index was built with another embedding model or chunking; mixing them is garbage."""
 

@@ -48,6 +48,30 @@ def test_a_second_process_is_refused_while_the_first_holds_the_folder(
     assert NewsQA(db=db).articles() == []  # released when the holder exits
 
 
+def test_serve_on_a_folder_another_process_holds_refuses_to_start(tmp_path: Path) -> None:
+    # A new user's second `newsqa serve` said "serving on ..." and /health answered 200,
+    # then every request waited for the lock and failed with 503.
+    db = tmp_path / "db"
+    with _held(db) as holder:
+        env = {**os.environ, "NEWSQA_LOCK_TIMEOUT": "0.2"}
+        server = subprocess.Popen(
+            [sys.executable, "-m", "newsqa.app.cli", "serve", "--db", str(db), "--port", "0"],
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+        try:
+            assert server.stderr is not None
+            said = []
+            for line in server.stderr:  # until it exits, or says it serves
+                said.append(line)
+                if "serving on" in line:
+                    break
+        finally:
+            server.kill()
+            server.wait(timeout=60)
+        assert not any("serving on" in line for line in said), said
+        assert server.returncode == 1
+        assert f"in use by another process (pid {holder.pid})" in said[-1]
+
+
 def test_a_process_waiting_for_the_folder_says_so_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

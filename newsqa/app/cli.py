@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ..errors import ConfigError, IndexMissing, NewsQAError, SetupError, StoreError, shown
+from ..errors import (
+    ConfigError,
+    IndexInUse,
+    IndexMissing,
+    NewsQAError,
+    SetupError,
+    StoreError,
+    shown,
+)
 
 if TYPE_CHECKING:
     from .api import NewsQA
@@ -338,7 +346,8 @@ def eval_summ(
 @cli.command()
 @store_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: a free one, said in the URL).")
 @click.option("--api-key", envvar="NEWSQA_API_KEY", default=None,
               help="Require 'Authorization: Bearer KEY' on /v1/* (default: $NEWSQA_API_KEY).")
 @click.option("--insecure-no-auth", is_flag=True,
@@ -386,11 +395,14 @@ def _check_exposure(host: str, api_key: str | None, insecure_no_auth: bool) -> N
 
 
 def _require_index_or_warn(qa: NewsQA) -> None:
-    """A missing index stops the server before it starts; a Chroma server not reachable
-    yet does not (requests retry it), but is said."""
+    """A missing index, or an embedded one another process holds, stops the server before
+    it starts (it said it served, then answered every request 503); a Chroma server not
+    reachable yet does not (requests retry it), but is said."""
     try:
         qa.require_index()
-    except IndexMissing:
+        if not qa.settings.chroma_url:
+            qa.index  # noqa: B018  # opening the folder takes its lock
+    except (IndexMissing, IndexInUse):
         raise
     except StoreError as exc:
         click.echo(f"newsqa: warning: {one_line(str(exc))} (serving anyway; requests will "

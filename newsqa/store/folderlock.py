@@ -29,7 +29,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..errors import StoreError
+from ..errors import IndexInUse, StoreError
 
 log = logging.getLogger("newsqa.lock")
 
@@ -138,7 +138,7 @@ def _wait_for(fd: int, folder: Path, timeout: float, advice: str) -> None:
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
                 raise StoreError(f"{folder}: cannot lock the index: {exc}") from exc
         if time.monotonic() >= deadline:
-            raise StoreError(
+            raise IndexInUse(
                 f"{folder} is in use by another process ({_holder(fd)}); {advice}")
         if not said and delay >= 0.4:
             log.warning("newsqa: %s is in use by another process (%s); waiting up to %.0f s "
