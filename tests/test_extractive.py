@@ -95,6 +95,17 @@ def test_filters_that_exclude_everything_make_it_abstain(qa: NewsQA) -> None:
     assert not answer.answerable and answer.passages == []
 
 
+def test_filters_that_match_no_article_say_so(qa: NewsQA) -> None:
+    # A new user's "--source Reuterz" got "no retrieved passage matches the question".
+    for options, said in (({"sources": ["Reuterz"]}, "from 'Reuterz'"),
+                          ({"since": "2030-01-01"}, "since 2030-01-01")):
+        answer = qa.ask("How many troops were sent to Kuwait?", **options)  # type: ignore[arg-type]
+        assert not answer.answerable
+        assert answer.reason == f"no stored article matches the filters: {said}"
+        streamed = list(qa.stream("How many troops were sent to Kuwait?", **options))  # type: ignore[arg-type]
+        assert isinstance(streamed[-1], Answer) and streamed[-1].reason == answer.reason
+
+
 def test_context_sentence_counts_for_pronouns() -> None:
     text = "Qaani met the leaders. However, he warned of strikes."
     passage = Passage(chunk_id="a:0", article_id="a", text=text, start=0, end=len(text),

@@ -276,10 +276,7 @@ class NewsQA:
 
     def ask(self, question: str, **options: Unpack[SearchOptions]) -> Answer:
         """Answer with citations that are verified verbatim spans of named articles."""
-        check_question(question)
-        passages = self.search(question, **options)
-        return drain(self.engine.answer(question, passages, self.index, self.settings,
-                                        streaming=False))
+        return drain(self._answering(question, options, streaming=False))
 
     async def aask(self, question: str, **options: Unpack[SearchOptions]) -> Answer:
         """`ask` for an event loop: the same code, in a worker thread."""
@@ -287,9 +284,21 @@ class NewsQA:
 
     def stream(self, question: str, **options: Unpack[SearchOptions]) -> Iterator[str | Answer]:
         """Text deltas as the model writes them, then the final verified `Answer`."""
+        return self._answering(question, options, streaming=True)
+
+    def _answering(
+        self, question: str, options: SearchOptions, *, streaming: bool
+    ) -> Iterator[str | Answer]:
         check_question(question)
         passages = self.search(question, **options)
-        return self.engine.answer(question, passages, self.index, self.settings)
+        found = self.engine.answer(question, passages, self.index, self.settings,
+                                   streaming=streaming)
+        filters = self._filters(options.get("sources"), options.get("since"),
+                                options.get("until"))
+        if passages or not filters.active:
+            return found
+        # "--source Reuterz" said only "no retrieved passage matches the question".
+        return _with_reason(found, f"no stored article matches the filters: {filters}")
 
     def astream(
         self, question: str, **options: Unpack[SearchOptions]
@@ -356,6 +365,14 @@ class NewsQA:
         self, sources: Sequence[str] | None, since: DateLike, until: DateLike
     ) -> Filters:
         return Filters.build(sources=sources, since=since, until=until)
+
+
+def _with_reason(found: Iterator[str | Answer], reason: str) -> Iterator[str | Answer]:
+    """The same items, an abstaining `Answer` saying `reason`."""
+    for item in found:
+        if isinstance(item, Answer) and not item.answerable:
+            item = item.model_copy(update={"reason": reason})
+        yield item
 
 
 _DOCUMENT_FACTS = frozenset({"article_id", "title", "source", "published_at", "url", "origin"})

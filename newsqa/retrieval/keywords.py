@@ -110,6 +110,13 @@ class Filters:
     def active(self) -> bool:
         return bool(self.sources or self.since or self.until)
 
+    def __str__(self) -> str:
+        """As a reader would say them: "from 'Reuters', since 2025-01-01"."""
+        parts = [f"from {' or '.join(repr(s) for s in self.sources)}"] if self.sources else []
+        parts += [f"since {self.since}"] if self.since else []
+        parts += [f"until {self.until}"] if self.until else []
+        return ", ".join(parts)
+
     def where(self, sources: Sequence[str]) -> dict[str, Any] | None:
         """The Chroma `where` clause, with sources resolved to their stored spelling."""
         clauses: list[dict[str, Any]] = []
