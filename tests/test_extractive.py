@@ -99,10 +99,10 @@ def test_filters_that_match_no_article_say_so(qa: NewsQA) -> None:
     # A new user's "--source Reuterz" got "no retrieved passage matches the question".
     for options, said in (({"sources": ["Reuterz"]}, "from 'Reuterz'"),
                           ({"since": "2030-01-01"}, "since 2030-01-01")):
-        answer = qa.ask("How many troops were sent to Kuwait?", **options)  # type: ignore[arg-type]
+        answer = qa.ask("How many troops were sent to Kuwait?", **options)
         assert not answer.answerable
         assert answer.reason == f"no stored article matches the filters: {said}"
-        streamed = list(qa.stream("How many troops were sent to Kuwait?", **options))  # type: ignore[arg-type]
+        streamed = list(qa.stream("How many troops were sent to Kuwait?", **options))
         assert isinstance(streamed[-1], Answer) and streamed[-1].reason == answer.reason
 
 
