@@ -77,6 +77,20 @@ def test_a_coming_weekday_is_the_next_one() -> None:
     assert find_dates("City won on Sunday.", saturday)[0].date == dt.date(2023, 10, 22)
 
 
+def test_a_weekday_whose_clause_says_will_is_the_coming_one() -> None:
+    # A new user's timeline dated a Sunday's "On Monday, Fortnite publisher Epic Games will
+    # drag Google ..." to the Monday before, and "Come Tuesday, our eyes will be trained".
+    sunday = dt.date(2023, 11, 5)
+    assert find_dates("On Monday, Fortnite publisher Epic Games will drag Google to court.",
+                      sunday)[0].date == dt.date(2023, 11, 6)
+    assert find_dates("Come Tuesday, our eyes will be on the launch.", sunday)[
+        0].date == dt.date(2023, 11, 7)
+    assert find_dates("On Monday, he said the talks will resume.", sunday)[
+        0].date == dt.date(2023, 10, 30)
+    assert find_dates("On Monday, the court ruled against Google.", sunday)[
+        0].date == dt.date(2023, 10, 30)
+
+
 def test_explicit_dates_in_several_forms() -> None:
     text = ("Soleimani was killed on January 3, 2020; the report came out 2023-10-01, "
             "and the envoy arrived on 5 March.")

@@ -52,7 +52,7 @@ _DATE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("mdy", re.compile(rf"\b{MONTH_PATTERN}\.?\s+{_DAY}(?:,?\s+\d{{4}})?\b")),
     ("dmy", re.compile(rf"\b{_DAY}\s+(?:of\s+)?{MONTH_PATTERN}\.?(?:,?\s+\d{{4}})?\b")),
     ("weekday", re.compile(
-        rf"\b(?:(last|next|this|on|since|until|by)\s+)?({WEEKDAY_PATTERN})\b")),
+        rf"\b(?:(last|next|this|on|since|until|by|come)\s+)?({WEEKDAY_PATTERN})\b")),
     ("relative", re.compile(r"\b(yesterday|today|tomorrow|tonight|last night)\b", re.I)),
 )
 
@@ -70,14 +70,20 @@ _FORWARD = re.compile(r"\b(will|due|scheduled|expected)\b", re.I)
 # Saturday's preview) was dated the Sunday before.
 # ("ahead of" and "set to" were left out: "On Sunday, ahead of the summit, ministers met".)
 _UPCOMING = re.compile(r"\b(this weekend|upcoming)\b", re.I)
+# Or in the clause the weekday opens: "On Monday, Epic Games will drag Google to court"
+# (a Sunday's preview, dated the Monday before); not reported speech ("On Monday, he
+# said he will ...").
+_FORWARD_AFTER = re.compile(r"^\W{0,3}(?:[\w'’-]+\s+){0,5}?(?:will|is due|are due)\b", re.I)
+_REPORTED = re.compile(r"\b(said|says|told|announced|added)\b", re.I)
 
 
 def find_dates(text: str, published: dt.date | None) -> list[FoundDate]:
     """Dates a sentence states, normalised; relative ones ("on Sunday") need `published`.
 
     Weekdays resolve to the latest such day on or before publication (news reports the
-    past), unless "next" or a "will" earlier in the sentence points forward, or "this
-    Sunday", "this weekend", "upcoming" say it is the coming one.
+    past), unless "next", "come", a "will" earlier in the sentence or in the clause the
+    weekday opens points forward, or "this Sunday", "this weekend", "upcoming" say it is
+    the coming one.
     """
     found: list[FoundDate] = []
     taken: list[tuple[int, int]] = []
@@ -106,11 +112,18 @@ def _resolve(
         prefix = (match.group(1) or "").lower()
         if prefix == "this" or _UPCOMING.search(text):  # "this Sunday": today or after
             return published + dt.timedelta(days=ahead)
-        if prefix == "next" or _FORWARD.search(text[: match.start()]):
+        if prefix in ("next", "come") or _FORWARD.search(text[: match.start()]) or (
+                _points_forward(text[match.end():])):
             return published + dt.timedelta(days=ahead or 7)
         return published - dt.timedelta(days=(published.weekday() - target) % 7)
     offsets = {"yesterday": -1, "today": 0, "tonight": 0, "last night": -1, "tomorrow": 1}
     return published + dt.timedelta(days=offsets[match.group(1).lower()])
+
+
+def _points_forward(after: str) -> bool:
+    """Whether the clause after a weekday says it is still to come (see `_FORWARD_AFTER`)."""
+    found = _FORWARD_AFTER.match(after)
+    return found is not None and not _REPORTED.search(found.group())
 
 
 def _parse_explicit(expression: str, published: dt.date | None) -> dt.date | None:
