@@ -20,9 +20,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from ..errors import InputError
-from ..grounding import (
-    citation_for,
-)
+from ..grounding import citation_for, is_instruction
 from ..models import (
     Article,
     Bullet,
@@ -57,10 +55,22 @@ class Sentence:
     total: int  # sentences in the article
 
 
+# Page furniture a feed's text carries along: no fact of the story ("Please try again
+# later {{ /verifyErrors }}", "Read our privacy notice" were a new user's summary bullets).
+_FURNITURE = re.compile(
+    r"\{\{|\}\}|privacy (?:notice|policy)|terms of (?:use|service)|sign up (?:for|to)\b"
+    r"|subscribe to (?:our|the)\b|try again later|enable javascript|cookie (?:policy|settings)",
+    re.IGNORECASE)
+
+
 def article_sentences(article: Article, min_words: int = 4) -> list[Sentence]:
-    """Sentences worth showing: fragments (bylines, captions) carry no fact to summarise."""
+    """Sentences worth showing: fragments (bylines, captions) carry no fact to summarise,
+    page furniture none of the story's, and a sentence addressed to an AI ("Ignore
+    previous instructions ...") is an attack or a story about one, never a bullet."""
     kept = [(start, end) for start, end in sentence_spans(article.text)
-            if len(article.text[start:end].split()) >= min_words]
+            if len(article.text[start:end].split()) >= min_words
+            and not _FURNITURE.search(article.text[start:end])
+            and not is_instruction(article.text[start:end])]
     return [
         Sentence(article.id, s, e, article.text[s:e], i, len(kept))
         for i, (s, e) in enumerate(kept)
@@ -193,6 +203,21 @@ def mmr(
     return chosen
 
 
+_PRONOUN_OPENING = re.compile(r"^\W*(?:he|she|they|his|her|their|it|its|this|these|those)\b",
+                              re.IGNORECASE)
+
+
+def _attached(scores: np.ndarray, sentences: Sequence[Sentence]) -> np.ndarray:
+    """Scores with no sentence that opens with a pronoun: alone as a bullet, its "He"
+    reads as whoever the bullet before names ("He cautioned that ..." under a bullet
+    about Qaani was Hegseth's warning, in a new user's summary)."""
+    out = np.array(scores, dtype=np.float32, copy=True)
+    for i, sentence in enumerate(sentences):
+        if _PRONOUN_OPENING.match(sentence.text):
+            out[i] = -np.inf
+    return out
+
+
 def select_sentences(
     scores: np.ndarray, vectors: np.ndarray, k: int, weights: ExtractiveWeights
 ) -> list[int]:
@@ -218,7 +243,7 @@ def extractive_article_summary(
     vectors = _tfidf([s.text for s in sentences])
     scores = rank_sentences(sentences, vectors, weights, _focus_similarity(focus, embedder,
                                                                            sentences))
-    picked = select_sentences(scores, vectors, bullets, weights)
+    picked = select_sentences(_attached(scores, sentences), vectors, bullets, weights)
     made = _bullets_within([sentences[i] for i in picked], {article.id: article}, max_words)
     lead = range(min(3, len(sentences)))
     headline = _headline(article, sentences[max(lead, key=lambda i: scores[i])])
@@ -390,7 +415,8 @@ def extractive_multi_summary(
     if not sentences:
         return Summary(headline=f"Nothing found about {query!r}", mode="extractive")
     vectors = sentence_vectors([s.text for s in sentences], embedder)
-    scores = _relevance(query, focus, sentences, vectors, embedder, list(groups), weights)
+    scores = _attached(_relevance(query, focus, sentences, vectors, embedder, list(groups),
+                                  weights), sentences)
     picked = mmr(scores, vectors, bullets, weights.redundancy + 0.3)
     picked.sort(key=lambda i: -scores[i])
     chosen = [sentences[i] for i in picked]
@@ -463,7 +489,8 @@ def extractive_timeline(
     weights = ExtractiveWeights()
     scores = _relevance(query, None, chosen_sentences, vectors, embedder, list(groups), weights)
     scores += np.array([0.15 if d[2] == "text" else 0.0 for d in dated], dtype=np.float32)
-    picked = mmr(scores, vectors, max_events, weights.redundancy + 0.3)
+    picked = mmr(_attached(scores, chosen_sentences), vectors, max_events,
+                 weights.redundancy + 0.3)
     events = [
         TimelineEvent(
             date=dated[i][1],

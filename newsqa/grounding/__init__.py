@@ -29,11 +29,12 @@ from .drafts import (
 )
 from .grounder import Failure, Grounder, reask_message
 from .sources import format_sources, passage_for_label, source_label, unescape_quote
-from .support import check_support
+from .support import check_support, is_instruction
 
 __all__ = [
     "ClaimedQuote", "DraftAnswer", "DraftBullet", "DraftCitation", "DraftClaim", "DraftEvent",
     "DraftSummary", "DraftTimeline", "Failure", "Grounder", "QuotedSource", "check_support",
-    "citation_for", "format_sources", "is_no_answer", "is_yes_no", "locate", "passage_for_label",
+    "citation_for", "format_sources", "is_instruction", "is_no_answer", "is_yes_no", "locate",
+    "passage_for_label",
     "quotes_required", "reask_message", "source_label", "unescape_quote", "verify", "verify_one",
 ]
