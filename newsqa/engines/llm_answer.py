@@ -262,7 +262,9 @@ def _result(
                      "by newsqa: the model's own quotes failed")
     direct = grounder.direct(draft.answer)
     if direct is None and not is_no_answer(draft.answer):
-        withheld = "the model's short answer left out: the kept claims' quotes do not show it"
+        # Quoted as what was left out (as rejected quotes are listed), never as an answer.
+        withheld = (f"the short answer {draft.answer.strip()[:80]!r} left out: the kept "
+                    "claims' quotes do not show it")
         if _must_show(draft.answer):
             return Answer(answer=NOT_SHOWN, answerable=False, reason=withheld, **common)
         notes.append(withheld)
