@@ -122,6 +122,16 @@ def test_completion_has_markers_sources_and_structured_citations(client: openai.
     assert extra["rewritten_question"] == Q_MEET
 
 
+def test_the_structured_reply_carries_the_short_answer(client: openai.OpenAI) -> None:
+    # A chatbot never saw "3,000 to 3,500", which `newsqa ask --json` gives.
+    completion = client.chat.completions.create(
+        model="newsqa", messages=[{"role": "user", "content": "How many troops were sent to "
+                                                              "Kuwait?"}])
+    extra = _newsqa(completion)
+    assert extra["direct_answer"] == "3,000 to 3,500"
+    assert extra["rejected_citations"] == []
+
+
 def test_streaming_matches_the_completion_and_ends_with_citations(client: openai.OpenAI) -> None:
     messages: list[Any] = [{"role": "user", "content": Q_MEET}]
     whole = client.chat.completions.create(model="newsqa", messages=messages)

@@ -218,10 +218,12 @@ def reply_extra(answer: Answer) -> dict[str, Any]:
         "question": answer.question,
         "rewritten_question": answer.rewritten_question,
         "answerable": answer.answerable,
+        "direct_answer": answer.direct_answer,  # the short answer `ask --json` gives
         "reason": answer.reason,
         "mode": answer.mode,
         "model": answer.model,
         "citations": [c.model_dump(mode="json") for c in answer.citations],
+        "rejected_citations": [r.model_dump(mode="json") for r in answer.rejected_citations],
     }
 
 
