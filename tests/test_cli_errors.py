@@ -163,6 +163,15 @@ def test_serve_refuses_a_missing_index_instead_of_serving_an_empty_one(tmp_path:
     assert not typo.exists()
 
 
+def test_summarize_without_an_article_or_a_query_is_a_usage_error(tmp_path: Path) -> None:
+    # It exited 1, as a failure; the README says a usage error exits 2.
+    for args in ([], ["some-id", "--query", "Iran"], ["--query", "  "]):
+        result = CliRunner().invoke(cli, ["summarize", *args, "--db", str(tmp_path / "db")])
+        assert result.exit_code == 2, result.output
+        assert "exactly one of ARTICLE_ID or a non-empty --query" in result.output
+    assert not (tmp_path / "db").exists()
+
+
 # -- names with odd characters stay on their one line ------------------------------------------
 
 

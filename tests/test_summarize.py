@@ -622,6 +622,11 @@ def test_a_new_task_is_one_template_compare_runs_through_the_summary_path(
     assert_exact([c for b in compared.bullets for c in b.citations], stored)
     with pytest.raises(ConfigError, match=r"no prompt template 'contrast'; available: .*compare"):
         qa.summarize(query="Iran", template="contrast")
+    # Another task's prompt is no summary template: a new user's "--template answer" was
+    # listed, then failed on a missing placeholder.
+    with pytest.raises(ConfigError, match=r"no prompt template 'answer'; available: compare, "
+                                          r"summarize \(summary templates"):
+        qa.summarize(query="Iran", template="answer")
     offline = NewsQA(db=seeded_db, llm="extractive")
     with pytest.raises(ConfigError, match="'compare' needs an LLM"):
         offline.summarize(query="Iran", template="compare")

@@ -485,6 +485,8 @@ def summarize(article_id: str | None, query: str | None, sources: tuple[str, ...
               focus: str | None, template: str, llm: str | None, db: str | None,
               chroma_url: str | None, collection: str | None, as_json: bool) -> None:
     """Summarise one article (ARTICLE_ID) or, with --query, several; every bullet cited."""
+    if (article_id is None) == (not (query or "").strip()):  # a usage error: exit 2, as click's
+        raise click.UsageError("give exactly one of ARTICLE_ID or a non-empty --query")
     qa = open_qa(db, chroma_url, collection, llm=llm)
     summary = qa.summarize(article_id, query=query, sources=sources or None, since=since,
                            until=until, bullets=bullets, max_words=max_words, focus=focus,

@@ -53,8 +53,23 @@ def render(name: str, **values: str) -> list[dict[str, str]]:
     return messages
 
 
+# Prompts of newsqa's own tasks, and the reduce steps of summary templates: no summary
+# template a user may name (`--template answer` failed late, on a missing placeholder).
+_TASK_PROMPTS = frozenset({"answer", "condense", "timeline"})
+
+
+def summary_templates() -> list[str]:
+    """The templates `summarize --template` takes."""
+    return [n for n in available() if n not in _TASK_PROMPTS and not n.endswith("_reduce")]
+
+
 def check_template(name: str) -> None:
-    """A one-line `ConfigError` now, before any retrieval, for a template that is missing."""
+    """A one-line `ConfigError` now, before any retrieval, for a summary template that is
+    missing or is another task's prompt."""
+    if name not in summary_templates():
+        raise ConfigError(f"no prompt template {name!r}; available: "
+                          f"{', '.join(summary_templates())} (summary templates; "
+                          "CONTRIBUTING.md shows how to add one)")
     _load(name)
 
 
