@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -310,6 +311,39 @@ def test_a_writer_without_the_shared_keyword_folder_is_refused(
         "index in a shared folder: set NEWSQA_KEYWORD_DIR")
     done = ingest(path, folder=shared)
     assert done.returncode == 0 and "added 1" in done.stdout
+
+
+def test_a_process_with_another_keyword_folder_than_the_collections_is_refused(
+    chroma_server: str, tmp_path: Path
+) -> None:
+    """A new user's ingest with another NEWSQA_KEYWORD_DIR was accepted: the article reached
+    that folder and Chroma, and the processes reading the first folder never found it. The
+    first folder used with a collection is recorded by its id; any other is refused, for
+    reading too (it would be filled once, then miss every later write)."""
+    import uuid
+
+    first, other = tmp_path / "kw-first", tmp_path / "kw-other"
+    collection = f"kw{uuid.uuid4().hex[:10]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "NEWSQA_"))}
+    env.update(PYTHONPATH=str(REPO), NEWSQA_LLM="extractive")
+
+    def newsqa(*args: str, folder: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "newsqa.app.cli", *args, "--chroma-url", chroma_server,
+             "--collection", collection],
+            env={**env, "NEWSQA_KEYWORD_DIR": str(folder)}, capture_output=True, text=True,
+            timeout=300, check=False)
+
+    assert newsqa("ingest", str(SEEDS), folder=first).returncode == 0
+    for args in (("ingest", str(story_file(tmp_path))), ("articles",)):
+        refused = newsqa(*args, folder=other)
+        assert refused.returncode == 1, refused.stdout
+        assert "keeps its keyword index in another folder (first used at " in refused.stderr
+        assert str(folder_for(first, collection)) in refused.stderr
+    moved = tmp_path / "kw-moved"  # the same folder mounted elsewhere is the same folder
+    shutil.copytree(first, moved)
+    done = newsqa("ingest", str(story_file(tmp_path)), folder=moved)
+    assert done.returncode == 0 and "added 1" in done.stdout, done.stderr
 
 
 def test_a_second_writer_of_a_shared_keyword_folder_waits_then_says_who_holds_it(

@@ -331,7 +331,8 @@ class Index:
         with write_lock(path):
             store = KeywordStore.open(path)
             if self.settings.chroma_url:  # writers without the folder are refused from now on
-                self._open(self._shared_keywords_name, {"newsqa_schema": SCHEMA_VERSION})
+                shared = self._open(self._shared_keywords_name, {"newsqa_schema": SCHEMA_VERSION})
+                self._check_folder_id(shared, store)
             if store.fresh:
                 count = self._chunks.count()
                 if count:
@@ -341,6 +342,26 @@ class Index:
                 self._reconcile_keywords(store, self._entries())
                 store.mark_complete()
         return store
+
+    def _check_folder_id(self, shared: Collection, store: KeywordStore) -> None:
+        """The collection's processes share one keyword folder: the first to use one records
+        its id, and any other folder is refused. A new user's ingest with another folder was
+        accepted, and the processes reading the first one never found the article."""
+        recorded = (shared.metadata or {}).get("keyword_folder_id")
+        if store.folder_id is None or recorded == store.folder_id:
+            return
+        if recorded is None:
+            shared.modify(metadata={**(shared.metadata or {}),
+                                    "keyword_folder_id": store.folder_id,
+                                    "keyword_folder": str(store.path)})
+            return
+        first = (shared.metadata or {}).get("keyword_folder", "another folder")
+        raise ConfigError(
+            f"the collection {self.settings.collection!r} at {self.location} keeps its keyword "
+            f"index in another folder (first used at {first}), not {store.path}: set "
+            "NEWSQA_KEYWORD_DIR to that folder (if it is lost, delete the collection "
+            f"{self._shared_keywords_name!r} on the server, and a new folder is filled from "
+            "Chroma)")
 
     def _reconcile_keywords(self, store: KeywordStore, entries: dict[str, _Entry]) -> None:
         """Make the keyword index hold exactly the committed versions, each whole.

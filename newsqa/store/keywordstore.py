@@ -41,6 +41,7 @@ import json
 import logging
 import os
 import shutil
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,9 +150,12 @@ class KeywordStore:
     idle process; it costs ~30 ms a write, less than the Chroma calls it joins.
     """
 
-    def __init__(self, path: Path, *, fresh: bool) -> None:
+    def __init__(self, path: Path, *, fresh: bool, folder_id: str | None = None) -> None:
         self.path = path
         self.fresh = fresh  # created now: it holds nothing yet, whatever the store holds
+        # Names this folder wherever it is mounted: a Chroma collection records the one
+        # its processes share (Index._check_folder_id).
+        self.folder_id: str | None = folder_id or uuid.uuid4().hex
         self.schema = schema()
         self._index = _open_or_create(path, self.schema)
 
@@ -168,7 +172,16 @@ class KeywordStore:
         if fresh and path.exists():
             shutil.rmtree(path)  # a folder without its marker was never finished
         path.mkdir(parents=True, exist_ok=True)
-        return cls(path, fresh=fresh)
+        known = None if fresh else _read_folder_id(marker)
+        store = cls(path, fresh=fresh, folder_id=known)
+        if not fresh and known is None:  # a folder made before ids
+            adopted = uuid.uuid4().hex
+            try:
+                _write_marker(marker, adopted)
+                store.folder_id = adopted
+            except OSError:  # mounted read-only: its id stays unknown
+                store.folder_id = None
+        return store
 
     def mark_complete(self) -> None:
         """After the first reconcile: the folder holds every committed article from now on.
@@ -176,7 +189,8 @@ class KeywordStore:
         Until then it has no marker, and a process that dies while filling it leaves a
         folder the next `open` throws away and fills again.
         """
-        _write_marker(self.path / MARKER)
+        self.folder_id = self.folder_id or uuid.uuid4().hex
+        _write_marker(self.path / MARKER, self.folder_id)
         self.fresh = False
 
     # -- writing --------------------------------------------------------------------------
@@ -437,9 +451,18 @@ def _read_marker(marker: Path) -> int | None:
     return layout if type(layout) is int else -1
 
 
-def _write_marker(marker: Path) -> None:
+def _read_folder_id(marker: Path) -> str | None:
+    try:
+        raw = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    found = raw.get("folder_id") if isinstance(raw, dict) else None
+    return found if isinstance(found, str) and found else None
+
+
+def _write_marker(marker: Path, folder_id: str) -> None:
     tmp = marker.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"layout": LAYOUT}), encoding="utf-8")
+    tmp.write_text(json.dumps({"layout": LAYOUT, "folder_id": folder_id}), encoding="utf-8")
     os.replace(tmp, marker)
 
 
