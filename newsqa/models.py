@@ -163,6 +163,15 @@ class Article(BaseModel):
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
+def utc_day(value: dt.datetime | dt.date | None) -> dt.date | None:
+    """The calendar day a publication time falls on in UTC: the day date filters and
+    timelines use (an article stamped 23:30 at -05:00 is the next day's), shown the same
+    everywhere so `--until` never leaves out an article shown with that day."""
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.timezone.utc).date()
+    return value
+
+
 def _iso(value: dt.datetime | dt.date | None) -> str:
     return value.isoformat() if value is not None else ""
 

@@ -132,6 +132,27 @@ def test_month_and_year_filters_cover_the_whole_period() -> None:
     assert f.until == dt.date(2024, 2, 29)
 
 
+def test_filters_and_shown_dates_are_the_same_utc_day(tmp_path: Path) -> None:
+    # A new user's article stamped 2024-03-10T23:30-05:00 was shown dated 2024-03-10 but
+    # left out by --until 2024-03-10 (filters are UTC days); "--since 2024-01-01 junk" and a
+    # time with an offset were cut to their first ten characters without a word.
+    from newsqa.app.chat import _source_line
+
+    qa = NewsQA(db=tmp_path / "db", llm="extractive")
+    late = dt.datetime(2024, 3, 10, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
+    qa.ingest([Article(title="Harbour bridge closed", source="Port Gazette", url="u:bridge",
+                       published_at=late, text="The harbour bridge closed for inspections "
+                                               "that will take three weeks, officials said.")])
+    question = "How long will inspections of the harbour bridge take?"
+    assert qa.search(question, until="2024-03-10") == []
+    found = qa.ask(question, until="2024-03-11")
+    assert found.answerable and "Port Gazette, 2024-03-11" in _source_line(1, found.citations[0])
+    assert Filters.build(since="2024-01-01T00:00:00+09:00").since == dt.date(2023, 12, 31)
+    for bad in ("2024-01-01 junk here", "2024-01-01T99:99"):
+        with pytest.raises(InputError, match="not a date"):
+            Filters.build(since=bad)
+
+
 def test_diversify_gives_other_articles_a_turn_then_fills_in_order() -> None:
     order = [0, 1, 2, 3, 4, 5]
     articles = ["a", "a", "a", "a", "b", "c"]

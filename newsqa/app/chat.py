@@ -18,7 +18,15 @@ from ..aio import in_thread, iterate_in_thread
 from ..engines.base import Engine, drain
 from ..engines.condense import Turn, condense_offline
 from ..errors import ConfigError, InputError, NewsQAError
-from ..models import Answer, Citation, SearchOptions, Usage, check_options, check_question
+from ..models import (
+    Answer,
+    Citation,
+    SearchOptions,
+    Usage,
+    check_options,
+    check_question,
+    utc_day,
+)
 from ..store.chunking import count_tokens
 
 if TYPE_CHECKING:
@@ -113,8 +121,9 @@ _SOURCES_HEAD = "\nSources:\n"
 
 def _source_line(number: int, citation: Citation) -> str:
     facts = [citation.title or citation.article_id, citation.source]
-    if citation.published_at is not None:
-        facts.append(citation.published_at.isoformat()[:10])
+    day = utc_day(citation.published_at)
+    if day is not None:
+        facts.append(day.isoformat())
     named = ", ".join(f for f in facts if f)
     return f'[{number}] {named}: "{citation.quote}"'
 

@@ -28,6 +28,7 @@ from ..models import (
     Summary,
     Timeline,
     TimelineEvent,
+    utc_day,
 )
 from ..text.dates import find_dates
 from ..text.lexical import name_terms, terms
@@ -451,10 +452,7 @@ def _relevance(
 
 
 def published_date(article: Article | Passage) -> dt.date | None:
-    value = article.published_at
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.timezone.utc).date()
-    return value
+    return utc_day(article.published_at)
 
 
 # ----------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..config import RetrievalSettings
 from ..errors import InputError
+from ..models import utc_day
 from ..text.lexical import terms, terms_many
 from ..text.sentences import sentence_spans
 from .query import SourceMatcher, matcher_for
@@ -32,14 +33,20 @@ if TYPE_CHECKING:
 
 
 def parse_date(value: dt.date | dt.datetime | str | None, what: str) -> dt.date | None:
-    """Accept dates, datetimes and ISO strings (YYYY, YYYY-MM or YYYY-MM-DD)."""
+    """Accept dates, datetimes and ISO strings (YYYY, YYYY-MM, YYYY-MM-DD or an ISO date
+    and time). Filters are whole days in UTC, as stored: a time with an offset counts for
+    its UTC day ("2024-01-01T00:00+09:00" is 2023-12-31), and anything after the date that
+    is no time is an error (it was dropped silently)."""
     if value is None or value == "":
         return None
-    if isinstance(value, dt.datetime):
-        return value.date()
     if isinstance(value, dt.date):
-        return value
+        return utc_day(value)
     text = value.strip()
+    if len(text) > 10:
+        try:
+            return utc_day(dt.datetime.fromisoformat(text))
+        except ValueError:
+            raise InputError(f"--{what}", f"not a date: {value!r} (use YYYY-MM-DD)") from None
     try:
         if len(text) == 4 and text.isdigit():
             return dt.date(int(text), 1 if what == "since" else 12, 1 if what == "since" else 31)
