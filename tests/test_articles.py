@@ -352,6 +352,42 @@ def test_stored_text_has_one_unicode_form_and_no_soft_hyphens_or_control_charact
     assert name_terms("Who is Lefe\u0300vre of Montre\u0301al?") == ["lefevr", "montreal"]
 
 
+def test_words_of_other_scripts_are_words() -> None:
+    # A new user's Chinese and Japanese articles were not found by a word of them (a clause
+    # was one term), "عمّان" was "عم" and "ان", and "भारत" was "भ" and "रत".
+    from newsqa.text.lexical import terms
+    from newsqa.text.sentences import sentence_spans
+
+    assert terms("大熊猫") == ["大熊", "熊猫"]
+    assert {"大熊", "熊猫"} <= set(terms("成都大熊猫繁育研究基地的大熊猫萌兰产下了两只幼崽"))
+    assert "気象" in terms("京都市の気象台は金曜日")
+    assert terms("عمّان") == terms("عمان") == ["عمان"]
+    assert terms("भारत की राजधानी") == ["भारत", "की", "राजधानी"]
+    assert terms("Qaani’s Sūdani café — snake_case") == ["qaani", "sudani", "cafe", "snake",
+                                                         "case"]
+    text = "大熊猫萌兰产下了两只幼崽。工作人员表示，幼崽身体健康！基地今年已有五只幼崽出生。"
+    assert len(sentence_spans(text)) == 3
+
+
+def test_an_article_in_chinese_or_arabic_is_found_by_a_word_of_it(tmp_path: Path) -> None:
+    from newsqa import NewsQA
+    from newsqa.models import Article
+
+    qa = NewsQA(db=tmp_path / "db", llm="extractive")
+    qa.ingest([
+        Article(title="成都大熊猫基地迎来双胞胎", source="新华社", url="u:panda",
+                text="成都大熊猫繁育研究基地的大熊猫萌兰产下了两只幼崽。工作人员表示，两只幼崽身体健康。"),
+        Article(title="افتتاح متحف جديد", source="وكالة", url="u:museum",
+                text="افتتح في عمّان يوم الاثنين متحف جديد للتاريخ. وقال مدير المتحف إن المتحف "
+                     "يضم ثلاثة آلاف قطعة أثرية."),
+        SEEDS,
+    ])
+    panda = qa.ask("萌兰产下了几只幼崽？")
+    assert panda.answerable and panda.citations[0].quote.startswith("成都大熊猫")
+    museum = qa.ask("متحف عمان")
+    assert museum.answerable and "عمّان" in museum.citations[0].quote
+
+
 def test_a_fifo_or_a_broken_link_is_an_error_not_a_hang(tmp_path: Path) -> None:
     # A new user's `newsqa ingest folder/fifo.txt` waited forever for a writer; inside a
     # folder, FIFOs and broken links were skipped without a word.

@@ -57,7 +57,8 @@ from . import folderlock
 if TYPE_CHECKING:
     import tantivy
 
-LAYOUT = 2  # the schema and the term analysis below; another layout is rebuilt once
+LAYOUT = 3  # the schema and the term analysis below; another layout is rebuilt once
+# (3: CJK text read as character pairs, Arabic vowel marks folded, Indic marks kept)
 FOLDER = "newsqa-keyword"
 MARKER = "newsqa-keyword.json"
 WRITER_HEAP = 32_000_000  # tantivy's per-thread indexing buffer (15 MB is its minimum)

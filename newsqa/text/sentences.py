@@ -17,7 +17,8 @@ univ assn est approx vs etc al fig no nos vol ed eds pp jan feb mar apr jun jul 
 sep sept oct nov dec mon tue tues wed thu thur thurs fri sat sun mt ft ave blvd rd
 hwy calif fla mass penn wash ariz conn ill mich minn tenn tex va wis"""
 _ABBREVIATIONS = frozenset(_ABBREVIATION_WORDS.split())
-_BOUNDARY = re.compile(r"([.!?…]+[\"'”’»)\]]*(?=\s)|\n)(\s*)(?=(\S?))")
+# Chinese and Japanese end a sentence with a full-width mark and no space after it.
+_BOUNDARY = re.compile(r"([.!?…]+[\"'”’»)\]]*(?=\s)|[。！？]+[」』”’）]*|\n)(\s*)(?=(\S?))")
 _LAST_WORD = re.compile(r"(\S+)$")
 _INITIALS = re.compile(r"(?:[^\W\d_]\.)*[^\W\d_]")  # "J", "U.S", "e.g", "a.m"
 
