@@ -138,6 +138,21 @@ def test_a_short_question_is_answered_from_the_articles_writing_its_names() -> N
     assert not dated.unnamed and dated.chosen[0].passage.article_id == "k"
 
 
+def test_a_short_questions_answer_takes_no_sentence_sharing_one_word_from_another_story(
+) -> None:
+    # A new user's "How heavy was the gryphon statue?" cited an NFL sentence's "heavy
+    # pressure" beside the statue's weight.
+    statue = _passage("s", "Gryphon statue stolen",
+                      "The bronze gryphon statue weighed 1,200 kilograms. It was stolen from "
+                      "Pemberton Square on Saturday.")
+    nfl = _passage("n", "Lions beat Bears", "Goff came under heavy pressure on third down.")
+    found = assess("How heavy was the gryphon statue?", [statue, nfl])
+    assert [c.passage.article_id for c in found.chosen] == ["s"] * len(found.chosen)
+    both = _passage("b", "Statue moved", "A second gryphon statue, just as heavy, was moved.")
+    joined = assess("How heavy was the gryphon statue?", [statue, both])
+    assert "b" in {c.passage.article_id for c in joined.chosen}  # two of its words: it joins
+
+
 def test_a_short_question_naming_what_no_article_writes_abstains_saying_so(
     qa: NewsQA,
 ) -> None:

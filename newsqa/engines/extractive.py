@@ -408,7 +408,13 @@ def choose(candidates: list[Candidate]) -> list[Candidate]:
     chosen = [best]
     covered = set(best.matched)
     total = sum(best.weights.values()) or 1.0
-    pool = [c for c in candidates[1:POOL] if c.score >= 0.4 * best.score]
+    short = len(best.weights) < MIN_TERMS
+    # A short question's answer is one story's: another article's sentence joins only
+    # when it holds two of its words ("Goff comes under heavy pressure" joined "How heavy
+    # was the gryphon statue?" by one).
+    pool = [c for c in candidates[1:POOL] if c.score >= 0.4 * best.score
+            and not (short and c.passage.article_id != best.passage.article_id
+                     and len(c.matched) < 2)]
     while len(chosen) < MAX_SENTENCES:
         gains = [
             (sum(c.weights[t] for t in c.matched - covered) / total, c.score, i)
