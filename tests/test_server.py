@@ -148,6 +148,22 @@ def test_streaming_matches_the_completion_and_ends_with_citations(client: openai
     assert len({c.id for c in chunks}) == 1
 
 
+def test_with_include_usage_every_chunk_says_usage_null_but_the_last(offline_url: str) -> None:
+    # As OpenAI streams it; a chatbot developer's raw SSE reader found the key missing.
+    def chunks(include: bool) -> list[dict[str, Any]]:
+        body = {"messages": [{"role": "user", "content": Q_MEET}], "stream": True,
+                "stream_options": {"include_usage": include}}
+        reply = httpx.post(f"{offline_url}/v1/chat/completions", json=body, timeout=120,
+                           headers={"Authorization": f"Bearer {API_KEY}"})
+        return [json.loads(line[6:]) for line in reply.text.splitlines()
+                if line.startswith("data: {")]
+
+    counted = chunks(True)
+    assert all("usage" in c and c["usage"] is None for c in counted[:-1])
+    assert counted[-1]["choices"] == [] and counted[-1]["usage"]["total_tokens"] >= 0
+    assert not any("usage" in c for c in chunks(False))
+
+
 def test_follow_up_uses_the_conversation(client: openai.OpenAI) -> None:
     first = client.chat.completions.create(
         model="newsqa", messages=[{"role": "user", "content": Q_MEET}]
@@ -303,6 +319,20 @@ def test_bad_requests_get_clear_4xx(
     error = response.json()["error"]
     assert says.lower() in error["message"].lower()
     assert error["type"] == "invalid_request_error"
+
+
+def test_a_bad_filter_names_the_request_field_not_the_cli_flag(offline_url: str) -> None:
+    # A chatbot developer's {"since": "notadate"} got "--since: not a date" and param null.
+    for stream in (False, True):
+        response = httpx.post(
+            f"{offline_url}/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": Q_MEET}], "since": "notadate",
+                  "stream": stream},
+            headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60)
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert error["param"] == "since"
+        assert error["message"].startswith("'since': not a date") and "--" not in error["message"]
 
 
 LONG_REPLIES = {

@@ -168,6 +168,12 @@ def _validation_message(exc: ValidationError) -> tuple[str, str | None]:
     return f"{where}: {first['msg']}", param
 
 
+def _request_field(exc: InputError) -> str | None:
+    """The request field an option's InputError is about ("--since" -> "since")."""
+    name = exc.where.split("/")[0].removeprefix("--")
+    return name if exc.where.startswith("--") and name in ChatRequest.model_fields else None
+
+
 def _status_for(exc: NewsQAError) -> tuple[int, str]:
     if isinstance(exc, (InputError, ValueError)):
         return 400, "invalid_request_error"
@@ -200,6 +206,9 @@ def _api_error(exc: Exception) -> APIError:
     if isinstance(exc, NewsQAError):
         status, kind = _status_for(exc)
         if status < 500:  # about the request itself: the client should read it
+            option = _request_field(exc) if isinstance(exc, InputError) else None
+            if isinstance(exc, InputError) and option is not None:  # not the CLI's "--since"
+                return APIError(status, f"'{option}': {exc.reason}", type=kind, param=option)
             return APIError(status, str(exc), type=kind)
         log.error("%s while answering: %s", type(exc).__name__, exc)
         return APIError(status, _public_message(exc), type=kind)
@@ -299,17 +308,19 @@ def completion_object(answer: Answer, model_id: str) -> dict[str, Any]:
 class _Chunks:
     """Builds the chunk objects of one streamed completion (same id and time throughout)."""
 
-    def __init__(self, model_id: str) -> None:
+    def __init__(self, model_id: str, include_usage: bool = False) -> None:
         self.base = {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion.chunk",
             "created": int(time.time()),
             "model": model_id,
         }
+        # With include_usage, OpenAI's chunks all carry "usage": null but the last.
+        self.before_usage = {"usage": None} if include_usage else {}
 
     def delta(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
         choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
-        return _sse({**self.base, "choices": [choice], **extra})
+        return _sse({**self.base, "choices": [choice], **self.before_usage, **extra})
 
     def usage(self, answer: Answer) -> str:
         return _sse({**self.base, "choices": [], "usage": _usage(answer)})
@@ -329,7 +340,7 @@ def stream_events(
     from its final answer, only the sources are appended (text already sent
     cannot be taken back).
     """
-    chunks = _Chunks(model_id)
+    chunks = _Chunks(model_id, include_usage)
     yield chunks.delta({"role": "assistant", "content": ""})
     sent = ""
     try:
