@@ -189,6 +189,31 @@ def test_one_url_with_two_texts_in_one_ingest_is_a_failure_not_a_silent_duplicat
     assert "Update:" not in index.get_article(index.articles()[0].id).text
 
 
+def test_a_later_line_of_a_feed_with_the_same_url_is_the_correction(
+    embedder: Embedder, tmp_path: Path
+) -> None:
+    # A new user's append-only feed added a corrected record under the same URL: every run
+    # failed it as "same URL ... with other text", and the old text stayed.
+    import json
+
+    settings = Settings(db=tmp_path / "db")
+    feed = tmp_path / "feed.jsonl"
+    lines = [{"title": "Harbour", "text": "The harbour reopened on Monday.", "url": "u:h"},
+             {"title": "Bridge", "text": "The bridge closed for repairs.", "url": "u:b"},
+             {"title": "Harbour", "text": "The harbour reopened on Tuesday, not Monday.",
+              "url": "u:h"}]
+    feed.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    index = Index(settings, embedder)
+
+    report = ingest([feed], index, embedder, settings)
+    assert (report.added, report.duplicates, report.failed) == (2, 1, [])
+    assert report.duplicate_of == {f"{feed}:1": f"{feed}:3"}
+    harbour = next(a for a in index.articles() if a.title == "Harbour")
+    assert "Tuesday" in index.get_article(harbour.id).text
+    again = ingest([feed], index, embedder, settings)
+    assert (again.unchanged, again.duplicates, again.failed) == (2, 1, [])
+
+
 def test_a_bad_file_is_reported_and_the_rest_go_in(
     embedder: Embedder, write_stories: WriteStories, tmp_path: Path
 ) -> None:

@@ -166,8 +166,15 @@ def _batches(
     if run.progress is not None:
         run.progress(0, run.total)
     seen: dict[str, tuple[str, str]] = {}  # article id -> (origin, content hash)
+    latest = _latest_lines(loaded)
     limit = min(FIRST_BATCH_CHUNKS, run.batch_chunks)
     for origin, article in loaded:
+        newer = latest.get((_feed_of(origin), article.id), origin)
+        if newer != origin:  # an append-only feed's correction comes later in the same file
+            run.report.duplicates += 1
+            run.report.duplicate_of[origin] = newer
+            run.tick()
+            continue
         if article.id in seen:
             first, content = seen[article.id]
             if content == article.content_hash:
@@ -185,6 +192,19 @@ def _batches(
             limit = min(limit * 2, run.batch_chunks)
     if run.pending:
         yield _take(run)
+
+
+def _feed_of(origin: str) -> str | None:
+    """The file a record came from when it is one line of a feed ("feed.jsonl:12")."""
+    path, _, line = origin.rpartition(":")
+    return path if path and line.isdigit() else None
+
+
+def _latest_lines(loaded: list[tuple[str, Article]]) -> dict[tuple[str | None, str], str]:
+    """(feed file, article id) -> the last line holding it: a feed that appends a corrected
+    record under the same URL failed on every run (the correction never stored)."""
+    return {(_feed_of(origin), article.id): origin for origin, article in loaded
+            if _feed_of(origin) is not None}
 
 
 def _take(run: _Run) -> list[_Pending]:
