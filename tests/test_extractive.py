@@ -449,6 +449,15 @@ def test_an_age_is_read_as_written_and_a_vague_count_comes_last() -> None:
     assert direct_answer("How many militants were killed?", counts) == "40"
 
 
+def test_a_figure_the_quote_denies_is_no_answer() -> None:
+    # A new user's "How many miners were injured at Vantor?" got "300" from "Reports that
+    # 300 miners were injured are false, and no miners were injured, the company said."
+    denied = ["Reports that 300 miners were injured are false, and no miners were injured."]
+    assert direct_answer("How many miners were injured?", denied) is None
+    plain = ["Officials said 300 miners were injured in the blast."]
+    assert direct_answer("How many miners were injured?", plain) == "300"
+
+
 def test_a_place_or_its_people_is_no_answer_to_who() -> None:
     # "Who was killed with Soleimani?" was answered "Iraqi"; "who was sentenced", "India".
     quotes = ["Iraqi officials said the strike hit a convoy in Iraq on Friday."]

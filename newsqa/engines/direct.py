@@ -216,6 +216,8 @@ def direct_answer(
     head = _asked(question)[0]
     spans = _measured(head) or kind
     for rank, quote in enumerate(quotes):
+        if kind == "number" and _DENIED.search(quote):
+            continue  # "Reports that 300 miners were injured are false": no figure to give
         near = _Nearness.of(quote, asked)
         for start, span in _spans(spans, quote, seen, person=person):
             key = " ".join(terms(span)) or span.lower()
@@ -245,6 +247,9 @@ def direct_answer(
     return None if names.rank(best) == 0 or names.demonym(best) else best
 
 
+# A sentence that says a figure is wrong, or that none: "... are false", "no miners were".
+_DENIED = re.compile(r"\b(?:(?:is|are|was|were) (?:false|untrue|wrong|inaccurate|incorrect)"
+                     r"|denied|not true|no \w+ (?:was|were|had|have) )", re.IGNORECASE)
 _VAGUE = frozenset("hundreds thousands dozens dozen".split())
 
 
