@@ -163,13 +163,12 @@ DENSE_MODEL = "all-MiniLM-L6-v2"  # the embedding model whose cosines DENSE and 
 
 def evidence_signals(
     question: str, passages: Sequence[Passage], chosen: Sequence[Candidate], *,
-    dense: bool, rerank: bool,
+    named: Mapping[str, set[str]], dense: bool, rerank: bool,
 ) -> Signals:
-    """The abstention rule's inputs; `dense`/`rerank`: whether those scores are calibrated."""
+    """The abstention rule's inputs; `named`: each article's names (`_names_by_article`);
+    `dense`/`rerank`: whether those scores are calibrated."""
     names = name_terms(question)
-    seen: set[str] = set()
-    for p in passages:  # as names: "bears" in "the poem bears the truth" is no "Bears"
-        seen.update(name_terms(f"{p.title}\n{p.source}\n{p.text}", first_word=True))
+    seen = set().union(*named.values())
     size = len(set(terms(question)))
     cosines = [p.scores["dense"] for p in passages if "dense" in p.scores]
     ranked = [p.scores["rerank"] for p in passages if "rerank" in p.scores]
@@ -230,7 +229,8 @@ def assess(
     if names:  # a short question is answered from articles that name what it asks about
         candidates = _naming(candidates, named, names)
     chosen = choose(candidates) if candidates else []
-    signals = evidence_signals(question, passages, chosen, dense=dense, rerank=rerank)
+    signals = evidence_signals(question, passages, chosen, named=named, dense=dense,
+                               rerank=rerank)
     model = null_model(signals)
     written = set().union(*(named[c.passage.article_id] for c in chosen))
     return Assessment(chosen, signals, model, model.probability(signals) if chosen else 1.0,
@@ -264,9 +264,14 @@ def _names_by_article(passages: Sequence[Passage]) -> dict[str, set[str]]:
     """The name terms each article's retrieved passages, title and publisher write."""
     named: dict[str, set[str]] = {}
     for p in passages:
-        named.setdefault(p.article_id, set()).update(
-            name_terms(f"{p.title}\n{p.source}\n{p.text}", first_word=True))
+        named.setdefault(p.article_id, set()).update(_written_names(p))
     return named
+
+
+def _written_names(item: Passage | Article) -> set[str]:
+    """The names a passage or article writes with its title and publisher (capitalised:
+    "bears" in "the poem bears the truth" is no "Bears")."""
+    return set(name_terms(f"{item.title}\n{item.source}\n{item.text}", first_word=True))
 
 
 def _abstain_reason(question: str, found: Assessment) -> str:
@@ -513,9 +518,7 @@ def _answer_quotes(
     names = asked_names(question)
     if found.signals.question_terms >= MIN_TERMS or not names:
         return quotes
-    naming = {i for i, a in articles.items()
-              if not set(names) - set(name_terms(f"{a.title}\n{a.source}\n{a.text}",
-                                                 first_word=True))}
+    naming = {i for i, a in articles.items() if set(names) <= _written_names(a)}
     return [q for q in quotes if any(c.quote == q and c.article_id in naming for c in citations)]
 
 
