@@ -340,6 +340,10 @@ def test_a_process_with_another_keyword_folder_than_the_collections_is_refused(
         assert refused.returncode == 1, refused.stdout
         assert "keeps its keyword index in another folder (first used at " in refused.stderr
         assert str(folder_for(first, collection)) in refused.stderr
+    # The same folder rebuilt (another layout) is still the same folder.
+    (folder_for(first, collection) / MARKER).write_text(json.dumps({"layout": LAYOUT - 1}))
+    rebuilt = newsqa("articles", folder=first)
+    assert rebuilt.returncode == 0 and "rebuilding it" in rebuilt.stderr, rebuilt.stderr
     moved = tmp_path / "kw-moved"  # the same folder mounted elsewhere is the same folder
     shutil.copytree(first, moved)
     done = newsqa("ingest", str(story_file(tmp_path)), folder=moved)

@@ -330,8 +330,10 @@ class Index:
         path = folder_for(Path(root), self.settings.collection)
         with write_lock(path):
             store = KeywordStore.open(path)
-            if self.settings.chroma_url:  # writers without the folder are refused from now on
-                shared = self._open(self._shared_keywords_name, {"newsqa_schema": SCHEMA_VERSION})
+            # Writers without the folder are refused from now on (`_check_keyword_folder`).
+            shared = (self._open(self._shared_keywords_name, {"newsqa_schema": SCHEMA_VERSION})
+                      if self.settings.chroma_url else None)
+            if shared is not None:
                 self._check_folder_id(shared, store)
             if store.fresh:
                 count = self._chunks.count()
@@ -341,19 +343,25 @@ class Index:
                                 self.location, count)
                 self._reconcile_keywords(store, self._entries())
                 store.mark_complete()
+            if shared is not None:  # once the folder is whole: a fill cut short records nothing
+                self._record_folder_id(shared, store)
         return store
+
+    @staticmethod
+    def _record_folder_id(shared: Collection, store: KeywordStore) -> None:
+        """The first folder used with the collection, its id and where it was."""
+        metadata = dict(shared.metadata or {})
+        if store.folder_id is not None and metadata.get("keyword_folder_id") is None:
+            shared.modify(metadata={**metadata, "keyword_folder_id": store.folder_id,
+                                    "keyword_folder": str(store.path)})
 
     def _check_folder_id(self, shared: Collection, store: KeywordStore) -> None:
         """The collection's processes share one keyword folder: the first to use one records
-        its id, and any other folder is refused. A new user's ingest with another folder was
-        accepted, and the processes reading the first one never found the article."""
+        its id (`_open_keywords`), and any other folder is refused. A new user's ingest with
+        another folder was accepted, and the processes reading the first one never found
+        the article."""
         recorded = (shared.metadata or {}).get("keyword_folder_id")
-        if store.folder_id is None or recorded == store.folder_id:
-            return
-        if recorded is None:
-            shared.modify(metadata={**(shared.metadata or {}),
-                                    "keyword_folder_id": store.folder_id,
-                                    "keyword_folder": str(store.path)})
+        if store.folder_id is None or recorded is None or recorded == store.folder_id:
             return
         first = (shared.metadata or {}).get("keyword_folder", "another folder")
         raise ConfigError(

@@ -155,8 +155,8 @@ class KeywordStore:
         self.path = path
         self.fresh = fresh  # created now: it holds nothing yet, whatever the store holds
         # Names this folder wherever it is mounted: a Chroma collection records the one
-        # its processes share (Index._check_folder_id).
-        self.folder_id: str | None = folder_id or uuid.uuid4().hex
+        # its processes share (Index._check_folder_id). None: unknown (`_folder_id`).
+        self.folder_id = folder_id
         self.schema = schema()
         self._index = _open_or_create(path, self.schema)
 
@@ -173,16 +173,7 @@ class KeywordStore:
         if fresh and path.exists():
             shutil.rmtree(path)  # a folder without its marker was never finished
         path.mkdir(parents=True, exist_ok=True)
-        known = None if fresh else _read_folder_id(marker)
-        store = cls(path, fresh=fresh, folder_id=known)
-        if not fresh and known is None:  # a folder made before ids
-            adopted = uuid.uuid4().hex
-            try:
-                _write_marker(marker, adopted)
-                store.folder_id = adopted
-            except OSError:  # mounted read-only: its id stays unknown
-                store.folder_id = None
-        return store
+        return cls(path, fresh=fresh, folder_id=_folder_id(path))
 
     def mark_complete(self) -> None:
         """After the first reconcile: the folder holds every committed article from now on.
@@ -190,8 +181,7 @@ class KeywordStore:
         Until then it has no marker, and a process that dies while filling it leaves a
         folder the next `open` throws away and fills again.
         """
-        self.folder_id = self.folder_id or uuid.uuid4().hex
-        _write_marker(self.path / MARKER, self.folder_id)
+        _write_marker(self.path / MARKER)
         self.fresh = False
 
     # -- writing --------------------------------------------------------------------------
@@ -452,19 +442,28 @@ def _read_marker(marker: Path) -> int | None:
     return layout if type(layout) is int else -1
 
 
-def _read_folder_id(marker: Path) -> str | None:
-    try:
-        raw = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    found = raw.get("folder_id") if isinstance(raw, dict) else None
-    return found if isinstance(found, str) and found else None
-
-
-def _write_marker(marker: Path, folder_id: str) -> None:
+def _write_marker(marker: Path) -> None:
     tmp = marker.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"layout": LAYOUT, "folder_id": folder_id}), encoding="utf-8")
+    tmp.write_text(json.dumps({"layout": LAYOUT}), encoding="utf-8")
     os.replace(tmp, marker)
+
+
+def _folder_id(path: Path) -> str | None:
+    """The folder's id, in a file beside it (`<collection>.id`) so that rebuilding the folder
+    (another layout, a fill a crash cut short) keeps it; made at first use. None when it
+    cannot be written: a read-only mount of a folder made before ids."""
+    file = path.with_name(f"{path.name}.id")
+    with contextlib.suppress(FileNotFoundError):
+        if found := file.read_text(encoding="utf-8").strip():
+            return found
+    made = uuid.uuid4().hex
+    try:
+        tmp = file.with_name(f"{file.name}.tmp")
+        tmp.write_text(made, encoding="utf-8")
+        os.replace(tmp, file)
+    except OSError:
+        return None
+    return made
 
 
 def _tokenised(docs: Sequence[KeywordDoc]) -> list[tuple[list[str], bool]]:
