@@ -293,9 +293,11 @@ class NewsQA:
         passages = self.search(question, **options)
         found = self.engine.answer(question, passages, self.index, self.settings,
                                    streaming=streaming)
+        if passages:
+            return found
         filters = self._filters(options.get("sources"), options.get("since"),
-                                options.get("until"))
-        if passages or not filters.active:
+                                options.get("until"))  # parsed again only when nothing came
+        if not filters.active:
             return found
         # "--source Reuterz" said only "no retrieved passage matches the question".
         return _with_reason(found, f"no stored article matches the filters: {filters}")

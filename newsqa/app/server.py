@@ -206,8 +206,7 @@ def _api_error(exc: Exception) -> APIError:
     if isinstance(exc, NewsQAError):
         status, kind = _status_for(exc)
         if status < 500:  # about the request itself: the client should read it
-            option = _request_field(exc) if isinstance(exc, InputError) else None
-            if isinstance(exc, InputError) and option is not None:  # not the CLI's "--since"
+            if isinstance(exc, InputError) and (option := _request_field(exc)):  # not "--since"
                 return APIError(status, f"'{option}': {exc.reason}", type=kind, param=option)
             return APIError(status, str(exc), type=kind)
         log.error("%s while answering: %s", type(exc).__name__, exc)

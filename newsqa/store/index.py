@@ -575,12 +575,12 @@ class Index:
             for rid, meta in zip(got["ids"], got["metadatas"] or [], strict=True):
                 if meta.get("content_hash") == hashes[rid]:
                     counts[rid] = int(meta.get("chunks") or 0)  # type: ignore[arg-type]
-        expected = [chunk_id(a, hashes[a], i) for a, n in counts.items() for i in range(n)]
+        expected = {a: [chunk_id(a, hashes[a], i) for i in range(n)] for a, n in counts.items()}
+        every = [cid for ids in expected.values() for cid in ids]
         present: set[str] = set()
-        for lo in range(0, len(expected), _PAGE):
-            present.update(self._chunks.get(ids=expected[lo : lo + _PAGE], include=[])["ids"])
-        broken = {a for a, n in counts.items()
-                  if any(chunk_id(a, hashes[a], i) not in present for i in range(n))}
+        for lo in range(0, len(every), _PAGE):
+            present.update(self._chunks.get(ids=every[lo : lo + _PAGE], include=[])["ids"])
+        broken = {a for a, ids in expected.items() if not present.issuperset(ids)}
         if self._keywords is not None:
             live = self._keywords.counts([version(a, hashes[a]) for a in counts])
             broken |= {a for a, n in counts.items() if live.get(version(a, hashes[a]), 0) != n}
